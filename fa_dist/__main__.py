@@ -1,0 +1,3 @@
+from fa_dist.cli import main
+
+main()

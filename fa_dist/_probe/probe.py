@@ -1,0 +1,212 @@
+"""Stdlib-only probe, executed BY THE TARGET INTERPRETER: ``python probe.py SECTION [ARGS]``.
+
+It prints one JSON object on stdout and never raises: failures become ``{"error": ...}``. Keep it
+runnable on Python 3.8+ with nothing but the standard library; it lives alone in this folder so that
+running it puts nothing of fa-dist's on the target's sys.path.
+
+Sections:
+  python            interpreter, platform and installed distributions (no third-party imports)
+  torch             imports torch and reports its build and the devices it sees
+  import DIST MOD.. imports torch (if present) then each module, reporting the first failure
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import sysconfig
+import traceback
+import warnings
+
+try:
+    from importlib import metadata
+except ImportError:  # pragma: no cover - Python < 3.8
+    metadata = None  # type: ignore[assignment]
+
+
+def _dist(name):
+    if metadata is None:
+        return None
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+    try:
+        location = str(dist.locate_file(""))
+    except Exception:
+        location = None
+    return {"name": name, "version": dist.version, "location": location}
+
+
+def _glibc():
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION")  # "glibc 2.36"
+    except (AttributeError, ValueError, OSError):
+        return None
+    if text and text.startswith("glibc "):
+        return text.split()[1]
+    return None
+
+
+def _abi_tag():
+    impl = sys.implementation.name
+    ver = "%d%d" % sys.version_info[:2]
+    if impl == "cpython":
+        threaded = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+        return "cp" + ver + threaded
+    if impl == "pypy":
+        return "pypy" + ver
+    return impl + ver
+
+
+def section_python(_args):
+    pip = _dist("pip")
+    torch = _dist("torch")
+    triton = _dist("triton") or _dist("pytorch-triton-rocm") or _dist("pytorch-triton")
+    return {
+        "executable": sys.executable,
+        "version": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "abi_tag": _abi_tag(),
+        "platform": sysconfig.get_platform(),
+        "machine": platform.machine(),
+        "glibc": _glibc(),
+        "prefix": sys.prefix,
+        "in_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        "pip_version": pip["version"] if pip else None,
+        "torch_dist": torch,
+        "triton_version": triton["version"] if triton else None,
+        "dists": [d for d in (_dist(n) for n in ("flash-attn", "fa-kernels")) if d],
+    }
+
+
+def _torch_triton_requirement():
+    if metadata is None:
+        return None
+    try:
+        requires = metadata.requires("torch") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for req in requires:
+        if req.replace("-", "_").startswith(("triton", "pytorch_triton")) and "extra" not in req:
+            return req.split(";")[0].strip()
+    return None
+
+
+def section_torch(_args):
+    try:
+        import torch
+    except ImportError as exc:
+        status = "missing" if getattr(exc, "name", None) == "torch" else "broken"
+        return {"status": status, "error": _error_text(exc)}
+    except Exception as exc:
+        return {"status": "broken", "error": _error_text(exc)}
+    out = {
+        "status": "ok",
+        "version": torch.__version__,
+        "location": os.path.dirname(torch.__file__),
+        "cuda": getattr(torch.version, "cuda", None),
+        "hip": getattr(torch.version, "hip", None),
+        "cxx11_abi": bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", False)),
+        "triton_requirement": _torch_triton_requirement(),
+    }
+    out.update(_torch_devices(torch))
+    try:
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:
+        cudnn = None
+    out["cudnn"] = cudnn
+    return out
+
+
+def _torch_devices(torch):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            available = bool(torch.cuda.is_available())
+            count = torch.cuda.device_count() if available else 0
+        except Exception as exc:
+            return {"cuda_available": False, "cuda_error": _error_text(exc), "devices": []}
+    messages = [str(w.message) for w in caught]
+    devices = []
+    for i in range(count):
+        try:
+            props = torch.cuda.get_device_properties(i)
+            arch = getattr(props, "gcnArchName", None) if torch.version.hip else None
+            if not arch:
+                arch = "%d.%d" % (props.major, props.minor)
+            devices.append({
+                "index": i,
+                "name": props.name,
+                "arch": arch.split(":")[0],
+                "memory_mib": int(props.total_memory // (1024 * 1024)),
+            })
+        except Exception as exc:
+            messages.append("device %d: %s" % (i, _error_text(exc)))
+    try:
+        arch_list = list(torch.cuda.get_arch_list()) if available else []
+    except Exception:
+        arch_list = []
+    return {
+        "cuda_available": available,
+        "cuda_error": "; ".join(messages) or None,
+        "devices": devices,
+        "arch_list": arch_list,
+    }
+
+
+def section_import(args):
+    """args: DIST BUILD_INFO_RELPATH MODULE... ; the build info is read WITHOUT importing anything."""
+    dist_name, build_info_path, modules = args[0], args[1], args[2:]
+    info = {"build_info": _read_build_info(dist_name, build_info_path)}
+    try:
+        import torch  # noqa: F401  - compiled extensions need libtorch loaded first
+    except Exception:
+        pass
+    for module in modules:
+        try:
+            __import__(module)
+        except BaseException as exc:
+            info.update({"status": "broken", "error": "import %s: %s" % (module, _error_text(exc))})
+            return info
+    info["status"] = "ok"
+    return info
+
+
+def _read_build_info(dist_name, relpath):
+    dist = _dist(dist_name)
+    if not dist or relpath == "-" or not dist["location"]:
+        return {}
+    path = os.path.join(dist["location"], relpath)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _error_text(exc):
+    text = "%s: %s" % (type(exc).__name__, exc)
+    return text if len(text) < 4000 else text[:4000] + "..."
+
+
+SECTIONS = {"python": section_python, "torch": section_torch, "import": section_import}
+
+
+def main(argv):
+    if not argv or argv[0] not in SECTIONS:
+        result = {"error": "usage: probe.py {%s} [ARGS]" % "|".join(SECTIONS)}
+    else:
+        try:
+            result = SECTIONS[argv[0]](argv[1:])
+        except Exception:
+            result = {"error": traceback.format_exc(limit=5)}
+    sys.stdout.write("\n" + "FA_DIST_PROBE " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

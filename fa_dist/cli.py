@@ -1,0 +1,137 @@
+"""The fa-dist command line: a thin layer over detect -> decide -> act."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from fa_dist import __version__, checks, report
+from fa_dist.detect import detect
+from fa_dist.environment import Environment
+from fa_dist.errors import ConfigError, FaDistError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console()
+err = Console(stderr=True)
+
+
+def target_options(func: F) -> F:
+    """--python and --env-file: which environment a command looks at."""
+    func = click.option(
+        "--env-file", type=click.Path(dir_okay=False, path_type=Path),
+        help="Decide from a saved snapshot (from `fa-dist detect -o F` or `doctor --json`) "
+             "instead of looking at this machine.")(func)
+    func = click.option(
+        "--python", "python", metavar="PATH",
+        help="Target interpreter whose environment is examined and changed "
+             "(default: the one running fa-dist).")(func)
+    return func
+
+
+def load_environment(python: str | None, env_file: Path | None) -> Environment:
+    if env_file is not None:
+        if python:
+            raise ConfigError("--python and --env-file exclude each other",
+                              fix="drop one: a snapshot already names its interpreter")
+        return Environment.load(env_file)
+    target = _resolve_python(python)
+    with err.status(f"detecting the environment of {target}", spinner="dots"):
+        return detect(target)
+
+
+def _resolve_python(python: str | None) -> str:
+    if not python:
+        return sys.executable
+    found = shutil.which(python) if os.sep not in python else python
+    if not found or not os.access(found, os.X_OK) or Path(found).is_dir():
+        raise ConfigError(f"--python {python}: no such executable",
+                          fix="pass the path of the target environment's python, e.g. .venv/bin/python")
+    return found
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="fa-dist")
+@click.option("--debug", is_flag=True, help="Show every command run and full tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Install FlashAttention-class kernels that match this machine, and prove they work.
+
+    Start with `fa-dist doctor`: it tells what this machine can run and how to fix what it cannot.
+    """
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@target_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the snapshot to this file instead of standard output.")
+def detect_cmd(python: str | None, env_file: Path | None, output: Path | None) -> int:
+    """Print the machine's facts as a JSON snapshot (the input of every decision).
+
+    A snapshot taken on one machine can be replayed anywhere with --env-file.
+    """
+    env = load_environment(python, env_file)
+    text = json.dumps(env.to_json(), indent=2, sort_keys=False)
+    if output:
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}")
+    else:
+        click.echo(text)
+    return 0
+
+
+detect_cmd.name = "detect"
+
+
+@cli.command()
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/doctor.md).")
+@click.option("--strict", is_flag=True, help="Fail (exit 3) on warnings too, not only on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
+def doctor(python: str | None, env_file: Path | None, as_json: bool, strict: bool,
+           verbose: bool) -> int:
+    """Diagnose the environment: what works, what is broken, and the exact fix for each.
+
+    Exit codes: 0 nothing is an error (with --strict: nor a warning), 3 something is,
+    2 bad input, 4 the target interpreter could not be probed.
+    """
+    env = load_environment(python, env_file)
+    findings = checks.run_checks(env)
+    verdict = checks.verdict(findings, strict=strict)
+    if as_json:
+        click.echo(json.dumps(report.doctor_json(env, findings, verdict), indent=2))
+    else:
+        report.print_doctor(out, env, findings, verdict, verbose=verbose)
+    return verdict.exit_code
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = cli.main(args=argv, prog_name="fa-dist", standalone_mode=False)
+    except FaDistError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.fix:
+            err.print(f"[bold]fix:[/] {exc.fix}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,167 @@
+"""Gather every fact into one Environment: the target interpreter's (through the probe) and the host's."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fa_dist import __version__, host, subproc
+from fa_dist.environment import (
+    Environment,
+    Gpu,
+    ImportStatus,
+    OsInfo,
+    PackageInfo,
+    PythonInfo,
+    TorchInfo,
+)
+from fa_dist.errors import ProbeFailed
+from fa_dist.paths import build_dir, cache_dir
+from fa_dist.versions import Arch, CudaVersion
+
+PROBE = Path(__file__).parent / "_probe" / "probe.py"
+MARKER = "FA_DIST_PROBE "
+
+# distribution -> (build-info file inside site-packages, compiled modules to import)
+KERNEL_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "flash-attn": ("-", ("flash_attn_2_cuda",)),
+    "fa-kernels": ("fa_kernels/_build_info.json", ("fa_kernels",)),
+}
+
+
+def probe(python: str, section: str, *args: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Run one probe section under ``python``; a crash or hang becomes ``{"error": ...}``."""
+    out = subproc.run([python, str(PROBE), section, *args], timeout=timeout)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith(MARKER):
+            result: dict[str, Any] = json.loads(line[len(MARKER):])
+            return result
+    return {"error": _crash_text(out)}
+
+
+def _crash_text(out: subproc.Completed) -> str:
+    if out.error:
+        return out.error
+    if out.returncode is not None and out.returncode < 0:
+        return f"killed by signal {-out.returncode} (a crash in native code)"
+    tail = (out.stderr or out.stdout).strip().splitlines()[-5:]
+    return f"exited {out.returncode}: " + " | ".join(tail)
+
+
+def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> Environment:
+    """Observe the machine and the target interpreter (default: this one)."""
+    python = python or sys.executable
+    view = host.HostView(env=dict(env if env is not None else os.environ),
+                         extra_bin=(str(Path(python).parent),))
+    unknown: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        py_f = pool.submit(probe, python, "python", timeout=60)
+        torch_f = pool.submit(probe, python, "torch")
+        host_f = {name: pool.submit(fn, view) for name, fn in _HOST_DETECTORS.items()}
+        nvcc_f = pool.submit(host.nvcc, view)
+        py = py_f.result()
+        if "error" in py:
+            raise ProbeFailed(f"cannot run the probe with {python}: {py['error']}",
+                              fix="pass --python with a working interpreter (python3.10+)")
+        pkg_f = {name: pool.submit(probe, python, "import", name, *KERNEL_DISTS[name][:1],
+                                   *KERNEL_DISTS[name][1])
+                 for name in (d["name"] for d in py["dists"])}
+        torch_raw = torch_f.result()
+        seen = {name: f.result() for name, f in host_f.items()}
+        nvcc_tool, nvcc_why, nvcc_other = nvcc_f.result()
+        packages = tuple(_package(d, pkg_f[d["name"]].result()) for d in py["dists"])
+    for name, (_, why) in seen.items():
+        if why:
+            unknown[name] = why
+    if nvcc_why:
+        unknown["nvcc"] = nvcc_why
+    torch = _torch(torch_raw, unknown)
+    return Environment(
+        fa_dist_version=__version__,
+        captured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        os=OsInfo(system=platform.system(), release=platform.release(), machine=platform.machine()),
+        python=_python(py),
+        torch=torch,
+        triton_version=py.get("triton_version"),
+        packages=packages,
+        driver=seen["driver"][0],  # type: ignore[arg-type]
+        rocm=seen["rocm"][0],  # type: ignore[arg-type]
+        nvcc=nvcc_tool,
+        nvcc_elsewhere=nvcc_other,
+        hipcc=seen["hipcc"][0],  # type: ignore[arg-type]
+        gcc=seen["gcc"][0],  # type: ignore[arg-type]
+        gxx=seen["gxx"][0],  # type: ignore[arg-type]
+        ninja=seen["ninja"][0],  # type: ignore[arg-type]
+        resources=host.resources(view, {"build": build_dir(), "cache": cache_dir(),
+                                        "tmp": Path(os.environ.get("TMPDIR", "/tmp"))}),
+        env_vars=host.relevant_env(view),
+        unknown=unknown,
+    )
+
+
+_HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]] = {
+    "driver": host.nvidia_driver,
+    "rocm": host.rocm,
+    "hipcc": host.hipcc,
+    "gcc": lambda v: host.compiler(v, "gcc", "CC"),
+    "gxx": lambda v: host.compiler(v, "g++", "CXX"),
+    "ninja": host.ninja,
+}
+
+
+def _python(raw: Mapping[str, Any]) -> PythonInfo:
+    keys = ("executable", "version", "implementation", "abi_tag", "platform", "machine", "glibc",
+            "prefix", "in_venv", "pip_version")
+    return PythonInfo(**{k: raw[k] for k in keys})
+
+
+def _torch(raw: Mapping[str, Any], unknown: dict[str, str]) -> TorchInfo:
+    if "error" in raw and "status" not in raw:  # the probe itself died: a crash on `import torch`
+        unknown["torch"] = raw["error"]
+        return TorchInfo(status=ImportStatus.BROKEN, error=raw["error"])
+    status = ImportStatus(raw["status"])
+    if status is not ImportStatus.OK:
+        return TorchInfo(status=status, error=raw.get("error"))
+    devices = tuple(
+        Gpu(index=d["index"], name=d["name"], arch=_arch(d["arch"]), memory_mib=d["memory_mib"])
+        for d in raw.get("devices", [])
+    )
+    return TorchInfo(
+        status=status,
+        version=raw["version"],
+        location=raw.get("location"),
+        cuda=CudaVersion.parse(raw["cuda"]) if raw.get("cuda") else None,
+        hip=raw.get("hip"),
+        cxx11_abi=raw.get("cxx11_abi"),
+        cuda_available=raw.get("cuda_available"),
+        cuda_error=raw.get("cuda_error"),
+        devices=devices,
+        arch_list=tuple(raw.get("arch_list", [])),
+        cudnn=raw.get("cudnn"),
+        triton_requirement=raw.get("triton_requirement"),
+    )
+
+
+def _arch(text: str) -> Arch | None:
+    try:
+        return Arch.parse(text)
+    except ValueError:
+        return None
+
+
+def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
+    if "status" not in raw:
+        return PackageInfo(name=dist["name"], version=dist["version"], location=dist["location"],
+                           import_status=ImportStatus.BROKEN, import_error=raw.get("error"))
+    return PackageInfo(
+        name=dist["name"], version=dist["version"], location=dist["location"],
+        import_status=ImportStatus(raw["status"]), import_error=raw.get("error"),
+        build_info=dict(raw.get("build_info", {})),
+    )

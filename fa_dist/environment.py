@@ -1,0 +1,178 @@
+"""The facts about one machine and one target interpreter, as one frozen value.
+
+Every fact is a value or ``None``; when it is None, ``Environment.unknown[name]`` says why it could
+not be seen. An Environment round-trips through JSON (``to_json`` / ``from_json``), so any decision
+fa-dist makes can be replayed on a saved snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from fa_dist import codec
+from fa_dist.errors import ConfigError
+from fa_dist.versions import Arch, CudaVersion
+
+SCHEMA_VERSION = 1
+
+
+class ImportStatus(Enum):
+    OK = "ok"
+    MISSING = "missing"
+    BROKEN = "broken"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PythonInfo:
+    executable: str
+    version: str
+    implementation: str
+    abi_tag: str
+    platform: str
+    machine: str
+    glibc: str | None
+    prefix: str
+    in_venv: bool
+    pip_version: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gpu:
+    index: int
+    name: str
+    arch: Arch | None
+    memory_mib: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchInfo:
+    status: ImportStatus
+    error: str | None = None
+    version: str | None = None
+    location: str | None = None
+    cuda: CudaVersion | None = None
+    hip: str | None = None
+    cxx11_abi: bool | None = None
+    cuda_available: bool | None = None
+    cuda_error: str | None = None
+    devices: tuple[Gpu, ...] = ()
+    arch_list: tuple[str, ...] = ()
+    cudnn: int | None = None
+    triton_requirement: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageInfo:
+    """An installed distribution that carries compiled kernels (flash-attn, fa-kernels)."""
+
+    name: str
+    version: str
+    location: str | None
+    import_status: ImportStatus
+    import_error: str | None = None
+    build_info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NvidiaDriver:
+    version: str
+    cuda: CudaVersion | None
+    source: str
+    gpus: tuple[Gpu, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rocm:
+    version: str | None
+    source: str
+    gfx: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tool:
+    """A program on the host: where it is, what it says its version is, and whether it works."""
+
+    path: str
+    version: str | None
+    ok: bool
+    source: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    cpus: int
+    mem_total_mib: int | None
+    mem_available_mib: int | None
+    disk_free_mib: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OsInfo:
+    system: str
+    release: str
+    machine: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    schema: int = SCHEMA_VERSION
+    fa_dist_version: str
+    captured_at: str
+    os: OsInfo
+    python: PythonInfo | None
+    torch: TorchInfo | None
+    triton_version: str | None
+    packages: tuple[PackageInfo, ...] = ()
+    driver: NvidiaDriver | None = None
+    rocm: Rocm | None = None
+    nvcc: Tool | None = None
+    nvcc_elsewhere: tuple[str, ...] = ()
+    hipcc: Tool | None = None
+    gcc: Tool | None = None
+    gxx: Tool | None = None
+    ninja: Tool | None = None
+    resources: Resources
+    env_vars: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(codec.encode(self))
+
+    @classmethod
+    def from_json(cls, data: Any) -> Environment:
+        if not isinstance(data, dict):
+            raise ConfigError("an environment snapshot must be a JSON object")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ConfigError(
+                f"snapshot schema {data.get('schema')!r} is not {SCHEMA_VERSION}",
+                fix="capture it again with this fa-dist: fa-dist detect -o FILE",
+            )
+        return codec.decode(cls, data)
+
+    @classmethod
+    def load(cls, path: Path) -> Environment:
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not JSON: {exc}") from None
+        if isinstance(data, dict) and "environment" in data:  # a `doctor --json` report
+            data = data["environment"]
+        try:
+            return cls.from_json(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", fix=exc.fix) from None
+
+    def package(self, name: str) -> PackageInfo | None:
+        return next((p for p in self.packages if p.name == name), None)
+
+    @property
+    def visible_gpus(self) -> tuple[Gpu, ...]:
+        """GPUs the target torch can use (torch's view beats the driver's: it honours CUDA_VISIBLE_DEVICES)."""
+        return self.torch.devices if self.torch else ()

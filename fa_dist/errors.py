@@ -1,0 +1,38 @@
+"""The one error hierarchy. ``main()`` catches FaDistError, prints its message and fix, exits with its code."""
+
+from __future__ import annotations
+
+
+class FaDistError(Exception):
+    """A failure fa-dist can explain. Subclasses set the exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+class ParseError(FaDistError, ValueError):
+    """Text that should name a version, arch or tag does not."""
+
+    exit_code = 2
+
+
+class ConfigError(FaDistError):
+    """Bad user input: a flag, a snapshot file, a recipe, matrix.yaml."""
+
+    exit_code = 2
+
+
+class EnvironmentBroken(FaDistError):
+    """The target environment cannot run the kernels as it stands (doctor found errors)."""
+
+    exit_code = 3
+
+
+class ProbeFailed(FaDistError):
+    """The target interpreter could not be asked about itself."""
+
+    exit_code = 4

@@ -1,0 +1,75 @@
+"""The one way fa-dist runs programs: echo at debug level, capture, time out, never raise on exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger("fa_dist")
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int | None  # None: could not start or timed out
+    stdout: str
+    stderr: str
+    error: str | None = None  # why it did not run to completion
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe_failure(self) -> str:
+        """One line for a finding's evidence: the command and how it ended."""
+        cmd = shlex.join(self.argv)
+        if self.error:
+            return f"`{cmd}`: {self.error}"
+        tail = (self.stderr or self.stdout).strip().splitlines()[-3:]
+        return f"`{cmd}` exited {self.returncode}" + (f": {' | '.join(tail)}" if tail else "")
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> Completed:
+    """Run ``argv`` and capture its output. Never raises for a missing program or a timeout."""
+    args = tuple(str(a) for a in argv)
+    log.debug("$ %s", shlex.join(args))
+    try:
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        return Completed(args, None, "", "", error="not found")
+    except PermissionError:
+        return Completed(args, None, "", "", error="not executable")
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        return Completed(args, None, out, "", error=f"timed out after {timeout:.0f}s")
+    except OSError as exc:
+        return Completed(args, None, "", "", error=exc.strerror or str(exc))
+    if proc.returncode != 0:
+        log.debug("exit %s\n%s%s", proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """shutil.which, but honouring an explicit PATH string (fixtures put fake tools first)."""
+    import shutil
+
+    return shutil.which(name, path=path if path is not None else os.environ.get("PATH"))
