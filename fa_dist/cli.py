@@ -28,21 +28,28 @@ err = Console(stderr=True)
 def target_options(func: F) -> F:
     """--python and --env-file: which environment a command looks at."""
     func = click.option(
-        "--env-file", type=click.Path(dir_okay=False, path_type=Path),
+        "--env-file",
+        type=click.Path(dir_okay=False, path_type=Path),
         help="Decide from a saved snapshot (from `fa-dist detect -o F` or `doctor --json`) "
-             "instead of looking at this machine.")(func)
+        "instead of looking at this machine.",
+    )(func)
     func = click.option(
-        "--python", "python", metavar="PATH",
+        "--python",
+        "python",
+        metavar="PATH",
         help="Target interpreter whose environment is examined and changed "
-             "(default: the one running fa-dist).")(func)
+        "(default: the one running fa-dist).",
+    )(func)
     return func
 
 
 def load_environment(python: str | None, env_file: Path | None) -> Environment:
     if env_file is not None:
         if python:
-            raise ConfigError("--python and --env-file exclude each other",
-                              fix="drop one: a snapshot already names its interpreter")
+            raise ConfigError(
+                "--python and --env-file exclude each other",
+                fix="drop one: a snapshot already names its interpreter",
+            )
         return Environment.load(env_file)
     target = _resolve_python(python)
     with err.status(f"detecting the environment of {target}", spinner="dots"):
@@ -54,8 +61,10 @@ def _resolve_python(python: str | None) -> str:
         return sys.executable
     found = shutil.which(python) if os.sep not in python else python
     if not found or not os.access(found, os.X_OK) or Path(found).is_dir():
-        raise ConfigError(f"--python {python}: no such executable",
-                          fix="pass the path of the target environment's python, e.g. .venv/bin/python")
+        raise ConfigError(
+            f"--python {python}: no such executable",
+            fix="pass the path of the target environment's python, e.g. .venv/bin/python",
+        )
     return found
 
 
@@ -69,14 +78,19 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Start with `fa-dist doctor`: it tells what this machine can run and how to fix what it cannot.
     """
     ctx.obj = {"debug": debug}
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", stream=sys.stderr
+    )
 
 
 @cli.command()
 @target_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the snapshot to this file instead of standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the snapshot to this file instead of standard output.",
+)
 def detect_cmd(python: str | None, env_file: Path | None, output: Path | None) -> int:
     """Print the machine's facts as a JSON snapshot (the input of every decision).
 
@@ -100,8 +114,9 @@ detect_cmd.name = "detect"
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/doctor.md).")
 @click.option("--strict", is_flag=True, help="Fail (exit 3) on warnings too, not only on errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
-def doctor(python: str | None, env_file: Path | None, as_json: bool, strict: bool,
-           verbose: bool) -> int:
+def doctor(
+    python: str | None, env_file: Path | None, as_json: bool, strict: bool, verbose: bool
+) -> int:
     """Diagnose the environment: what works, what is broken, and the exact fix for each.
 
     Exit codes: 0 nothing is an error (with --strict: nor a warning), 3 something is,

@@ -50,7 +50,9 @@ def _decode(tp: Any, data: Any, where: str) -> Any:
     if origin is dict:
         key_t, val_t = typing.get_args(tp)
         _expect(data, dict, where)
-        return {_decode(key_t, k, where): _decode(val_t, v, f"{where}.{k}") for k, v in data.items()}
+        return {
+            _decode(key_t, k, where): _decode(val_t, v, f"{where}.{k}") for k, v in data.items()
+        }
     if isinstance(tp, type) and hasattr(tp, "parse"):
         _expect(data, str, where)
         return tp.parse(data)
@@ -84,5 +86,5 @@ def _decode_dataclass(tp: Any, data: Any, where: str) -> Any:
 
 
 def _expect(data: Any, tp: type, where: str) -> None:
-    if tp is int and isinstance(data, bool) or not isinstance(data, tp):
+    if (tp is int and isinstance(data, bool)) or not isinstance(data, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {type(data).__name__} {data!r}")

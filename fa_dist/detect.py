@@ -41,7 +41,7 @@ def probe(python: str, section: str, *args: str, timeout: float = 120.0) -> dict
     out = subproc.run([python, str(PROBE), section, *args], timeout=timeout)
     for line in reversed(out.stdout.splitlines()):
         if line.startswith(MARKER):
-            result: dict[str, Any] = json.loads(line[len(MARKER):])
+            result: dict[str, Any] = json.loads(line[len(MARKER) :])
             return result
     return {"error": _crash_text(out)}
 
@@ -58,8 +58,9 @@ def _crash_text(out: subproc.Completed) -> str:
 def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> Environment:
     """Observe the machine and the target interpreter (default: this one)."""
     python = python or sys.executable
-    view = host.HostView(env=dict(env if env is not None else os.environ),
-                         extra_bin=(str(Path(python).parent),))
+    view = host.HostView(
+        env=dict(env if env is not None else os.environ), extra_bin=(str(Path(python).parent),)
+    )
     unknown: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=6) as pool:
         py_f = pool.submit(probe, python, "python", timeout=60)
@@ -68,11 +69,16 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         nvcc_f = pool.submit(host.nvcc, view)
         py = py_f.result()
         if "error" in py:
-            raise ProbeFailed(f"cannot run the probe with {python}: {py['error']}",
-                              fix="pass --python with a working interpreter (python3.10+)")
-        pkg_f = {name: pool.submit(probe, python, "import", name, *KERNEL_DISTS[name][:1],
-                                   *KERNEL_DISTS[name][1])
-                 for name in (d["name"] for d in py["dists"])}
+            raise ProbeFailed(
+                f"cannot run the probe with {python}: {py['error']}",
+                fix="pass --python with a working interpreter (python3.10+)",
+            )
+        pkg_f = {
+            name: pool.submit(
+                probe, python, "import", name, *KERNEL_DISTS[name][:1], *KERNEL_DISTS[name][1]
+            )
+            for name in (d["name"] for d in py["dists"])
+        }
         torch_raw = torch_f.result()
         seen = {name: f.result() for name, f in host_f.items()}
         nvcc_tool, nvcc_why, nvcc_other = nvcc_f.result()
@@ -99,8 +105,14 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         gcc=seen["gcc"][0],  # type: ignore[arg-type]
         gxx=seen["gxx"][0],  # type: ignore[arg-type]
         ninja=seen["ninja"][0],  # type: ignore[arg-type]
-        resources=host.resources(view, {"build": build_dir(), "cache": cache_dir(),
-                                        "tmp": Path(os.environ.get("TMPDIR", "/tmp"))}),
+        resources=host.resources(
+            view,
+            {
+                "build": build_dir(),
+                "cache": cache_dir(),
+                "tmp": Path(os.environ.get("TMPDIR", "/tmp")),
+            },
+        ),
         env_vars=host.relevant_env(view),
         unknown=unknown,
     )
@@ -117,8 +129,18 @@ _HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]]
 
 
 def _python(raw: Mapping[str, Any]) -> PythonInfo:
-    keys = ("executable", "version", "implementation", "abi_tag", "platform", "machine", "glibc",
-            "prefix", "in_venv", "pip_version")
+    keys = (
+        "executable",
+        "version",
+        "implementation",
+        "abi_tag",
+        "platform",
+        "machine",
+        "glibc",
+        "prefix",
+        "in_venv",
+        "pip_version",
+    )
     return PythonInfo(**{k: raw[k] for k in keys})
 
 
@@ -158,10 +180,18 @@ def _arch(text: str) -> Arch | None:
 
 def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
     if "status" not in raw:
-        return PackageInfo(name=dist["name"], version=dist["version"], location=dist["location"],
-                           import_status=ImportStatus.BROKEN, import_error=raw.get("error"))
+        return PackageInfo(
+            name=dist["name"],
+            version=dist["version"],
+            location=dist["location"],
+            import_status=ImportStatus.BROKEN,
+            import_error=raw.get("error"),
+        )
     return PackageInfo(
-        name=dist["name"], version=dist["version"], location=dist["location"],
-        import_status=ImportStatus(raw["status"]), import_error=raw.get("error"),
+        name=dist["name"],
+        version=dist["version"],
+        location=dist["location"],
+        import_status=ImportStatus(raw["status"]),
+        import_error=raw.get("error"),
         build_info=dict(raw.get("build_info", {})),
     )

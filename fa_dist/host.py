@@ -17,6 +17,7 @@ from fa_dist import parsers, subproc
 from fa_dist.environment import Gpu, NvidiaDriver, Resources, Rocm, Tool
 from fa_dist.versions import Arch, CudaVersion
 
+
 @dataclass(frozen=True)
 class HostView:
     """Where the detectors look: the PATH and environment to use, and the filesystem root."""
@@ -67,7 +68,9 @@ def nvidia_driver(view: HostView) -> tuple[NvidiaDriver | None, str | None]:
     else:
         reasons.append("nvidia-smi: not on PATH")
     if proc_version:
-        return NvidiaDriver(version=proc_version, cuda=None, source="/proc/driver/nvidia/version"), None
+        return NvidiaDriver(
+            version=proc_version, cuda=None, source="/proc/driver/nvidia/version"
+        ), None
     return None, "; ".join(reasons)
 
 
@@ -83,18 +86,26 @@ def _smi_driver(smi: str, proc_version: str | None) -> tuple[NvidiaDriver | None
         return None, "no GPU rows in its output"
     banner = subproc.run([smi], timeout=20)
     gpus = tuple(
-        Gpu(index=i, name=r.name, arch=Arch.parse(r.compute_cap) if r.compute_cap else None,
-            memory_mib=r.memory_mib)
+        Gpu(
+            index=i,
+            name=r.name,
+            arch=Arch.parse(r.compute_cap) if r.compute_cap else None,
+            memory_mib=r.memory_mib,
+        )
         for i, r in enumerate(rows)
     )
     cuda = parsers.nvidia_smi_cuda(banner.stdout) if banner.ok else None
-    return NvidiaDriver(version=proc_version or rows[0].driver, cuda=cuda, source="nvidia-smi",
-                        gpus=gpus), None
+    return NvidiaDriver(
+        version=proc_version or rows[0].driver, cuda=cuda, source="nvidia-smi", gpus=gpus
+    ), None
 
 
 class _NvmlMemory(ctypes.Structure):
-    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong),
-                ("used", ctypes.c_ulonglong)]
+    _fields_ = [
+        ("total", ctypes.c_ulonglong),
+        ("free", ctypes.c_ulonglong),
+        ("used", ctypes.c_ulonglong),
+    ]
 
 
 def _nvml_driver() -> tuple[NvidiaDriver | None, str | None]:
@@ -112,8 +123,9 @@ def _nvml_driver() -> tuple[NvidiaDriver | None, str | None]:
         cuda = None
         if nvml.nvmlSystemGetCudaDriverVersion_v2(ctypes.byref(cuda_raw)) == 0:
             cuda = CudaVersion.parse(str(cuda_raw.value))
-        return NvidiaDriver(version=buf.value.decode(), cuda=cuda, source="nvml",
-                            gpus=_nvml_gpus(nvml)), None
+        return NvidiaDriver(
+            version=buf.value.decode(), cuda=cuda, source="nvml", gpus=_nvml_gpus(nvml)
+        ), None
     finally:
         nvml.nvmlShutdown()
 
@@ -131,14 +143,22 @@ def _nvml_gpus(nvml: ctypes.CDLL) -> tuple[Gpu, ...]:
         nvml.nvmlDeviceGetName(handle, name, 96)
         cc_major, cc_minor = ctypes.c_int(), ctypes.c_int()
         arch = None
-        if nvml.nvmlDeviceGetCudaComputeCapability(
-                handle, ctypes.byref(cc_major), ctypes.byref(cc_minor)) == 0:
+        if (
+            nvml.nvmlDeviceGetCudaComputeCapability(
+                handle, ctypes.byref(cc_major), ctypes.byref(cc_minor)
+            )
+            == 0
+        ):
             arch = Arch.from_capability(cc_major.value, cc_minor.value)
         mem = _NvmlMemory()
-        memory = mem.total // (1 << 20) if nvml.nvmlDeviceGetMemoryInfo(
-            handle, ctypes.byref(mem)) == 0 else None
-        gpus.append(Gpu(index=i, name=name.value.decode(errors="replace"), arch=arch,
-                        memory_mib=memory))
+        memory = (
+            mem.total // (1 << 20)
+            if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(mem)) == 0
+            else None
+        )
+        gpus.append(
+            Gpu(index=i, name=name.value.decode(errors="replace"), arch=arch, memory_mib=memory)
+        )
     return tuple(gpus)
 
 
@@ -168,7 +188,8 @@ def _rocm_gfx(view: HostView) -> list[str]:
         if out.ok:
             return parsers.rocminfo_gfx(out.stdout)
     enumerator = view.which("rocm_agent_enumerator") or _existing(
-        view, "/opt/rocm/bin/rocm_agent_enumerator")
+        view, "/opt/rocm/bin/rocm_agent_enumerator"
+    )
     if enumerator:
         out = subproc.run([enumerator], timeout=30)
         if out.ok:
@@ -203,13 +224,21 @@ def nvcc(view: HostView) -> tuple[Tool | None, str | None, tuple[str, ...]]:
     source, chosen = candidates[0]
     if not Path(chosen).is_file():
         if source in ("CUDA_HOME", "CUDA_PATH"):
-            return None, f"{source}={view.env[source]} but {chosen} does not exist", tuple(
-                p for _, p in existing)
+            return (
+                None,
+                f"{source}={view.env[source]} but {chosen} does not exist",
+                tuple(p for _, p in existing),
+            )
         return None, "no nvcc in CUDA_HOME, CUDA_PATH, PATH or /usr/local/cuda", ()
     out = subproc.run([chosen, "--version"], timeout=30)
     version = parsers.nvcc_version(out.stdout) if out.ok else None
-    tool = Tool(path=chosen, version=str(version) if version else None, ok=out.ok and bool(version),
-                source=source, error=None if out.ok else out.describe_failure())
+    tool = Tool(
+        path=chosen,
+        version=str(version) if version else None,
+        ok=out.ok and bool(version),
+        source=source,
+        error=None if out.ok else out.describe_failure(),
+    )
     return tool, None, others
 
 
@@ -221,8 +250,13 @@ def compiler(view: HostView, name: str, env_var: str) -> tuple[Tool | None, str 
         return None, f"{chosen} not on PATH"
     out = subproc.run([path, "-dumpfullversion", "-dumpversion"], timeout=20)
     version = parsers.gcc_version(out.stdout) if out.ok else None
-    return Tool(path=path, version=version, ok=out.ok, source=env_var if env_var in view.env
-                else "PATH", error=None if out.ok else out.describe_failure()), None
+    return Tool(
+        path=path,
+        version=version,
+        ok=out.ok,
+        source=env_var if env_var in view.env else "PATH",
+        error=None if out.ok else out.describe_failure(),
+    ), None
 
 
 def hipcc(view: HostView) -> tuple[Tool | None, str | None]:
@@ -234,8 +268,13 @@ def hipcc(view: HostView) -> tuple[Tool | None, str | None]:
     for line in out.stdout.splitlines():
         if line.startswith("HIP version:"):
             version = parsers.rocm_version(line.split(":", 1)[1])
-    return Tool(path=path, version=version, ok=out.ok, source="PATH",
-                error=None if out.ok else out.describe_failure()), None
+    return Tool(
+        path=path,
+        version=version,
+        ok=out.ok,
+        source="PATH",
+        error=None if out.ok else out.describe_failure(),
+    ), None
 
 
 def ninja(view: HostView) -> tuple[Tool | None, str | None]:
@@ -244,8 +283,13 @@ def ninja(view: HostView) -> tuple[Tool | None, str | None]:
     if not path:
         return None, "ninja not on PATH (nor in the target interpreter's bin folder)"
     out = subproc.run([path, "--version"], timeout=20)
-    return Tool(path=path, version=parsers.ninja_version(out.stdout) if out.ok else None, ok=out.ok,
-                source="PATH", error=None if out.ok else out.describe_failure()), None
+    return Tool(
+        path=path,
+        version=parsers.ninja_version(out.stdout) if out.ok else None,
+        ok=out.ok,
+        source="PATH",
+        error=None if out.ok else out.describe_failure(),
+    ), None
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -266,16 +310,32 @@ def resources(view: HostView, folders: Mapping[str, Path]) -> Resources:
             disk[label] = shutil.disk_usage(probe).free // (1 << 20)
         except OSError:
             continue
-    return Resources(cpus=cpus, mem_total_mib=total, mem_available_mib=available,
-                     disk_free_mib=disk)
+    return Resources(
+        cpus=cpus, mem_total_mib=total, mem_available_mib=available, disk_free_mib=disk
+    )
 
 
 RELEVANT_ENV = (
-    "CUDA_HOME", "CUDA_PATH", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS",
-    "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "PYTORCH_ROCM_ARCH", "ROCM_PATH",
-    "HIP_VISIBLE_DEVICES", "CC", "CXX", "NVCC_PREPEND_FLAGS", "NVCC_APPEND_FLAGS",
-    "TRITON_INTERPRET", "TRITON_CACHE_DIR", "FLASH_ATTENTION_FORCE_BUILD",
-    "FLASH_ATTENTION_SKIP_CUDA_BUILD", "FLASH_ATTN_CUDA_ARCHS", "PIP_NO_BUILD_ISOLATION",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "TORCH_CUDA_ARCH_LIST",
+    "MAX_JOBS",
+    "NVCC_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "LD_LIBRARY_PATH",
+    "PYTORCH_ROCM_ARCH",
+    "ROCM_PATH",
+    "HIP_VISIBLE_DEVICES",
+    "CC",
+    "CXX",
+    "NVCC_PREPEND_FLAGS",
+    "NVCC_APPEND_FLAGS",
+    "TRITON_INTERPRET",
+    "TRITON_CACHE_DIR",
+    "FLASH_ATTENTION_FORCE_BUILD",
+    "FLASH_ATTENTION_SKIP_CUDA_BUILD",
+    "FLASH_ATTN_CUDA_ARCHS",
+    "PIP_NO_BUILD_ISOLATION",
 )
 
 

@@ -14,8 +14,13 @@ class JobPlan:
     reason: str
 
 
-def recommend(*, cpus: int, mem_available_mib: int | None, nvcc_threads: int = 2,
-              job_peak_mib: int = NVCC_JOB_PEAK_MIB) -> JobPlan:
+def recommend(
+    *,
+    cpus: int,
+    mem_available_mib: int | None,
+    nvcc_threads: int = 2,
+    job_peak_mib: int = NVCC_JOB_PEAK_MIB,
+) -> JobPlan:
     """min(cpus / nvcc_threads, available RAM / (peak per job x threads)), at least 1.
 
     Each nvcc job runs ``nvcc_threads`` device passes at once, each peaking near ``job_peak_mib``.
@@ -23,17 +28,22 @@ def recommend(*, cpus: int, mem_available_mib: int | None, nvcc_threads: int = 2
     nvcc_threads = max(1, nvcc_threads)
     by_cpu = max(1, cpus // nvcc_threads)
     if mem_available_mib is None:
-        return JobPlan(max_jobs=min(by_cpu, 2), nvcc_threads=nvcc_threads,
-                       reason="available memory unknown: 2 jobs at most to stay safe")
+        return JobPlan(
+            max_jobs=min(by_cpu, 2),
+            nvcc_threads=nvcc_threads,
+            reason="available memory unknown: 2 jobs at most to stay safe",
+        )
     by_mem = max(1, mem_available_mib // (job_peak_mib * nvcc_threads))
     jobs = min(by_cpu, by_mem)
     limit = "memory" if by_mem < by_cpu else "cores"
     return JobPlan(
         max_jobs=jobs,
         nvcc_threads=nvcc_threads,
-        reason=(f"{cpus} cores / {nvcc_threads} nvcc threads = {by_cpu}; "
-                f"{mem_available_mib / 1024:.0f} GiB free / ({job_peak_mib / 1024:.0f} GiB x "
-                f"{nvcc_threads}) = {by_mem}; limited by {limit}"),
+        reason=(
+            f"{cpus} cores / {nvcc_threads} nvcc threads = {by_cpu}; "
+            f"{mem_available_mib / 1024:.0f} GiB free / ({job_peak_mib / 1024:.0f} GiB x "
+            f"{nvcc_threads}) = {by_mem}; limited by {limit}"
+        ),
     )
 
 

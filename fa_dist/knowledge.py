@@ -125,6 +125,7 @@ def pytorch_index_for(cuda: CudaVersion) -> str:
     """PyTorch's own wheel index for one CUDA build."""
     return f"https://download.pytorch.org/whl/{cuda.tag}"
 
+
 # CUDA builds PyTorch has published indexes for (https://download.pytorch.org/whl/cuXYZ).
 # Source: pytorch.org "Get started" matrices and the index listing, 2.0 through 2.11.
 PYTORCH_CUDA_BUILDS: tuple[CudaVersion, ...] = tuple(

@@ -12,14 +12,19 @@ from fa_dist import codec
 from fa_dist.checks import Finding, Severity, Verdict
 from fa_dist.environment import Environment, Tool
 
-STYLE = {Severity.OK: "green", Severity.INFO: "cyan", Severity.WARNING: "yellow",
-         Severity.ERROR: "bold red"}
+STYLE = {
+    Severity.OK: "green",
+    Severity.INFO: "cyan",
+    Severity.WARNING: "yellow",
+    Severity.ERROR: "bold red",
+}
 DOCTOR_JSON_VERSION = 1
 
 
 def facts_table(env: Environment) -> Table:
-    table = Table(title="Environment", show_header=False, title_justify="left", box=None,
-                  padding=(0, 2))
+    table = Table(
+        title="Environment", show_header=False, title_justify="left", box=None, padding=(0, 2)
+    )
     table.add_column(style="bold")
     table.add_column()
     for label, value in facts(env):
@@ -29,14 +34,20 @@ def facts_table(env: Environment) -> Table:
 
 def facts(env: Environment) -> list[tuple[str, str]]:
     """(label, value) rows; an unknown fact shows why it is unknown."""
+
     def unknown(key: str) -> str:
         return f"unknown: {env.unknown[key]}" if key in env.unknown else "not found"
 
     rows: list[tuple[str, str]] = []
     py = env.python
     if py:
-        rows.append(("python", f"{py.version} {py.implementation} ({py.abi_tag}, {py.platform}) "
-                               f"{py.executable}" + (" [venv]" if py.in_venv else "")))
+        rows.append(
+            (
+                "python",
+                f"{py.version} {py.implementation} ({py.abi_tag}, {py.platform}) "
+                f"{py.executable}" + (" [venv]" if py.in_venv else ""),
+            )
+        )
         rows.append(("glibc", py.glibc or "none (not glibc)"))
     rows.append(("os", f"{env.os.system} {env.os.release} {env.os.machine}"))
     rows.append(("torch", _torch_row(env)))
@@ -44,22 +55,38 @@ def facts(env: Environment) -> list[tuple[str, str]]:
     for pkg in env.packages:
         rows.append((pkg.name, f"{pkg.version} (import: {pkg.import_status.value})"))
     driver = env.driver
-    rows.append(("nvidia driver", f"{driver.version}, CUDA <= {driver.cuda or '?'} (via {driver.source})"
-                 if driver else unknown("driver")))
+    rows.append(
+        (
+            "nvidia driver",
+            f"{driver.version}, CUDA <= {driver.cuda or '?'} (via {driver.source})"
+            if driver
+            else unknown("driver"),
+        )
+    )
     gpus = env.visible_gpus or (driver.gpus if driver else ())
     for gpu in gpus:
         mem = f", {gpu.memory_mib / 1024:.0f} GiB" if gpu.memory_mib else ""
         rows.append((f"gpu {gpu.index}", f"{gpu.name} ({gpu.arch or '?'}{mem})"))
     if env.rocm or "rocm" not in env.unknown:
-        rows.append(("rocm", f"{env.rocm.version} {' '.join(env.rocm.gfx)}" if env.rocm else "none"))
-    for label, tool in (("nvcc", env.nvcc), ("hipcc", env.hipcc), ("gcc", env.gcc),
-                        ("g++", env.gxx), ("ninja", env.ninja)):
+        rows.append(
+            ("rocm", f"{env.rocm.version} {' '.join(env.rocm.gfx)}" if env.rocm else "none")
+        )
+    for label, tool in (
+        ("nvcc", env.nvcc),
+        ("hipcc", env.hipcc),
+        ("gcc", env.gcc),
+        ("g++", env.gxx),
+        ("ninja", env.ninja),
+    ):
         if tool is None and label == "hipcc" and env.rocm is None:
             continue
         rows.append((label, _tool_row(tool) if tool else unknown(label.replace("g++", "gxx"))))
     res = env.resources
-    mem = (f"{res.mem_available_mib / 1024:.1f} of {res.mem_total_mib / 1024:.1f} GiB free"
-           if res.mem_total_mib and res.mem_available_mib is not None else "unknown")
+    mem = (
+        f"{res.mem_available_mib / 1024:.1f} of {res.mem_total_mib / 1024:.1f} GiB free"
+        if res.mem_total_mib and res.mem_available_mib is not None
+        else "unknown"
+    )
     rows.append(("cpus / ram", f"{res.cpus} / {mem}"))
     disk = ", ".join(f"{k} {v / 1024:.0f} GiB" for k, v in sorted(res.disk_free_mib.items()))
     rows.append(("disk free", disk or "unknown"))
@@ -74,15 +101,20 @@ def _torch_row(env: Environment) -> str:
         return "not installed"
     if torch.status.value == "broken":
         return f"BROKEN: {(torch.error or '').splitlines()[0][:120]}"
-    build = f"CUDA {torch.cuda}" if torch.cuda else (f"HIP {torch.hip}" if torch.hip else "CPU-only")
+    build = (
+        f"CUDA {torch.cuda}" if torch.cuda else (f"HIP {torch.hip}" if torch.hip else "CPU-only")
+    )
     gpu = f"{len(torch.devices)} GPU(s)" if torch.cuda_available else "no GPU available"
     return f"{torch.version} ({build}, cxx11abi={torch.cxx11_abi}, {gpu})"
 
 
 def _tool_row(tool: Tool) -> str:
     state = "" if tool.ok else f" BROKEN: {tool.error}"
-    return f"{tool.version or '?'} {tool.path}" + (f" (via {tool.source})" if tool.source not in
-                                                    ("PATH",) else "") + state
+    return (
+        f"{tool.version or '?'} {tool.path}"
+        + (f" (via {tool.source})" if tool.source not in ("PATH",) else "")
+        + state
+    )
 
 
 def findings_table(findings: list[Finding], *, verbose: bool) -> Table:
@@ -104,8 +136,9 @@ def findings_table(findings: list[Finding], *, verbose: bool) -> Table:
     return table
 
 
-def print_doctor(console: Console, env: Environment, findings: list[Finding], verdict: Verdict,
-                 *, verbose: bool) -> None:
+def print_doctor(
+    console: Console, env: Environment, findings: list[Finding], verdict: Verdict, *, verbose: bool
+) -> None:
     console.print(facts_table(env))
     console.print()
     shown = [f for f in findings if verbose or f.severity is not Severity.OK]
@@ -122,9 +155,12 @@ def doctor_json(env: Environment, findings: list[Finding], verdict: Verdict) -> 
     """The documented shape of ``fa-dist doctor --json`` (docs/doctor.md)."""
     return {
         "version": DOCTOR_JSON_VERSION,
-        "verdict": {"summary": verdict.summary, "exit_code": verdict.exit_code,
-                    "prebuilt_blockers": list(verdict.prebuilt_blockers),
-                    "source_blockers": list(verdict.source_blockers)},
+        "verdict": {
+            "summary": verdict.summary,
+            "exit_code": verdict.exit_code,
+            "prebuilt_blockers": list(verdict.prebuilt_blockers),
+            "source_blockers": list(verdict.source_blockers),
+        },
         "findings": [
             {**codec.encode(f), "blocks": sorted(r.value for r in f.blocks)} for f in findings
         ],

@@ -12,6 +12,7 @@ Sections:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -52,7 +53,7 @@ def _glibc():
 
 def _abi_tag():
     impl = sys.implementation.name
-    ver = "%d%d" % sys.version_info[:2]
+    ver = f"{sys.version_info[0]}{sys.version_info[1]}"
     if impl == "cpython":
         threaded = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
         return "cp" + ver + threaded
@@ -136,15 +137,17 @@ def _torch_devices(torch):
             props = torch.cuda.get_device_properties(i)
             arch = getattr(props, "gcnArchName", None) if torch.version.hip else None
             if not arch:
-                arch = "%d.%d" % (props.major, props.minor)
-            devices.append({
-                "index": i,
-                "name": props.name,
-                "arch": arch.split(":")[0],
-                "memory_mib": int(props.total_memory // (1024 * 1024)),
-            })
+                arch = f"{props.major}.{props.minor}"
+            devices.append(
+                {
+                    "index": i,
+                    "name": props.name,
+                    "arch": arch.split(":")[0],
+                    "memory_mib": int(props.total_memory // (1024 * 1024)),
+                }
+            )
         except Exception as exc:
-            messages.append("device %d: %s" % (i, _error_text(exc)))
+            messages.append(f"device {i}: {_error_text(exc)}")
     try:
         arch_list = list(torch.cuda.get_arch_list()) if available else []
     except Exception:
@@ -161,15 +164,13 @@ def section_import(args):
     """args: DIST BUILD_INFO_RELPATH MODULE... ; the build info is read WITHOUT importing anything."""
     dist_name, build_info_path, modules = args[0], args[1], args[2:]
     info = {"build_info": _read_build_info(dist_name, build_info_path)}
-    try:
+    with contextlib.suppress(Exception):
         import torch  # noqa: F401  - compiled extensions need libtorch loaded first
-    except Exception:
-        pass
     for module in modules:
         try:
             __import__(module)
         except BaseException as exc:
-            info.update({"status": "broken", "error": "import %s: %s" % (module, _error_text(exc))})
+            info.update({"status": "broken", "error": f"import {module}: {_error_text(exc)}"})
             return info
     info["status"] = "ok"
     return info
@@ -189,7 +190,7 @@ def _read_build_info(dist_name, relpath):
 
 
 def _error_text(exc):
-    text = "%s: %s" % (type(exc).__name__, exc)
+    text = f"{type(exc).__name__}: {exc}"
     return text if len(text) < 4000 else text[:4000] + "..."
 
 
@@ -198,7 +199,7 @@ SECTIONS = {"python": section_python, "torch": section_torch, "import": section_
 
 def main(argv):
     if not argv or argv[0] not in SECTIONS:
-        result = {"error": "usage: probe.py {%s} [ARGS]" % "|".join(SECTIONS)}
+        result = {"error": "usage: probe.py {{{}}} [ARGS]".format("|".join(SECTIONS))}
     else:
         try:
             result = SECTIONS[argv[0]](argv[1:])

@@ -1,0 +1,29 @@
+"""Developer tasks. `nox -s lint tests` is what CI runs (see .ci/run and the README)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# torch for the tests: the CPU build is enough (GPU tests are skipped without a GPU), and the
+# triton it would pin on Linux CUDA wheels gives the kernels' CPU interpreter.
+TEST_TORCH = ("torch==2.13.0", "triton==3.7.1", "numpy")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (style, imports, bugbear) and mypy --strict over fa_dist."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "--diff", "fa_dist")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole CPU test suite; GPU tests are skipped where no GPU is visible."""
+    session.install(*TEST_TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", *(session.posargs or ["-q"]), env={"NO_COLOR": "1"})
