@@ -1,0 +1,104 @@
+"""The probe, run for real by real interpreters: this one, and throwaway venvs with torch absent,
+broken or crashing, and with an installed kernel package whose extension fails to import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from fa_dist import checks
+from fa_dist.detect import detect, probe
+from fa_dist.environment import Environment, ImportStatus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    return root
+
+
+def site_packages(venv: Path) -> Path:
+    (found,) = (venv / "lib").glob("python3*/site-packages")
+    return found
+
+
+def python_of(venv: Path) -> str:
+    return str(venv / "bin" / "python")
+
+
+def test_python_section_describes_this_interpreter() -> None:
+    raw = probe(sys.executable, "python")
+    assert raw["executable"] == sys.executable
+    assert raw["abi_tag"] == f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    assert raw["platform"] == sysconfig.get_platform()
+    assert raw["in_venv"] == (sys.prefix != sys.base_prefix)
+
+
+def test_torch_section_with_torch_importable() -> None:
+    torch = pytest.importorskip("torch")
+    raw = probe(sys.executable, "torch")
+    assert raw["status"] == "ok"
+    assert raw["version"] == torch.__version__
+    assert raw["cxx11_abi"] == bool(torch._C._GLIBCXX_USE_CXX11_ABI)
+    assert raw["cuda"] == torch.version.cuda
+
+
+def test_bare_venv_has_no_torch(bare_venv: Path) -> None:
+    raw = probe(python_of(bare_venv), "torch")
+    assert raw["status"] == "missing" and "No module named 'torch'" in raw["error"]
+
+
+@pytest.fixture
+def venv_with(tmp_path: Path) -> Path:
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    return root
+
+
+def plant_module(venv: Path, name: str, body: str) -> None:
+    pkg = site_packages(venv) / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(body)
+
+
+def test_torch_that_cannot_find_libcudart_is_broken_not_a_crash(venv_with: Path) -> None:
+    plant_module(venv_with, "torch", "raise ImportError('libcudart.so.13: cannot open shared "
+                                     "object file: No such file or directory')\n")
+    env = detect(python_of(venv_with))
+    assert env.torch is not None and env.torch.status is ImportStatus.BROKEN
+    finding = next(f for f in checks.run_checks(env) if f.id == "torch-import")
+    assert finding.title == "torch fails to import (missing-cuda-lib)"
+
+
+def test_torch_that_segfaults_on_import_is_reported(venv_with: Path) -> None:
+    plant_module(venv_with, "torch", "import os\nos.abort()\n")
+    env = detect(python_of(venv_with))
+    assert env.torch is not None and env.torch.status is ImportStatus.BROKEN
+    assert "killed by signal 6" in (env.torch.error or "")
+
+
+def test_installed_kernel_package_with_failing_extension(venv_with: Path) -> None:
+    sp = site_packages(venv_with)
+    dist = sp / "fa_kernels-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fa-kernels\nVersion: 0.1.0\n")
+    plant_module(venv_with, "fa_kernels", "raise ImportError('/x/_C.so: undefined symbol: _ZN3c10')\n")
+    (sp / "fa_kernels/_build_info.json").write_text('{"torch": "2.14.1", "cuda": "13.0"}')
+    env = detect(python_of(venv_with))
+    (pkg,) = env.packages
+    assert (pkg.name, pkg.version, pkg.import_status) == ("fa-kernels", "0.1.0", ImportStatus.BROKEN)
+    assert "undefined symbol" in (pkg.import_error or "")
+    assert pkg.build_info == {"torch": "2.14.1", "cuda": "13.0"}
+
+
+def test_detect_snapshot_round_trips_through_json() -> None:
+    env = detect()
+    assert Environment.from_json(env.to_json()) == env
+    assert env.python is not None and env.python.executable == sys.executable
