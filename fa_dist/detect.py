@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +28,8 @@ from fa_dist.errors import ProbeFailed
 from fa_dist.paths import build_dir, cache_dir
 from fa_dist.versions import Arch, CudaVersion
 
+log = logging.getLogger("fa_dist")
+
 PROBE = Path(__file__).parent / "_probe" / "probe.py"
 MARKER = "FA_DIST_PROBE "
 
@@ -38,7 +42,9 @@ KERNEL_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def probe(python: str, section: str, *args: str, timeout: float = 120.0) -> dict[str, Any]:
     """Run one probe section under ``python``; a crash or hang becomes ``{"error": ...}``."""
+    started = time.perf_counter()
     out = subproc.run([python, str(PROBE), section, *args], timeout=timeout)
+    log.debug("probe %s %s: %.2fs", section, " ".join(args), time.perf_counter() - started)
     for line in reversed(out.stdout.splitlines()):
         if line.startswith(MARKER):
             result: dict[str, Any] = json.loads(line[len(MARKER) :])
@@ -145,6 +151,7 @@ def _python(raw: Mapping[str, Any]) -> PythonInfo:
 
 
 def _torch(raw: Mapping[str, Any], unknown: dict[str, str]) -> TorchInfo:
+    log.debug("torch probe timings: %s", raw.get("timings"))
     if "error" in raw and "status" not in raw:  # the probe itself died: a crash on `import torch`
         unknown["torch"] = raw["error"]
         return TorchInfo(status=ImportStatus.BROKEN, error=raw["error"])

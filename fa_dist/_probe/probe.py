@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import sysconfig
+import time
 import traceback
 import warnings
 
@@ -97,6 +98,7 @@ def _torch_triton_requirement():
 
 
 def section_torch(_args):
+    started = time.perf_counter()
     try:
         import torch
     except ImportError as exc:
@@ -113,12 +115,19 @@ def section_torch(_args):
         "cxx11_abi": bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", False)),
         "triton_requirement": _torch_triton_requirement(),
     }
+    imported = time.perf_counter()
     out.update(_torch_devices(torch))
+    devices = time.perf_counter()
     try:
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     except Exception:
         cudnn = None
     out["cudnn"] = cudnn
+    out["timings"] = {
+        "import_s": round(imported - started, 3),
+        "devices_s": round(devices - imported, 3),
+        "cudnn_s": round(time.perf_counter() - devices, 3),
+    }
     return out
 
 

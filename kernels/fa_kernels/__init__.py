@@ -1,0 +1,24 @@
+"""fa_kernels: FlashAttention-class kernels with flash_attn's public API.
+
+    from fa_kernels import flash_attn_func, rms_norm_fn, DropoutAddRMSNorm
+"""
+
+from fa_kernels.backend import available, get_backend, set_backend
+from fa_kernels.flash_attn_interface import (
+    flash_attn_func,
+    flash_attn_kvpacked_func,
+    flash_attn_qkvpacked_func,
+    flash_attn_varlen_func,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available",
+    "flash_attn_func",
+    "flash_attn_kvpacked_func",
+    "flash_attn_qkvpacked_func",
+    "flash_attn_varlen_func",
+    "get_backend",
+    "set_backend",
+]

@@ -1,0 +1,148 @@
+"""Which implementation runs a call: "triton", "cuda" (compiled extension), "reference" (plain PyTorch).
+
+"auto" (the default) takes the fastest one that supports the call on the tensors' device. The default
+can be set with ``set_backend()`` or the FA_KERNELS_BACKEND environment variable; every public op also
+takes ``backend=`` for one call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from fa_kernels import reference
+
+BACKENDS = ("auto", "triton", "cuda", "reference")
+_default = os.environ.get("FA_KERNELS_BACKEND", "auto")
+
+
+def set_backend(name: str) -> None:
+    global _default
+    _default = _validate(name)
+
+
+def get_backend() -> str:
+    return _default
+
+
+def _validate(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
+def triton_runs_on(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available() -> list[str]:
+    """Backends usable in this process, best first."""
+    found = []
+    if cuda_extension() is not None:
+        found.append("cuda")
+    try:
+        import triton  # noqa: F401
+
+        found.append("triton")
+    except ImportError:
+        pass
+    found.append("reference")
+    return found
+
+
+def cuda_extension() -> Any | None:
+    """The compiled extension, if this build has one that loads."""
+    try:
+        from fa_kernels import _C  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _C
+
+
+def resolve(name: str | None, device: torch.device) -> str:
+    name = _validate(name or _default)
+    if name != "auto":
+        if name == "triton" and not triton_runs_on(device):
+            raise RuntimeError(f"the triton backend needs a GPU tensor (got {device}) or TRITON_INTERPRET=1")
+        if name == "cuda" and cuda_extension() is None:
+            raise RuntimeError("the cuda backend is not in this build of fa_kernels (install a compiled wheel "
+                               "with `fa-dist install`)")
+        return name
+    if triton_runs_on(device) and "triton" in available():
+        return "triton"
+    return "reference"
+
+
+# -- attention ---------------------------------------------------------------------------------
+
+try:
+    from fa_kernels.triton.attention import AttnProblem as AttnCall
+except ImportError:  # triton missing: the reference backend still needs the call description
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class AttnCall:  # type: ignore[no-redef]
+        batch: int
+        nheads: int
+        nheads_k: int
+        head_dim: int
+        max_seqlen_q: int
+        max_seqlen_k: int
+        softmax_scale: float
+        causal: bool
+        window: tuple[int, int]
+        softcap: float
+        dropout_p: float
+        varlen: bool
+
+
+AttnImpl = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def attention_impl(name: str | None, device: torch.device, call: Any) -> AttnImpl:
+    chosen = resolve(name, device)
+    if chosen == "triton":
+        from fa_kernels.triton.attention import FlashAttnFunction
+
+        return FlashAttnFunction.apply  # type: ignore[no-any-return]
+    if chosen == "cuda":
+        raise NotImplementedError("the cuda attention backend is not built yet; use backend='triton'")
+    return _reference_attention
+
+
+def dropout_keep_mask(call: Any, seed: int, device: torch.device) -> torch.Tensor:
+    if triton_runs_on(device):
+        from fa_kernels.triton.attention import dropout_keep_mask as keep
+
+        return keep(call, seed, device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    shape = (call.batch, call.nheads, call.max_seqlen_q, call.max_seqlen_k)
+    return torch.rand(shape, generator=gen, device=device) >= call.dropout_p
+
+
+def _reference_attention(q, k, v, cu_q, cu_k, alibi, call, seed):  # type: ignore[no-untyped-def]
+    if cu_q is None:
+        return _reference_fixed(q, k, v, alibi, call, seed)
+    outs, lses = [], []
+    for b in range(call.batch):
+        q0, q1, k0, k1 = int(cu_q[b]), int(cu_q[b + 1]), int(cu_k[b]), int(cu_k[b + 1])
+        slopes = alibi[b] if alibi is not None and alibi.dim() == 2 else alibi
+        one = type(call)(**{**call.__dict__, "batch": 1, "max_seqlen_q": q1 - q0,
+                            "max_seqlen_k": k1 - k0, "varlen": False})
+        out, lse = _reference_fixed(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], slopes, one, seed + b)
+        outs.append(out[0])
+        lses.append(lse[0])
+    return torch.cat(outs), torch.cat(lses, dim=-1)
+
+
+def _reference_fixed(q, k, v, alibi, call, seed):  # type: ignore[no-untyped-def]
+    mask = dropout_keep_mask(call, seed, q.device) if call.dropout_p > 0 else None
+    out, lse = reference.attention(q, k, v, softmax_scale=call.softmax_scale, causal=call.causal,
+                                   window_size=call.window, softcap=call.softcap, alibi_slopes=alibi,
+                                   dropout_mask=mask, dropout_p=call.dropout_p)
+    return out.to(q.dtype), lse.detach()
