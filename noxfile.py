@@ -25,5 +25,13 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole CPU test suite; GPU tests are skipped where no GPU is visible."""
     session.install(*TEST_TORCH)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", "-e", "./kernels")
     session.run("pytest", *(session.posargs or ["-q"]), env={"NO_COLOR": "1"})
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """On a GPU machine, in its own torch environment: the GPU correctness suite, then the benchmarks."""
+    session.run("python", "-m", "pytest", "-q", "-m", "gpu", "tests/kernels", *session.posargs)
+    session.run("python", "benchmarks/bench_attention.py")
+    session.run("python", "benchmarks/bench_norm.py")

@@ -10,15 +10,20 @@ from fa_kernels.flash_attn_interface import (
     flash_attn_qkvpacked_func,
     flash_attn_varlen_func,
 )
+from fa_kernels.norm import DropoutAddRMSNorm, RMSNorm, layer_norm_fn, rms_norm_fn
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DropoutAddRMSNorm",
+    "RMSNorm",
     "available",
     "flash_attn_func",
     "flash_attn_kvpacked_func",
     "flash_attn_qkvpacked_func",
     "flash_attn_varlen_func",
     "get_backend",
+    "layer_norm_fn",
+    "rms_norm_fn",
     "set_backend",
 ]

@@ -128,3 +128,32 @@ def rms_norm(
     if bias is not None:
         y = y + bias.to(dtype)
     return y, s
+
+
+def layer_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    *,
+    residual: torch.Tensor | None = None,
+    eps: float = 1e-6,
+    dropout_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    rowscale: torch.Tensor | None = None,
+    zero_centered_weight: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`rms_norm` with mean subtraction: y = (s - mean) / std * w (+ b)."""
+    s = x.float()
+    if rowscale is not None:
+        s = s * rowscale.float()[..., None]
+    if dropout_mask is not None:
+        s = s * dropout_mask.float() / (1.0 - dropout_p)
+    if residual is not None:
+        s = s + residual.float()
+    centered = s - s.mean(dim=-1, keepdim=True)
+    y = centered * torch.rsqrt(centered.pow(2).mean(dim=-1, keepdim=True) + eps)
+    if weight is not None:
+        y = y * (weight.float() + 1.0 if zero_centered_weight else weight.float())
+    if bias is not None:
+        y = y + bias.float()
+    return y, s

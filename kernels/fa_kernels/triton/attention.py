@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from fa_kernels import _alloc
+
 from fa_kernels.triton import attention_kernels as K
 
 
@@ -109,11 +111,11 @@ def _scalars(p: AttnProblem, seed: int) -> tuple[float, float, float, int, int, 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: AttnProblem, *,
             cu_q: torch.Tensor | None, cu_k: torch.Tensor | None, alibi: torch.Tensor | None,
             seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    out = torch.empty_like(q)
+    out = _alloc.empty_like(q)
     if p.varlen:
-        lse = torch.empty(p.nheads, q.shape[0], device=q.device, dtype=torch.float32)
+        lse = _alloc.empty((p.nheads, q.shape[0]), dtype=torch.float32, device=q.device)
     else:
-        lse = torch.empty(p.batch, p.nheads, p.max_seqlen_q, device=q.device, dtype=torch.float32)
+        lse = _alloc.empty((p.batch, p.nheads, p.max_seqlen_q), dtype=torch.float32, device=q.device)
     cfg = fwd_config(p, q.device)
     grid = (triton.cdiv(p.max_seqlen_q, cfg.block_m), p.batch * p.nheads)
     slb = alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0
@@ -133,8 +135,8 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
              seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if do.stride(-1) != 1:
         do = do.contiguous()
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    delta = torch.empty_like(lse)
+    dq, dk, dv = _alloc.empty_like(q), _alloc.empty_like(k), _alloc.empty_like(v)
+    delta = _alloc.empty_like(lse)
     cfg_kv, cfg_q = bwd_config(p, q.device)
     pre_m = 64 if not interpreting() else 32
     K._bwd_preprocess[(triton.cdiv(p.max_seqlen_q, pre_m), p.batch * p.nheads)](

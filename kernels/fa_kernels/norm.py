@@ -1,0 +1,154 @@
+"""flash_attn's fused norm API (flash_attn.ops.triton.layer_norm): rms_norm_fn, layer_norm_fn and the
+RMSNorm / DropoutAddRMSNorm modules, on fa_kernels' backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from fa_kernels import backend as _backend
+from fa_kernels import reference
+
+
+def _flat(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    if t is None:
+        return None
+    t = t.reshape(-1, n)
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _new_seed() -> int:
+    return int(torch.randint(0, 2**30, (1,), dtype=torch.int64).item())
+
+
+def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=None, eps=1e-6,
+                  dropout_p=0.0, rowscale=None, prenorm=False, residual_in_fp32=False,
+                  zero_centered_weight=False, is_rms_norm=False, return_dropout_mask=False,
+                  out_dtype=None, out=None, residual_out=None, *, backend=None):
+    """s = dropout(x * rowscale) + residual; y = norm(s) * weight + bias.
+
+    Returns y; (y, s) with ``prenorm``; with ``return_dropout_mask`` the keep mask (bool, x's shape, or
+    None without dropout) and the x1 mask slot (always None) are appended.
+    """
+    if x1 is not None or weight1 is not None or bias1 is not None:
+        raise NotImplementedError("x1 / weight1 / bias1 (parallel residual branches) are not supported")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p={dropout_p} must be in [0, 1)")
+    shape, n = x.shape, x.shape[-1]
+    for name, t in (("residual", residual), ("out", out), ("residual_out", residual_out)):
+        if t is not None and t.shape != shape:
+            raise ValueError(f"{name} must have x's shape {tuple(shape)}, got {tuple(t.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (n,):
+            raise ValueError(f"{name} must be ({n},), got {tuple(t.shape)}")
+    if rowscale is not None and rowscale.shape != shape[:-1]:
+        raise ValueError(f"rowscale must be {tuple(shape[:-1])}, got {tuple(rowscale.shape)}")
+    residual_dtype = (residual.dtype if residual is not None
+                      else torch.float32 if residual_in_fp32 else x.dtype)
+    if residual_out is not None and residual_out.dtype != residual_dtype:
+        raise TypeError(f"residual_out must be {residual_dtype}, got {residual_out.dtype}")
+    out_dtype = out_dtype or (out.dtype if out is not None else x.dtype)
+    chosen = _backend.resolve(backend, x.device)
+    seed = _new_seed() if dropout_p > 0 else 0
+    if chosen == "triton":
+        y, s, keep = _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms_norm,
+                             zero_centered_weight, residual_dtype, out_dtype, return_dropout_mask,
+                             seed, out, residual_out)
+    elif chosen == "cuda":
+        raise NotImplementedError("the cuda norm backend is not built yet; use backend='triton'")
+    else:
+        y, s, keep = _reference(x, weight, bias, residual, rowscale, eps, dropout_p, is_rms_norm,
+                                zero_centered_weight, residual_dtype, out_dtype, seed)
+    y = y.reshape(shape)
+    result: list[Any] = [y]
+    if prenorm:
+        result.append(s.reshape(shape))
+    if return_dropout_mask:
+        result += [keep.reshape(shape) if keep is not None else None, None]
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms, zero_centered,
+            residual_dtype, out_dtype, want_keep, seed, out, residual_out):  # type: ignore[no-untyped-def]
+    from fa_kernels.triton.norm import FusedNormFunction, NormCall
+
+    n = x.shape[-1]
+    call = NormCall(eps=float(eps), dropout_p=float(dropout_p), is_rms=is_rms,
+                    zero_centered_weight=zero_centered, residual_dtype=residual_dtype,
+                    out_dtype=out_dtype, store_keep=want_keep and dropout_p > 0, prenorm=prenorm)
+    flat_out = out.view(-1, n) if out is not None else None
+    flat_res_out = residual_out.view(-1, n) if residual_out is not None else None
+    y, s, keep = FusedNormFunction.apply(
+        _flat(x, n), weight, bias, _flat(residual, n),
+        rowscale.reshape(-1).contiguous() if rowscale is not None else None, call, seed, flat_out,
+        flat_res_out)
+    return y, s, keep.bool() if keep is not None else None
+
+
+def _reference(x, weight, bias, residual, rowscale, eps, dropout_p, is_rms, zero_centered,
+               residual_dtype, out_dtype, seed):  # type: ignore[no-untyped-def]
+    keep = None
+    if dropout_p > 0:
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        keep = torch.rand(x.shape, generator=gen, device=x.device) >= dropout_p
+    if is_rms:
+        y, s = reference.rms_norm(x, weight, bias, residual=residual, eps=eps, dropout_mask=keep,
+                                  dropout_p=dropout_p, rowscale=rowscale,
+                                  zero_centered_weight=zero_centered)
+    else:
+        y, s = reference.layer_norm(x, weight, bias, residual=residual, eps=eps, dropout_mask=keep,
+                                    dropout_p=dropout_p, rowscale=rowscale,
+                                    zero_centered_weight=zero_centered)
+    return y.to(out_dtype), s.to(residual_dtype), keep
+
+
+def rms_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=None, eps=1e-6,
+                dropout_p=0.0, rowscale=None, prenorm=False, residual_in_fp32=False,
+                zero_centered_weight=False, return_dropout_mask=False, out_dtype=None, out=None,
+                residual_out=None, *, backend=None):
+    """RMSNorm flavour of :func:`layer_norm_fn` (same arguments and returns)."""
+    return layer_norm_fn(x, weight, bias, residual, x1, weight1, bias1, eps, dropout_p, rowscale,
+                         prenorm, residual_in_fp32, zero_centered_weight, True, return_dropout_mask,
+                         out_dtype, out, residual_out, backend=backend)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float = 1e-5, dropout_p: float = 0.0,
+                 zero_centered_weight: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.eps, self.dropout_p, self.zero_centered_weight = eps, dropout_p, zero_centered_weight
+        self.weight = nn.Parameter(torch.empty(hidden_size, device=device, dtype=dtype))
+        self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight) if self.zero_centered_weight else nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, prenorm: bool = False,
+                residual_in_fp32: bool = False) -> Any:
+        return rms_norm_fn(x, self.weight, self.bias, residual=residual, eps=self.eps,
+                           dropout_p=self.dropout_p if self.training else 0.0, prenorm=prenorm,
+                           residual_in_fp32=residual_in_fp32,
+                           zero_centered_weight=self.zero_centered_weight)
+
+
+class DropoutAddRMSNorm(nn.Module):
+    """z = RMSNorm(dropout(x0) + residual); returns z, or (z, x) with prenorm, x the new residual.
+    Dropout only in training mode."""
+
+    def __init__(self, hidden_size: int, prenorm: bool = False, p: float = 0.0, eps: float = 1e-5,
+                 residual_in_fp32: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.prenorm, self.p, self.eps, self.residual_in_fp32 = prenorm, p, eps, residual_in_fp32
+        self.weight = nn.Parameter(torch.ones(hidden_size, device=device, dtype=dtype))
+        self.register_parameter("bias", None)
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+    def forward(self, x0: torch.Tensor, residual: torch.Tensor | None = None) -> Any:
+        return rms_norm_fn(x0, self.weight, self.bias, residual=residual, eps=self.eps,
+                           dropout_p=self.p if self.training else 0.0, prenorm=self.prenorm,
+                           residual_in_fp32=self.residual_in_fp32)

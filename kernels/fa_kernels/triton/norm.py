@@ -1,0 +1,134 @@
+"""Launchers and autograd for the fused norm kernels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from fa_kernels import _alloc
+
+from fa_kernels.triton import norm_kernels as K
+
+MAX_HIDDEN = 32768  # one row lives in registers; beyond this it would spill
+
+
+@dataclass(frozen=True)
+class NormCall:
+    eps: float
+    dropout_p: float
+    is_rms: bool
+    zero_centered_weight: bool
+    residual_dtype: torch.dtype
+    out_dtype: torch.dtype
+    store_keep: bool
+    prenorm: bool
+
+
+def _threshold(p: float) -> int:
+    return min(65536, math.ceil(p * 65536))
+
+
+def _warps(block_n: int) -> int:
+    return max(1, min(16, block_n // 256))
+
+
+def block_n_for(n: int) -> int:
+    if n > MAX_HIDDEN:
+        raise NotImplementedError(
+            f"hidden size {n} > {MAX_HIDDEN}: the fused norm keeps a row in registers; split the row")
+    return max(16, triton.next_power_of_2(n))
+
+
+def forward(x, weight, bias, residual, rowscale, call: NormCall, seed: int, out=None, residual_out=None):  # type: ignore[no-untyped-def]
+    m, n = x.shape
+    block = block_n_for(n)
+    y = out if out is not None else _alloc.empty((m, n), dtype=call.out_dtype, device=x.device)
+    # s (the pre-norm sum) must be kept when it differs from x or the caller wants it
+    keep_s = (residual is not None or call.dropout_p > 0 or rowscale is not None or call.prenorm
+              or call.residual_dtype != x.dtype or residual_out is not None)
+    s = None
+    if keep_s:
+        s = residual_out if residual_out is not None else _alloc.empty(
+            (m, n), dtype=call.residual_dtype, device=x.device)
+    keep = _alloc.empty((m, n), dtype=torch.int8, device=x.device) if call.store_keep else None
+    rstd = _alloc.empty((m,), dtype=torch.float32, device=x.device)
+    mean = None if call.is_rms else _alloc.empty((m,), dtype=torch.float32, device=x.device)
+    K._norm_fwd_kernel[(m,)](
+        x, residual, weight, bias, rowscale, y, s, keep, rstd, mean,
+        x.stride(0), residual.stride(0) if residual is not None else 0, y.stride(0),
+        s.stride(0) if s is not None else 0,
+        n, call.eps, 1.0 / (1.0 - call.dropout_p) if call.dropout_p > 0 else 1.0,
+        _threshold(call.dropout_p), seed,
+        BLOCK_N=block, IS_RMS=call.is_rms, HAS_RES=residual is not None, HAS_W=weight is not None,
+        HAS_B=bias is not None, HAS_ROWSCALE=rowscale is not None, HAS_DROPOUT=call.dropout_p > 0,
+        STORE_RES_OUT=s is not None, STORE_KEEP=keep is not None,
+        ZERO_CENTERED=call.zero_centered_weight, num_warps=_warps(block),
+    )
+    return y, s, keep, rstd, mean
+
+
+def _programs(m: int, device: torch.device) -> int:
+    if device.type != "cuda":
+        return min(m, 4)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return min(m, sms * 8)
+
+
+def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall, seed: int,
+             x_dtype: torch.dtype, need_dres: bool):  # type: ignore[no-untyped-def]
+    m, n = s.shape
+    block = block_n_for(n)
+    if dy.stride(-1) != 1:
+        dy = dy.contiguous()
+    if dres_out is not None and dres_out.stride(-1) != 1:
+        dres_out = dres_out.contiguous()
+    dx = _alloc.empty((m, n), dtype=x_dtype, device=s.device)
+    # dresidual equals dx unless dropout or rowscale sit between them, or the dtypes differ
+    separate = need_dres and (call.dropout_p > 0 or rowscale is not None or call.residual_dtype != x_dtype)
+    dres = _alloc.empty((m, n), dtype=call.residual_dtype, device=s.device) if separate else None
+    programs = _programs(m, s.device)
+    rows_per = triton.cdiv(m, programs)
+    programs = triton.cdiv(m, rows_per)
+    dw_part = _alloc.empty((programs, n), dtype=torch.float32, device=s.device) if weight is not None else None
+    db_part = _alloc.empty((programs, n), dtype=torch.float32, device=s.device) if bias is not None else None
+    K._norm_bwd_kernel[(programs,)](
+        s, weight, rowscale, dy, dres_out, dx, dres, dw_part, db_part, rstd, mean,
+        s.stride(0), dy.stride(0), dres_out.stride(0) if dres_out is not None else 0, dx.stride(0),
+        dres.stride(0) if dres is not None else 0,
+        m, n, 1.0 / (1.0 - call.dropout_p) if call.dropout_p > 0 else 1.0, _threshold(call.dropout_p),
+        seed, rows_per,
+        BLOCK_N=block, IS_RMS=call.is_rms, HAS_W=weight is not None, HAS_B=bias is not None,
+        HAS_ROWSCALE=rowscale is not None, HAS_DROPOUT=call.dropout_p > 0,
+        HAS_DRES_OUT=dres_out is not None, STORE_DRES=dres is not None,
+        ZERO_CENTERED=call.zero_centered_weight, num_warps=_warps(block),
+    )
+    dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None else None
+    db = db_part.sum(0).to(bias.dtype) if db_part is not None else None
+    if need_dres and dres is None:
+        dres = dx
+    return dx, dres, dw, db
+
+
+class FusedNormFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual, rowscale, call, seed, out, residual_out):  # type: ignore[override]
+        y, s, keep, rstd, mean = forward(x, weight, bias, residual, rowscale, call, seed, out, residual_out)
+        ctx.save_for_backward(s if s is not None else x, weight, bias, rowscale, rstd, mean)
+        ctx.call, ctx.seed, ctx.x_dtype = call, seed, x.dtype
+        ctx.has_residual = residual is not None
+        ctx.set_materialize_grads(False)  # an unused residual_out must not cost a zero-filled read
+        if keep is not None:
+            ctx.mark_non_differentiable(keep)
+        return y, s, keep
+
+    @staticmethod
+    def backward(ctx, dy, ds, _dkeep):  # type: ignore[override]
+        s, weight, bias, rowscale, rstd, mean = ctx.saved_tensors
+        if dy is None:
+            dy = torch.zeros_like(s, dtype=ctx.call.out_dtype)
+        dx, dres, dw, db = backward(dy, ds, s, weight, bias, rowscale, rstd, mean, ctx.call, ctx.seed,
+                                    ctx.x_dtype, ctx.has_residual)
+        return dx, dw, db, dres if ctx.has_residual else None, None, None, None, None, None

@@ -1,0 +1,130 @@
+"""Fused (dropout + residual add + RMSNorm/LayerNorm) forward and backward in Triton.
+
+Forward, one row per program: s = dropout(x * rowscale) + residual; y = norm(s) * w + b; it writes y,
+s (the new residual, when needed) and 1/std. Backward: programs stride over rows, keep their dW/dB
+partial sums in registers, and write one partial row each (summed afterwards): no atomics.
+
+Dropout draws one Philox call per 8 elements (tl.randint4x gives four 32-bit words, each split into two
+16-bit draws), so the random numbers cost little next to the memory traffic. Keep probability is
+1 - ceil(p * 65536) / 65536 (within 2**-16 of 1 - p). The backward regenerates the same mask.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _keep_row(seed, row, N, threshold, BLOCK_N: tl.constexpr):
+    """Keep mask for columns 0..BLOCK_N of ``row``: True where a 16-bit draw >= threshold."""
+    groups = tl.arange(0, BLOCK_N // 8)
+    counter = (row * tl.cdiv(N, 8) + groups).to(tl.uint32)
+    r0, r1, r2, r3 = tl.randint4x(seed, counter)
+    words = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), [BLOCK_N // 2])
+    halves = tl.reshape(tl.join(words & 0xFFFF, words >> 16), [BLOCK_N])
+    return halves >= threshold
+
+
+@triton.jit
+def _norm_fwd_kernel(
+    X, RES, W, B, ROWSCALE, Y, RES_OUT, KEEP_OUT, RSTD, MEAN,
+    stride_x, stride_res, stride_y, stride_res_out,
+    N, eps, dropout_scale, threshold, seed,
+    BLOCK_N: tl.constexpr, IS_RMS: tl.constexpr, HAS_RES: tl.constexpr, HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr, HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+    STORE_RES_OUT: tl.constexpr, STORE_KEEP: tl.constexpr, ZERO_CENTERED: tl.constexpr,
+):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    ok = cols < N
+    row64 = row.to(tl.int64)
+    s = tl.load(X + row64 * stride_x + cols, mask=ok, other=0.0).to(tl.float32)
+    if HAS_ROWSCALE:
+        s = s * tl.load(ROWSCALE + row).to(tl.float32)
+    if HAS_DROPOUT:
+        keep = _keep_row(seed, row, N, threshold, BLOCK_N)
+        s = tl.where(keep, s * dropout_scale, 0.0)
+        if STORE_KEEP:
+            tl.store(KEEP_OUT + row64 * N + cols, keep.to(tl.int8), mask=ok)
+    if HAS_RES:
+        s = s + tl.load(RES + row64 * stride_res + cols, mask=ok, other=0.0).to(tl.float32)
+    if STORE_RES_OUT:
+        tl.store(RES_OUT + row64 * stride_res_out + cols, s.to(RES_OUT.dtype.element_ty), mask=ok)
+    if IS_RMS:
+        xc = s
+    else:
+        mean = tl.sum(s, 0) / N
+        tl.store(MEAN + row, mean)
+        xc = tl.where(ok, s - mean, 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, 0) / N + eps)
+    tl.store(RSTD + row, rstd)
+    y = xc * rstd
+    if HAS_W:
+        w = tl.load(W + cols, mask=ok, other=0.0).to(tl.float32)
+        if ZERO_CENTERED:
+            w = w + 1.0
+        y = y * w
+    if HAS_B:
+        y = y + tl.load(B + cols, mask=ok, other=0.0).to(tl.float32)
+    tl.store(Y + row64 * stride_y + cols, y.to(Y.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _norm_bwd_kernel(
+    S, W, ROWSCALE, DY, DRES_OUT, DX, DRES, DW_PART, DB_PART, RSTD, MEAN,
+    stride_s, stride_dy, stride_dres_out, stride_dx, stride_dres,
+    M, N, dropout_scale, threshold, seed, rows_per_program,
+    BLOCK_N: tl.constexpr, IS_RMS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
+    HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr, HAS_DRES_OUT: tl.constexpr,
+    STORE_DRES: tl.constexpr, ZERO_CENTERED: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_N)
+    ok = cols < N
+    if HAS_W:
+        w = tl.load(W + cols, mask=ok, other=0.0).to(tl.float32)
+        if ZERO_CENTERED:
+            w = w + 1.0
+    dw = tl.zeros([BLOCK_N], tl.float32)
+    db = tl.zeros([BLOCK_N], tl.float32)
+    first = pid * rows_per_program
+    rows = tl.minimum(rows_per_program, M - first)
+    for i in range(0, rows):
+        row = first + i
+        row64 = row.to(tl.int64)
+        s = tl.load(S + row64 * stride_s + cols, mask=ok, other=0.0).to(tl.float32)
+        dy = tl.load(DY + row64 * stride_dy + cols, mask=ok, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + row)
+        if IS_RMS:
+            xhat = s * rstd
+        else:
+            xhat = tl.where(ok, (s - tl.load(MEAN + row)) * rstd, 0.0)
+        if HAS_W:
+            wdy = dy * w
+            dw += dy * xhat
+        else:
+            wdy = dy
+        if HAS_B:
+            db += dy
+        c1 = tl.sum(xhat * wdy, 0) / N
+        if IS_RMS:
+            ds = (wdy - xhat * c1) * rstd
+        else:
+            c2 = tl.sum(wdy, 0) / N
+            ds = (wdy - (xhat * c1 + c2)) * rstd
+        if HAS_DRES_OUT:
+            ds += tl.load(DRES_OUT + row64 * stride_dres_out + cols, mask=ok, other=0.0).to(tl.float32)
+        if STORE_DRES:
+            tl.store(DRES + row64 * stride_dres + cols, ds.to(DRES.dtype.element_ty), mask=ok)
+        dx = ds
+        if HAS_DROPOUT:
+            keep = _keep_row(seed, row, N, threshold, BLOCK_N)
+            dx = tl.where(keep, dx * dropout_scale, 0.0)
+        if HAS_ROWSCALE:
+            dx = dx * tl.load(ROWSCALE + row).to(tl.float32)
+        tl.store(DX + row64 * stride_dx + cols, dx.to(DX.dtype.element_ty), mask=ok)
+    if HAS_W:
+        tl.store(DW_PART + pid.to(tl.int64) * N + cols, dw, mask=ok)
+    if HAS_B:
+        tl.store(DB_PART + pid.to(tl.int64) * N + cols, db, mask=ok)
