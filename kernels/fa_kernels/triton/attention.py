@@ -64,25 +64,28 @@ class Config:
 
 
 def fwd_config(p: AttnProblem, device: torch.device) -> Config:
-    """Fixed per-shape configs (no autotuning: first calls stay fast; see benchmarks/ for the sweep)."""
+    """Fixed per-shape configs (no autotuning: first calls stay fast). Hopper values are the winners
+    of benchmarks/sweep_attention.py on an H100 (results in benchmarks/results/sweep_attention.log)."""
     if interpreting() or device.type != "cuda":
         return Config(32, 32, 4, 1)
+    if not _is_hopper(device):
+        return Config(64, 64, 4, 2)
     if p.block_d <= 64:
-        return Config(128, 64, 4, 3) if _is_hopper(device) else Config(128, 64, 4, 3)
+        return Config(64, 64, 4, 3) if p.causal else Config(128, 64, 8, 3)
     if p.block_d <= 128:
-        return Config(128, 128, 8, 3) if _is_hopper(device) else Config(128, 64, 4, 3)
+        return Config(64, 64, 4, 3)
     return Config(64, 64, 4, 2)
 
 
 def bwd_config(p: AttnProblem, device: torch.device) -> tuple[Config, Config]:
-    """(dK/dV kernel, dQ kernel)."""
+    """(dK/dV kernel, dQ kernel), chosen like fwd_config."""
     if interpreting() or device.type != "cuda":
         return Config(32, 32, 4, 1), Config(32, 32, 4, 1)
+    if not _is_hopper(device) or p.block_d > 128:
+        return Config(32, 64, 4, 1), Config(64, 32, 4, 1)
     if p.block_d <= 64:
-        return Config(64, 128, 8, 3), Config(128, 64, 8, 3)
-    if p.block_d <= 128:
-        return Config(64, 128, 8, 2), Config(128, 64, 8, 2)
-    return Config(32, 64, 4, 1), Config(64, 32, 4, 1)
+        return Config(32, 64, 4, 3), Config(64, 32, 4, 3)
+    return Config(64, 128, 8, 3), Config(128, 64, 8, 3)
 
 
 def _strides3(t: torch.Tensor) -> tuple[int, int, int]:

@@ -1,0 +1,106 @@
+"""DropoutAddRMSNorm (prenorm, residual given), bf16: fa_kernels vs upstream flash_attn's Triton
+rms_norm_fn, torch.compile of the reference, and eager PyTorch, all measured in the same run.
+
+Bytes as REFERENCE.md section 7: forward 4 x M x N x 2 (x, residual in; out, residual_out written),
+backward 5 x M x N x 2. Upstream's module is imported from .bench_deps/ when present (the flash-attn
+sdist's flash_attn/ops/triton/layer_norm.py and flash_attn/utils, unmodified, not committed).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import fa_kernels
+from common import bench_ms, copy_bandwidth_tbs, first_call_seconds, header, save, table
+
+SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
+DEPS = Path(__file__).resolve().parent.parent / ".bench_deps"
+
+
+def upstream() -> Any | None:
+    if not DEPS.is_dir():
+        return None
+    sys.path.insert(0, str(DEPS))
+    try:
+        from flash_attn.ops.triton.layer_norm import rms_norm_fn
+    except Exception as exc:  # noqa: BLE001 - a baseline that fails to load is reported, not fatal
+        print(f"upstream flash_attn rms_norm_fn unavailable: {exc}")
+        return None
+    return rms_norm_fn
+
+
+def eager(x, residual, weight, p):  # type: ignore[no-untyped-def]
+    s = torch.nn.functional.dropout(x, p) + residual if p else x + residual
+    sf = s.float()
+    y = sf * torch.rsqrt(sf.pow(2).mean(-1, keepdim=True) + 1e-6) * weight.float()
+    return y.to(x.dtype), s
+
+
+compiled = torch.compile(eager)
+
+
+def measure(fn, x, res, w, bwd: bool) -> float:  # type: ignore[no-untyped-def]
+    if not bwd:
+        with torch.no_grad():
+            return bench_ms(lambda: fn(x, res, w))
+    y, s = fn(x, res, w)
+    dy, ds = torch.randn_like(y), torch.randn_like(s)
+    return bench_ms(lambda: torch.autograd.grad((y, s), (x, res, w), (dy, ds), retain_graph=True))
+
+
+def main() -> None:
+    bw = copy_bandwidth_tbs()
+    up = upstream()
+    rows = []
+    for (m, n), p in [(s, p) for s in SHAPES for p in (0.0, 0.1)]:
+        x, res = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+        w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        impls = {
+            "ours": lambda x, r, w, p=p: fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p,
+                                                               prenorm=True, eps=1e-6),
+            "compile": lambda x, r, w, p=p: compiled(x, r, w, p),
+            "eager": lambda x, r, w, p=p: eager(x, r, w, p),
+        }
+        if up is not None:
+            impls["flash_attn"] = lambda x, r, w, p=p: up(x, w, None, residual=r, dropout_p=p,
+                                                           prenorm=True, eps=1e-6)
+        row: dict[str, Any] = {"M x N": f"{m}x{n}", "p": p}
+        for phase, nbytes in (("fwd", 4 * m * n * 2), ("bwd", 5 * m * n * 2)):
+            times = {name: measure(fn, x, res, w, phase == "bwd") for name, fn in impls.items()}
+            row[f"{phase} ms"] = times["ours"]
+            row[f"{phase} TB/s"] = nbytes / times["ours"] / 1e9
+            if phase == "fwd":
+                row["fwd %copy"] = 100 * row["fwd TB/s"] / bw
+            for name in ("flash_attn", "compile", "eager"):
+                if name in times:
+                    row[f"{phase} {name} ms"] = times[name]
+                    row[f"{phase} x{name}"] = times[name] / times["ours"]
+        rows.append(row)
+        print(row, flush=True)
+        del x, res, w
+        torch.cuda.empty_cache()
+    meta = {**header(), "copy_tbs": bw, "upstream": up is not None}
+    cols = ["M x N", "p", "fwd ms", "fwd TB/s", "fwd %copy", "fwd xflash_attn", "fwd xcompile",
+            "fwd xeager", "bwd ms", "bwd TB/s", "bwd xflash_attn", "bwd xcompile", "bwd xeager",
+            "fwd flash_attn ms", "fwd compile ms", "bwd flash_attn ms", "bwd compile ms"]
+    text = (f"# DropoutAddRMSNorm bf16, prenorm with residual ({meta['gpu']}, torch {meta['torch']}, "
+            f"triton {meta['triton']}, {meta['date']})\n\nCopy bandwidth measured in this run: {bw:.2f} TB/s. "
+            "`xNAME` = NAME's time / ours (higher is better for us).\n\n" + table(rows, cols))
+    snippet = ("x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
+               "r = torch.randn_like(x); w = torch.ones(4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
+               "def run():\n    y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=0.1, prenorm=True)\n"
+               "    (y.float().sum() + s.float().sum()).backward()")
+    cold, warm = first_call_seconds(snippet)
+    meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}
+    text += (f"\n\nFirst call (fwd+bwd with dropout, includes Triton JIT): {cold:.2f} s with an empty Triton "
+             f"cache, {warm:.2f} s in a new process with the cache warm.")
+    print(text)
+    save("norm", meta, rows, text)
+
+
+if __name__ == "__main__":
+    main()

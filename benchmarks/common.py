@@ -1,0 +1,84 @@
+"""Shared benchmark helpers: device ceilings, timing (median of triton.testing.do_bench), tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import triton
+
+RESULTS = Path(os.environ.get("OUT", Path(__file__).parent / "results"))
+
+
+def bench_ms(fn: Callable[[], Any], warmup: int = 25, rep: int = 100) -> float:
+    return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def gpu_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def copy_bandwidth_tbs() -> float:
+    """Device-to-device copy, bytes read + written, 4 GiB buffers rotated out of L2."""
+    n = 1 << 30
+    src = torch.randn(n, device="cuda", dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src))
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * n * 4 / ms / 1e9
+
+
+def header() -> dict[str, str]:
+    return {"gpu": gpu_name(), "torch": torch.__version__, "triton": triton.__version__,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    lines = ["| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |",
+             "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def save(name: str, meta: dict[str, Any], rows: list[dict[str, Any]], text: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+
+
+def first_call_seconds(snippet: str) -> tuple[float, float]:
+    """(cold, warm): the first call's latency in a fresh process with an empty Triton cache, then in
+    a second fresh process that finds the cache the first one filled."""
+    import tempfile
+
+    cache = tempfile.mkdtemp(prefix="triton-cache-")
+    code = ("import time, torch, fa_kernels\n" + snippet +
+            "\ntorch.cuda.synchronize(); t = time.perf_counter(); run(); torch.cuda.synchronize()\n"
+            "print('FIRST', time.perf_counter() - t)")
+    times = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "TRITON_CACHE_DIR": cache}, timeout=600)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("FIRST")]
+        if not line:
+            raise RuntimeError(out.stderr[-2000:])
+        times.append(float(line[0].split()[1]))
+    return times[0], times[1]
