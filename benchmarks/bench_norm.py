@@ -41,6 +41,8 @@ def eager(x, residual, weight, p):  # type: ignore[no-untyped-def]
 
 
 # the benchmark replays one graph's backward (retain_graph), which donated buffers forbid
+import torch._functorch.config  # noqa: E402
+
 torch._functorch.config.donated_buffer = False
 compiled = torch.compile(eager)
 

@@ -70,11 +70,29 @@ def forward(x, weight, bias, residual, rowscale, call: NormCall, seed: int, out=
     return y, s, keep, rstd, mean
 
 
-def _programs(m: int, device: torch.device) -> int:
+@dataclass(frozen=True)
+class BwdLaunch:
+    programs_per_sm: int
+    num_warps: int
+    num_stages: int
+
+
+def bwd_launch(n: int, device: torch.device) -> BwdLaunch:
+    """Backward launch shape; values from benchmarks/sweep_norm.py on an H100."""
+    if device.type != "cuda":
+        return BwdLaunch(1, 4, 1)
+    if n <= 2048:
+        return BwdLaunch(programs_per_sm=8, num_warps=8, num_stages=3)
+    if n <= 4096:
+        return BwdLaunch(programs_per_sm=4, num_warps=8, num_stages=3)
+    return BwdLaunch(programs_per_sm=2, num_warps=8 if n <= 8192 else 16, num_stages=3)
+
+
+def _programs(m: int, device: torch.device, per_sm: int) -> int:
     if device.type != "cuda":
         return min(m, 4)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return min(m, sms * 8)
+    return min(m, sms * per_sm)
 
 
 def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall, seed: int,
@@ -89,7 +107,8 @@ def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall
     # dresidual equals dx unless dropout or rowscale sit between them, or the dtypes differ
     separate = need_dres and (call.dropout_p > 0 or rowscale is not None or call.residual_dtype != x_dtype)
     dres = _alloc.empty((m, n), dtype=call.residual_dtype, device=s.device) if separate else None
-    programs = _programs(m, s.device)
+    launch = bwd_launch(n, s.device)
+    programs = _programs(m, s.device, launch.programs_per_sm)
     rows_per = triton.cdiv(m, programs)
     programs = triton.cdiv(m, rows_per)
     dw_part = _alloc.empty((programs, n), dtype=torch.float32, device=s.device) if weight is not None else None
@@ -103,7 +122,8 @@ def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall
         BLOCK_N=block, IS_RMS=call.is_rms, HAS_W=weight is not None, HAS_B=bias is not None,
         HAS_ROWSCALE=rowscale is not None, HAS_DROPOUT=call.dropout_p > 0,
         HAS_DRES_OUT=dres_out is not None, STORE_DRES=dres is not None,
-        ZERO_CENTERED=call.zero_centered_weight, num_warps=_warps(block),
+        ZERO_CENTERED=call.zero_centered_weight, NUM_STAGES=launch.num_stages,
+        num_warps=launch.num_warps,
     )
     dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None else None
     db = db_part.sum(0).to(bias.dtype) if db_part is not None else None

@@ -77,7 +77,7 @@ def _norm_bwd_kernel(
     M, N, dropout_scale, threshold, seed, rows_per_program,
     BLOCK_N: tl.constexpr, IS_RMS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
     HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr, HAS_DRES_OUT: tl.constexpr,
-    STORE_DRES: tl.constexpr, ZERO_CENTERED: tl.constexpr,
+    STORE_DRES: tl.constexpr, ZERO_CENTERED: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
@@ -90,7 +90,7 @@ def _norm_bwd_kernel(
     db = tl.zeros([BLOCK_N], tl.float32)
     first = pid * rows_per_program
     rows = tl.minimum(rows_per_program, M - first)
-    for i in range(0, rows):
+    for i in tl.range(0, rows, num_stages=NUM_STAGES):
         row = first + i
         row64 = row.to(tl.int64)
         s = tl.load(S + row64 * stride_s + cols, mask=ok, other=0.0).to(tl.float32)

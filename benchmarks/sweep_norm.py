@@ -1,0 +1,44 @@
+"""Try backward launch shapes for the fused norm on this GPU (programs per SM, warps, row-loop
+pipelining); prints ms per case and the best, to fix bwd_launch() in fa_kernels/triton/norm.py."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+import fa_kernels
+from common import bench_ms
+from fa_kernels.triton import norm as N
+
+SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
+
+
+def main() -> None:
+    options = [N.BwdLaunch(per_sm, warps, stages)
+               for per_sm, warps, stages in itertools.product((2, 4, 8, 16), (4, 8, 16), (1, 2, 3))]
+    for (m, n), p in itertools.product(SHAPES, (0.0, 0.1)):
+        x, r = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+        w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p, prenorm=True)
+        dy, ds = torch.randn_like(y), torch.randn_like(s)
+        results = []
+        for opt in options:
+            if opt.num_warps * 32 * 4 > n * 2:  # fewer than 4 elements a thread: pointless
+                continue
+            N.bwd_launch = lambda n_, d_, opt=opt: opt  # type: ignore[assignment]
+            try:
+                ms = bench_ms(lambda: torch.autograd.grad((y, s), (x, r, w), (dy, ds), retain_graph=True),
+                              warmup=5, rep=30)
+            except Exception as exc:  # noqa: BLE001 - out of resources: skip
+                print("failed", opt, str(exc).splitlines()[0][:80])
+                continue
+            results.append((ms, opt))
+        results.sort(key=lambda t: t[0])
+        print(f"{m}x{n} p={p}: " + "; ".join(f"{ms:.3f} {o}" for ms, o in results[:4]), flush=True)
+        del x, r, w, y, s, dy, ds
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
