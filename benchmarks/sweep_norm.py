@@ -15,8 +15,8 @@ SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
 
 
 def main() -> None:
-    options = [N.BwdLaunch(per_sm, warps, stages)
-               for per_sm, warps, stages in itertools.product((2, 4, 8, 16), (4, 8, 16), (1, 2, 3))]
+    options = [N.BwdLaunch(per_sm, warps, 3, rows)
+               for per_sm, warps, rows in itertools.product((2, 4, 8), (8, 16), (1, 2, 4))]
     for (m, n), p in itertools.product(SHAPES, (0.0, 0.1)):
         x, r = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
         w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -24,8 +24,10 @@ def main() -> None:
         dy, ds = torch.randn_like(y), torch.randn_like(s)
         results = []
         for opt in options:
-            if opt.num_warps * 32 * 4 > n * 2:  # fewer than 4 elements a thread: pointless
+            if opt.num_warps * 32 * 4 > n * opt.rows:  # fewer than 4 elements a thread: pointless
                 continue
+            opt = N.BwdLaunch(opt.programs_per_sm, opt.num_warps,
+                              N._stages_that_fit(n, opt.rows, opt.num_stages), opt.rows)
             N.bwd_launch = lambda n_, d_, opt=opt: opt  # type: ignore[assignment]
             try:
                 ms = bench_ms(lambda: torch.autograd.grad((y, s), (x, r, w), (dy, ds), retain_graph=True),

@@ -75,17 +75,25 @@ class BwdLaunch:
     programs_per_sm: int
     num_warps: int
     num_stages: int
+    rows: int = 1
+
+
+def _stages_that_fit(n: int, rows: int, wanted: int) -> int:
+    """Software-pipelining keeps (stages - 1) copies of three row tiles in shared memory."""
+    per_stage = 3 * rows * triton.next_power_of_2(n) * 4
+    fit = 1 + (160 * 1024) // per_stage
+    return max(1, min(wanted, fit))
 
 
 def bwd_launch(n: int, device: torch.device) -> BwdLaunch:
     """Backward launch shape; values from benchmarks/sweep_norm.py on an H100."""
     if device.type != "cuda":
-        return BwdLaunch(1, 4, 1)
+        return BwdLaunch(1, 4, 1, rows=2)
     if n <= 2048:
-        return BwdLaunch(programs_per_sm=8, num_warps=8, num_stages=3)
+        return BwdLaunch(8, 8, _stages_that_fit(n, 2, 3), rows=2)
     if n <= 4096:
-        return BwdLaunch(programs_per_sm=4, num_warps=8, num_stages=3)
-    return BwdLaunch(programs_per_sm=2, num_warps=8 if n <= 8192 else 16, num_stages=3)
+        return BwdLaunch(4, 8, _stages_that_fit(n, 2, 3), rows=2)
+    return BwdLaunch(2, 8 if n <= 8192 else 16, _stages_that_fit(n, 1, 3), rows=1)
 
 
 def _programs(m: int, device: torch.device, per_sm: int) -> int:
@@ -123,7 +131,7 @@ def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall
         HAS_ROWSCALE=rowscale is not None, HAS_DROPOUT=call.dropout_p > 0,
         HAS_DRES_OUT=dres_out is not None, STORE_DRES=dres is not None,
         ZERO_CENTERED=call.zero_centered_weight, NUM_STAGES=launch.num_stages,
-        num_warps=launch.num_warps,
+        ROWS=launch.rows, num_warps=launch.num_warps,
     )
     dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None else None
     db = db_part.sum(0).to(bias.dtype) if db_part is not None else None

@@ -16,14 +16,21 @@ import triton.language as tl
 
 
 @triton.jit
-def _keep_row(seed, row, N, threshold, BLOCK_N: tl.constexpr):
-    """Keep mask for columns 0..BLOCK_N of ``row``: True where a 16-bit draw >= threshold."""
+def _keep_rows(seed, rows, N, threshold, BLOCK_N: tl.constexpr):
+    """Keep mask [R, BLOCK_N] for ``rows`` [R]: True where a 16-bit draw >= threshold. A row's draws
+    depend only on (seed, row, column), so any number of rows per program gives the same mask."""
     groups = tl.arange(0, BLOCK_N // 8)
-    counter = (row * tl.cdiv(N, 8) + groups).to(tl.uint32)
+    counter = (rows[:, None] * tl.cdiv(N, 8) + groups[None, :]).to(tl.uint32)
     r0, r1, r2, r3 = tl.randint4x(seed, counter)
-    words = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), [BLOCK_N // 2])
-    halves = tl.reshape(tl.join(words & 0xFFFF, words >> 16), [BLOCK_N])
+    words = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), [rows.shape[0], BLOCK_N // 2])
+    halves = tl.reshape(tl.join(words & 0xFFFF, words >> 16), [rows.shape[0], BLOCK_N])
     return halves >= threshold
+
+
+@triton.jit
+def _keep_row(seed, row, N, threshold, BLOCK_N: tl.constexpr):
+    keep = _keep_rows(seed, tl.full([1], row, tl.int32), N, threshold, BLOCK_N)
+    return tl.reshape(keep, [BLOCK_N])
 
 
 @triton.jit
@@ -75,31 +82,37 @@ def _norm_bwd_kernel(
     S, W, ROWSCALE, DY, DRES_OUT, DX, DRES, DW_PART, DB_PART, RSTD, MEAN,
     stride_s, stride_dy, stride_dres_out, stride_dx, stride_dres,
     M, N, dropout_scale, threshold, seed, rows_per_program,
-    BLOCK_N: tl.constexpr, IS_RMS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-    HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr, HAS_DRES_OUT: tl.constexpr,
-    STORE_DRES: tl.constexpr, ZERO_CENTERED: tl.constexpr, NUM_STAGES: tl.constexpr,
+    BLOCK_N: tl.constexpr, ROWS: tl.constexpr, IS_RMS: tl.constexpr, HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr, HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+    HAS_DRES_OUT: tl.constexpr, STORE_DRES: tl.constexpr, ZERO_CENTERED: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
+    """Each program owns ``rows_per_program`` consecutive rows and walks them ROWS at a time (a
+    [ROWS, BLOCK_N] tile keeps several rows' loads in flight)."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
-    ok = cols < N
+    col_ok = cols[None, :] < N
     if HAS_W:
-        w = tl.load(W + cols, mask=ok, other=0.0).to(tl.float32)
+        w = tl.load(W + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
         if ZERO_CENTERED:
             w = w + 1.0
-    dw = tl.zeros([BLOCK_N], tl.float32)
-    db = tl.zeros([BLOCK_N], tl.float32)
+    dw = tl.zeros([ROWS, BLOCK_N], tl.float32)
+    db = tl.zeros([ROWS, BLOCK_N], tl.float32)
     first = pid * rows_per_program
-    rows = tl.minimum(rows_per_program, M - first)
-    for i in tl.range(0, rows, num_stages=NUM_STAGES):
-        row = first + i
-        row64 = row.to(tl.int64)
-        s = tl.load(S + row64 * stride_s + cols, mask=ok, other=0.0).to(tl.float32)
-        dy = tl.load(DY + row64 * stride_dy + cols, mask=ok, other=0.0).to(tl.float32)
-        rstd = tl.load(RSTD + row)
+    end = tl.minimum(first + rows_per_program, M)
+    for start in tl.range(first, end, ROWS, num_stages=NUM_STAGES):
+        rows = start + tl.arange(0, ROWS)
+        row_ok = rows < end
+        ok = row_ok[:, None] & col_ok
+        rows64 = rows.to(tl.int64)[:, None]
+        s = tl.load(S + rows64 * stride_s + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+        dy = tl.load(DY + rows64 * stride_dy + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + rows, mask=row_ok, other=0.0)[:, None]
         if IS_RMS:
             xhat = s * rstd
         else:
-            xhat = tl.where(ok, (s - tl.load(MEAN + row)) * rstd, 0.0)
+            mean = tl.load(MEAN + rows, mask=row_ok, other=0.0)[:, None]
+            xhat = tl.where(ok, (s - mean) * rstd, 0.0)
         if HAS_W:
             wdy = dy * w
             dw += dy * xhat
@@ -107,24 +120,25 @@ def _norm_bwd_kernel(
             wdy = dy
         if HAS_B:
             db += dy
-        c1 = tl.sum(xhat * wdy, 0) / N
+        c1 = (tl.sum(xhat * wdy, 1) / N)[:, None]
         if IS_RMS:
             ds = (wdy - xhat * c1) * rstd
         else:
-            c2 = tl.sum(wdy, 0) / N
+            c2 = (tl.sum(wdy, 1) / N)[:, None]
             ds = (wdy - (xhat * c1 + c2)) * rstd
         if HAS_DRES_OUT:
-            ds += tl.load(DRES_OUT + row64 * stride_dres_out + cols, mask=ok, other=0.0).to(tl.float32)
+            ds += tl.load(DRES_OUT + rows64 * stride_dres_out + cols[None, :], mask=ok,
+                          other=0.0).to(tl.float32)
         if STORE_DRES:
-            tl.store(DRES + row64 * stride_dres + cols, ds.to(DRES.dtype.element_ty), mask=ok)
+            tl.store(DRES + rows64 * stride_dres + cols[None, :], ds.to(DRES.dtype.element_ty), mask=ok)
         dx = ds
         if HAS_DROPOUT:
-            keep = _keep_row(seed, row, N, threshold, BLOCK_N)
+            keep = _keep_rows(seed, rows, N, threshold, BLOCK_N)
             dx = tl.where(keep, dx * dropout_scale, 0.0)
         if HAS_ROWSCALE:
-            dx = dx * tl.load(ROWSCALE + row).to(tl.float32)
-        tl.store(DX + row64 * stride_dx + cols, dx.to(DX.dtype.element_ty), mask=ok)
+            dx = dx * tl.load(ROWSCALE + rows, mask=row_ok, other=0.0).to(tl.float32)[:, None]
+        tl.store(DX + rows64 * stride_dx + cols[None, :], dx.to(DX.dtype.element_ty), mask=ok)
     if HAS_W:
-        tl.store(DW_PART + pid.to(tl.int64) * N + cols, dw, mask=ok)
+        tl.store(DW_PART + pid.to(tl.int64) * N + cols, tl.sum(dw, 0), mask=cols < N)
     if HAS_B:
-        tl.store(DB_PART + pid.to(tl.int64) * N + cols, db, mask=ok)
+        tl.store(DB_PART + pid.to(tl.int64) * N + cols, tl.sum(db, 0), mask=cols < N)
