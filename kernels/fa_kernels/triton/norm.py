@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -86,21 +87,26 @@ def _stages_that_fit(n: int, rows: int, wanted: int) -> int:
 
 
 def bwd_launch(n: int, device: torch.device) -> BwdLaunch:
-    """Backward launch shape; values from benchmarks/sweep_norm.py on an H100."""
+    """Backward launch shape; the winners of benchmarks/sweep_norm.py on an H100
+    (benchmarks/results/sweep_norm.log)."""
     if device.type != "cuda":
         return BwdLaunch(1, 4, 1, rows=2)
     if n <= 2048:
-        return BwdLaunch(8, 8, _stages_that_fit(n, 2, 3), rows=2)
+        return BwdLaunch(2, 8, _stages_that_fit(n, 1, 3), rows=1)
     if n <= 4096:
-        return BwdLaunch(4, 8, _stages_that_fit(n, 2, 3), rows=2)
-    return BwdLaunch(2, 8 if n <= 8192 else 16, _stages_that_fit(n, 1, 3), rows=1)
+        return BwdLaunch(2, 8, _stages_that_fit(n, 2, 2), rows=2)
+    return BwdLaunch(2, 16, _stages_that_fit(n, 1, 2), rows=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _sm_count(index: int) -> int:
+    return int(torch.cuda.get_device_properties(index).multi_processor_count)
 
 
 def _programs(m: int, device: torch.device, per_sm: int) -> int:
     if device.type != "cuda":
         return min(m, 4)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return min(m, sms * per_sm)
+    return min(m, _sm_count(device.index if device.index is not None else torch.cuda.current_device()) * per_sm)
 
 
 def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall, seed: int,
@@ -133,6 +139,7 @@ def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall
         ZERO_CENTERED=call.zero_centered_weight, NUM_STAGES=launch.num_stages,
         ROWS=launch.rows, num_warps=launch.num_warps,
     )
+    # summed in fp32, then cast: a bf16 sum over hundreds of partials would lose the low bits
     dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None else None
     db = db_part.sum(0).to(bias.dtype) if db_part is not None else None
     if need_dres and dres is None:
