@@ -61,7 +61,7 @@ class TorchInfo:
     cuda_error: str | None = None
     devices: tuple[Gpu, ...] = ()
     arch_list: tuple[str, ...] = ()
-    cudnn: int | None = None
+    cudnn: str | None = None
     triton_requirement: str | None = None
 
 

@@ -14,6 +14,7 @@ run() { echo; echo "================ $*"; /usr/bin/time -f "wall %es" "$@"; echo
 {
   run $PY -m fa_dist detect -o "$cap/env.json"
   run $PY -m fa_dist doctor -v
+  echo "---- where doctor's time goes"; $PY -m fa_dist --debug doctor --json 2>&1 >/dev/null | grep -E "^probe|timings"
   run env CUDA_VISIBLE_DEVICES= $PY -m fa_dist doctor
   run env MAX_JOBS=256 $PY -m fa_dist doctor
   run env CUDA_HOME=/opt/no-such-cuda $PY -m fa_dist doctor
