@@ -17,7 +17,7 @@ import triton
 RESULTS = Path(os.environ.get("OUT", Path(__file__).parent / "results"))
 
 
-def warm_clocks(seconds: float = 0.05) -> None:
+def warm_clocks(seconds: float = 0.2) -> None:
     """Keep the SMs busy for a moment: after a CPU-bound pause (torch.compile compiling) the GPU idles
     down its clocks, and the next measurement would start slow."""
     a = torch.randn(2048, 2048, device="cuda", dtype=torch.bfloat16)

@@ -4,6 +4,7 @@ pipelining); prints ms per case and the best, to fix bwd_launch() in fa_kernels/
 from __future__ import annotations
 
 import itertools
+import sys
 
 import torch
 
@@ -17,7 +18,12 @@ SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
 def main() -> None:
     options = [N.BwdLaunch(per_sm, warps, 3, rows)
                for per_sm, warps, rows in itertools.product((2, 4, 8), (8, 16), (1, 2, 4))]
-    for (m, n), p in itertools.product(SHAPES, (0.0, 0.1)):
+    shapes = SHAPES
+    if len(sys.argv) > 1:  # e.g. "32768x8192 2,16,1,2 2,16,2,1": one shape, given options only
+        m, n = (int(v) for v in sys.argv[1].split("x"))
+        shapes = [(m, n)]
+        options = [N.BwdLaunch(*(int(v) for v in o.split(","))) for o in sys.argv[2:]] or options
+    for (m, n), p in itertools.product(shapes, (0.0, 0.1)):
         x, r = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
         w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p, prenorm=True)

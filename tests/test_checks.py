@@ -23,6 +23,14 @@ def the(env: Environment, check_id: str) -> checks.Finding:
     return found
 
 
+@pytest.mark.parametrize("snapshot", ["h100-torch2.11-cu130", "h200-torch2.11-cu130"])
+def test_real_gpu_machines_are_ready_to_build_from_source(snapshot: str) -> None:
+    env = load(snapshot)
+    assert [str(g.arch) for g in env.visible_gpus] == ["sm_90"]
+    assert checks.verdict(checks.run_checks(env)).summary == (
+        "ready to build from source (and for prebuilt wheels)")
+
+
 def test_real_h100_is_ready_to_build_from_source() -> None:
     env = H100()
     result = checks.run_checks(env)
