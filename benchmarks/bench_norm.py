@@ -9,14 +9,13 @@ sdist's flash_attn/ops/triton/layer_norm.py and flash_attn/utils, unmodified, no
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import fa_kernels
-import time
-
 from common import bench_ms, copy_bandwidth_tbs, first_call_seconds, header, save, table
 
 SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
@@ -29,7 +28,7 @@ def upstream() -> Any | None:
     sys.path.insert(0, str(DEPS))
     try:
         from flash_attn.ops.triton.layer_norm import rms_norm_fn
-    except Exception as exc:  # noqa: BLE001 - a baseline that fails to load is reported, not fatal
+    except Exception as exc:
         print(f"upstream flash_attn rms_norm_fn unavailable: {exc}")
         return None
     return rms_norm_fn
@@ -104,8 +103,6 @@ def main() -> None:
             row[f"bwd host {name} ms"] = host_ms(impls[name], x, res, w)
         rows.append(row)
         print(row, flush=True)
-        del x, res, w
-        torch.cuda.empty_cache()
     meta = {**header(), "copy_tbs": bw, "upstream": up is not None}
     cols = ["M x N", "p", "fwd ms", "fwd TB/s", "fwd %copy", "fwd xflash_attn", "fwd xcompile",
             "fwd xeager", "bwd ms", "bwd TB/s", "bwd xflash_attn", "bwd xcompile", "bwd xeager",

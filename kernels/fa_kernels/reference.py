@@ -48,7 +48,7 @@ def attention_scores(
     alibi_slopes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Masked, capped, biased logits (batch, nheads, seqlen_q, seqlen_k) in float32; -inf where masked."""
-    batch, seqlen_q, nheads, head_dim = q.shape
+    _batch, seqlen_q, nheads, head_dim = q.shape
     seqlen_k, nheads_k = k.shape[1], k.shape[2]
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(head_dim)
     wide = torch.promote_types(q.dtype, torch.float32)

@@ -9,7 +9,6 @@ import torch
 import triton
 
 from fa_kernels import _alloc
-
 from fa_kernels.triton import attention_kernels as K
 
 

@@ -10,7 +10,6 @@ import torch
 import triton
 
 from fa_kernels import _alloc
-
 from fa_kernels.triton import norm_kernels as K
 
 MAX_HIDDEN = 32768  # one row lives in registers; beyond this it would spill
