@@ -80,26 +80,6 @@ def resolve(name: str | None, device: torch.device) -> str:
 
 # -- attention ---------------------------------------------------------------------------------
 
-try:
-    from fa_kernels.triton.attention import AttnProblem as AttnCall
-except ImportError:  # triton missing: the reference backend still needs the call description
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class AttnCall:  # type: ignore[no-redef]
-        batch: int
-        nheads: int
-        nheads_k: int
-        head_dim: int
-        max_seqlen_q: int
-        max_seqlen_k: int
-        softmax_scale: float
-        causal: bool
-        window: tuple[int, int]
-        softcap: float
-        dropout_p: float
-        varlen: bool
-
 
 AttnImpl = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 

@@ -13,6 +13,7 @@ import torch
 
 from fa_kernels import backend as _backend
 from fa_kernels import reference
+from fa_kernels.calls import AttnProblem
 
 MAX_HEAD_DIM = 256
 
@@ -83,7 +84,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, cu_q: torch
     batch = (cu_q.numel() - 1) if cu_q is not None else q.shape[0]
     head_dim = q.shape[-1]
     window = _window(window_size, causal)
-    problem = _backend.AttnCall(
+    problem = AttnProblem(
         batch=batch, nheads=q.shape[-2], nheads_k=k.shape[-2], head_dim=head_dim,
         max_seqlen_q=max_sq, max_seqlen_k=max_sk,
         softmax_scale=softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(head_dim),

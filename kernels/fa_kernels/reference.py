@@ -113,13 +113,7 @@ def rms_norm(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, s): s = dropout(x * rowscale) + residual; y = s / rms(s) * w (+ b). Both float32 if upcast."""
     dtype = torch.float32 if upcast else x.dtype
-    s = x.to(dtype)
-    if rowscale is not None:
-        s = s * rowscale.to(dtype)[..., None]
-    if dropout_mask is not None:
-        s = s * dropout_mask.to(dtype) / (1.0 - dropout_p)
-    if residual is not None:
-        s = s + residual.to(dtype)
+    s = _pre_norm_sum(x, residual, dropout_mask, dropout_p, rowscale, dtype)
     rstd = torch.rsqrt(s.pow(2).mean(dim=-1, keepdim=True) + eps)
     y = s * rstd
     if weight is not None:
@@ -143,13 +137,7 @@ def layer_norm(
     zero_centered_weight: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """As :func:`rms_norm` with mean subtraction: y = (s - mean) / std * w (+ b)."""
-    s = x.float()
-    if rowscale is not None:
-        s = s * rowscale.float()[..., None]
-    if dropout_mask is not None:
-        s = s * dropout_mask.float() / (1.0 - dropout_p)
-    if residual is not None:
-        s = s + residual.float()
+    s = _pre_norm_sum(x, residual, dropout_mask, dropout_p, rowscale, torch.float32)
     centered = s - s.mean(dim=-1, keepdim=True)
     y = centered * torch.rsqrt(centered.pow(2).mean(dim=-1, keepdim=True) + eps)
     if weight is not None:
@@ -157,3 +145,16 @@ def layer_norm(
     if bias is not None:
         y = y + bias.float()
     return y, s
+
+
+def _pre_norm_sum(x: torch.Tensor, residual: torch.Tensor | None, dropout_mask: torch.Tensor | None,
+                  dropout_p: float, rowscale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """s = dropout(x * rowscale) + residual, in ``dtype``."""
+    s = x.to(dtype)
+    if rowscale is not None:
+        s = s * rowscale.to(dtype)[..., None]
+    if dropout_mask is not None:
+        s = s * dropout_mask.to(dtype) / (1.0 - dropout_p)
+    if residual is not None:
+        s = s + residual.to(dtype)
+    return s

@@ -9,41 +9,12 @@ import torch
 import triton
 
 from fa_kernels import _alloc
+from fa_kernels.calls import AttnProblem
 from fa_kernels.triton import attention_kernels as K
 
 
-@dataclass(frozen=True)
-class AttnProblem:
-    """Everything the kernels need besides tensors; one value per call."""
-
-    batch: int
-    nheads: int
-    nheads_k: int
-    head_dim: int
-    max_seqlen_q: int
-    max_seqlen_k: int
-    softmax_scale: float
-    causal: bool
-    window: tuple[int, int]
-    softcap: float
-    dropout_p: float
-    varlen: bool
-
-    @property
-    def check_right(self) -> bool:
-        return self.causal or self.window[1] >= 0
-
-    @property
-    def check_left(self) -> bool:
-        return self.window[0] >= 0
-
-    @property
-    def win_right(self) -> int:
-        return 0 if self.causal else max(self.window[1], 0)
-
-    @property
-    def block_d(self) -> int:
-        return max(16, triton.next_power_of_2(self.head_dim))
+def _block_d(p: AttnProblem) -> int:
+    return max(16, triton.next_power_of_2(p.head_dim))
 
 
 def interpreting() -> bool:
@@ -69,9 +40,9 @@ def fwd_config(p: AttnProblem, device: torch.device) -> Config:
         return Config(32, 32, 4, 1)
     if not _is_hopper(device):
         return Config(64, 64, 4, 2)
-    if p.block_d <= 64:
+    if _block_d(p) <= 64:
         return Config(64, 64, 4, 3) if p.causal else Config(128, 64, 8, 3)
-    if p.block_d <= 128:
+    if _block_d(p) <= 128:
         return Config(64, 64, 4, 3)
     return Config(64, 64, 4, 2)
 
@@ -80,9 +51,9 @@ def bwd_config(p: AttnProblem, device: torch.device) -> tuple[Config, Config]:
     """(dK/dV kernel, dQ kernel), chosen like fwd_config."""
     if interpreting() or device.type != "cuda":
         return Config(32, 32, 4, 1), Config(32, 32, 4, 1)
-    if not _is_hopper(device) or p.block_d > 128:
+    if not _is_hopper(device) or _block_d(p) > 128:
         return Config(32, 64, 4, 1), Config(64, 32, 4, 1)
-    if p.block_d <= 64:
+    if _block_d(p) <= 64:
         return Config(32, 64, 4, 3), Config(64, 32, 4, 3)
     return Config(64, 128, 8, 3), Config(128, 64, 8, 3)
 
@@ -125,7 +96,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: AttnProblem, *
         q, k, v, out, lse, alibi, cu_q, cu_k, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(out), *_lse_strides(lse), slb,
         p.nheads, p.nheads // p.nheads_k, p.max_seqlen_q, p.max_seqlen_k,
-        HEAD_DIM=p.head_dim, BLOCK_D=p.block_d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_flags(p, alibi),
     )
     return out, lse
@@ -143,12 +114,12 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     pre_m = 64 if not interpreting() else 32
     K._bwd_preprocess[(triton.cdiv(p.max_seqlen_q, pre_m), p.batch * p.nheads)](
         out, do, delta, cu_q, *_strides3(out), *_strides3(do), *_lse_strides(delta),
-        p.nheads, p.max_seqlen_q, HEAD_DIM=p.head_dim, BLOCK_D=p.block_d, BLOCK_M=pre_m,
+        p.nheads, p.max_seqlen_q, HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p), BLOCK_M=pre_m,
         IS_VARLEN=p.varlen,
     )
     slb = alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0
     flags = _flags(p, alibi)
-    common = (p.head_dim, p.block_d)
+    common = (p.head_dim, _block_d(p))
     K._bwd_dkdv_kernel[(triton.cdiv(p.max_seqlen_k, cfg_kv.block_n), p.batch * p.nheads_k)](
         q, k, v, do, lse, delta, dk, dv, alibi, cu_q, cu_k, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(do), *_strides3(dk),

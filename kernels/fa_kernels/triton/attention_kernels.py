@@ -70,6 +70,26 @@ def _seq_bounds(CU_Q, CU_K, b, seqlen_q, seqlen_k, IS_VARLEN: tl.constexpr):
 
 
 @triton.jit
+def _key_range(start_m, diag, sk, win_left, win_right, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+               CHECK_LEFT: tl.constexpr, CHECK_RIGHT: tl.constexpr):
+    """Keys a query block [start_m, start_m + BLOCK_M) can see: [lo, hi); of those, [lo, full_hi) are
+    whole blocks every row sees (no mask needed). With a left window everything is masked."""
+    hi = sk
+    if CHECK_RIGHT:
+        hi = tl.minimum(sk, start_m + BLOCK_M + diag + win_right)
+    if CHECK_LEFT:
+        lo = tl.maximum(0, start_m + diag - win_left) // BLOCK_N * BLOCK_N
+        full_hi = lo
+    else:
+        lo = 0
+        full_hi = sk
+        if CHECK_RIGHT:
+            full_hi = tl.minimum(sk, start_m + diag + win_right + 1)
+        full_hi = tl.maximum(full_hi, 0) // BLOCK_N * BLOCK_N
+    return lo, full_hi, hi
+
+
+@triton.jit
 def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, offs_m, offs_d,
                lo, hi, sm_scale, softcap, slope, diag, win_left, win_right, sk, seed, dropout_p,
                HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -134,18 +154,8 @@ def _fwd_kernel(
         slope = tl.load(SLOPES + b * stride_slb + h).to(tl.float32)
     seed_bh = seed + pid_bh
 
-    hi = sk
-    if CHECK_RIGHT:
-        hi = tl.minimum(sk, start_m + BLOCK_M + diag + win_right)
-    if CHECK_LEFT:
-        lo = tl.maximum(0, start_m + diag - win_left) // BLOCK_N * BLOCK_N
-        full_hi = lo
-    else:
-        lo = 0
-        full_hi = sk
-        if CHECK_RIGHT:
-            full_hi = tl.minimum(sk, start_m + diag + win_right + 1)
-        full_hi = tl.maximum(full_hi, 0) // BLOCK_N * BLOCK_N
+    lo, full_hi, hi = _key_range(start_m, diag, sk, win_left, win_right, BLOCK_M, BLOCK_N,
+                                 CHECK_LEFT, CHECK_RIGHT)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -397,18 +407,8 @@ def _bwd_dq_kernel(
     if HAS_ALIBI:
         slope = tl.load(SLOPES + b * stride_slb + h).to(tl.float32)
 
-    hi = sk
-    if CHECK_RIGHT:
-        hi = tl.minimum(sk, start_m + BLOCK_M + diag + win_right)
-    if CHECK_LEFT:
-        lo = tl.maximum(0, start_m + diag - win_left) // BLOCK_N * BLOCK_N
-        full_hi = lo
-    else:
-        lo = 0
-        full_hi = sk
-        if CHECK_RIGHT:
-            full_hi = tl.minimum(sk, start_m + diag + win_right + 1)
-        full_hi = tl.maximum(full_hi, 0) // BLOCK_N * BLOCK_N
+    lo, full_hi, hi = _key_range(start_m, diag, sk, win_left, win_right, BLOCK_M, BLOCK_N,
+                                 CHECK_LEFT, CHECK_RIGHT)
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, offs_m, offs_d,

@@ -35,6 +35,13 @@ def _warps(block_n: int) -> int:
     return max(1, min(16, block_n // 256))
 
 
+def fwd_rows(n: int, device: torch.device) -> int:
+    """Rows per forward program: small rows are batched so each program has ~4k elements of work."""
+    if device.type != "cuda":
+        return 2
+    return max(1, 4096 // max(16, triton.next_power_of_2(n)))
+
+
 def block_n_for(n: int) -> int:
     if n > MAX_HIDDEN:
         raise NotImplementedError(
@@ -56,16 +63,18 @@ def forward(x, weight, bias, residual, rowscale, call: NormCall, seed: int, out=
     keep = _alloc.empty((m, n), dtype=torch.int8, device=x.device) if call.store_keep else None
     rstd = _alloc.empty((m,), dtype=torch.float32, device=x.device)
     mean = None if call.is_rms else _alloc.empty((m,), dtype=torch.float32, device=x.device)
-    K._norm_fwd_kernel[(m,)](
+    rows = fwd_rows(n, x.device)
+    K._norm_fwd_kernel[(triton.cdiv(m, rows),)](
         x, residual, weight, bias, rowscale, y, s, keep, rstd, mean,
         x.stride(0), residual.stride(0) if residual is not None else 0, y.stride(0),
         s.stride(0) if s is not None else 0,
-        n, call.eps, 1.0 / (1.0 - call.dropout_p) if call.dropout_p > 0 else 1.0,
+        m, n, call.eps, 1.0 / (1.0 - call.dropout_p) if call.dropout_p > 0 else 1.0,
         _threshold(call.dropout_p), seed,
-        BLOCK_N=block, IS_RMS=call.is_rms, HAS_RES=residual is not None, HAS_W=weight is not None,
+        BLOCK_N=block, ROWS=rows, IS_RMS=call.is_rms, HAS_RES=residual is not None,
+        HAS_W=weight is not None,
         HAS_B=bias is not None, HAS_ROWSCALE=rowscale is not None, HAS_DROPOUT=call.dropout_p > 0,
         STORE_RES_OUT=s is not None, STORE_KEEP=keep is not None,
-        ZERO_CENTERED=call.zero_centered_weight, num_warps=_warps(block),
+        ZERO_CENTERED=call.zero_centered_weight, num_warps=_warps(block * rows),
     )
     return y, s, keep, rstd, mean
 

@@ -28,53 +28,50 @@ def _keep_rows(seed, rows, N, threshold, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _keep_row(seed, row, N, threshold, BLOCK_N: tl.constexpr):
-    keep = _keep_rows(seed, tl.full([1], row, tl.int32), N, threshold, BLOCK_N)
-    return tl.reshape(keep, [BLOCK_N])
-
-
-@triton.jit
 def _norm_fwd_kernel(
     X, RES, W, B, ROWSCALE, Y, RES_OUT, KEEP_OUT, RSTD, MEAN,
     stride_x, stride_res, stride_y, stride_res_out,
-    N, eps, dropout_scale, threshold, seed,
-    BLOCK_N: tl.constexpr, IS_RMS: tl.constexpr, HAS_RES: tl.constexpr, HAS_W: tl.constexpr,
-    HAS_B: tl.constexpr, HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+    M, N, eps, dropout_scale, threshold, seed,
+    BLOCK_N: tl.constexpr, ROWS: tl.constexpr, IS_RMS: tl.constexpr, HAS_RES: tl.constexpr,
+    HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_ROWSCALE: tl.constexpr, HAS_DROPOUT: tl.constexpr,
     STORE_RES_OUT: tl.constexpr, STORE_KEEP: tl.constexpr, ZERO_CENTERED: tl.constexpr,
 ):
-    row = tl.program_id(0)
+    """ROWS rows per program as one [ROWS, BLOCK_N] tile (several rows amortise the per-row work)."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     cols = tl.arange(0, BLOCK_N)
-    ok = cols < N
-    row64 = row.to(tl.int64)
-    s = tl.load(X + row64 * stride_x + cols, mask=ok, other=0.0).to(tl.float32)
+    row_ok = rows < M
+    ok = row_ok[:, None] & (cols[None, :] < N)
+    rows64 = rows.to(tl.int64)[:, None]
+    s = tl.load(X + rows64 * stride_x + cols[None, :], mask=ok, other=0.0).to(tl.float32)
     if HAS_ROWSCALE:
-        s = s * tl.load(ROWSCALE + row).to(tl.float32)
+        s = s * tl.load(ROWSCALE + rows, mask=row_ok, other=0.0).to(tl.float32)[:, None]
     if HAS_DROPOUT:
-        keep = _keep_row(seed, row, N, threshold, BLOCK_N)
+        keep = _keep_rows(seed, rows, N, threshold, BLOCK_N)
         s = tl.where(keep, s * dropout_scale, 0.0)
         if STORE_KEEP:
-            tl.store(KEEP_OUT + row64 * N + cols, keep.to(tl.int8), mask=ok)
+            tl.store(KEEP_OUT + rows64 * N + cols[None, :], keep.to(tl.int8), mask=ok)
     if HAS_RES:
-        s = s + tl.load(RES + row64 * stride_res + cols, mask=ok, other=0.0).to(tl.float32)
+        s = s + tl.load(RES + rows64 * stride_res + cols[None, :], mask=ok, other=0.0).to(tl.float32)
     if STORE_RES_OUT:
-        tl.store(RES_OUT + row64 * stride_res_out + cols, s.to(RES_OUT.dtype.element_ty), mask=ok)
+        tl.store(RES_OUT + rows64 * stride_res_out + cols[None, :], s.to(RES_OUT.dtype.element_ty),
+                 mask=ok)
     if IS_RMS:
         xc = s
     else:
-        mean = tl.sum(s, 0) / N
-        tl.store(MEAN + row, mean)
-        xc = tl.where(ok, s - mean, 0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, 0) / N + eps)
-    tl.store(RSTD + row, rstd)
-    y = xc * rstd
+        mean = tl.sum(s, 1) / N
+        tl.store(MEAN + rows, mean, mask=row_ok)
+        xc = tl.where(ok, s - mean[:, None], 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, 1) / N + eps)
+    tl.store(RSTD + rows, rstd, mask=row_ok)
+    y = xc * rstd[:, None]
     if HAS_W:
-        w = tl.load(W + cols, mask=ok, other=0.0).to(tl.float32)
+        w = tl.load(W + cols, mask=cols < N, other=0.0).to(tl.float32)
         if ZERO_CENTERED:
             w = w + 1.0
-        y = y * w
+        y = y * w[None, :]
     if HAS_B:
-        y = y + tl.load(B + cols, mask=ok, other=0.0).to(tl.float32)
-    tl.store(Y + row64 * stride_y + cols, y.to(Y.dtype.element_ty), mask=ok)
+        y = y + tl.load(B + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    tl.store(Y + rows64 * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=ok)
 
 
 @triton.jit
