@@ -625,7 +625,16 @@ def _version_matches(installed: str, pin: str) -> bool:
 
 def check_kernel_packages(env: Environment) -> Iterator[Finding]:
     for pkg in env.packages:
-        if pkg.import_status is ImportStatus.BROKEN:
+        if pkg.import_status is ImportStatus.BROKEN and not _torch_ok(env):
+            # the package cannot import before torch does: torch-import carries the fix
+            yield Finding(
+                id=f"package-{pkg.name}",
+                severity=Severity.INFO,
+                title=f"{pkg.name} {pkg.version} cannot import until torch works",
+                evidence=pkg.import_error or "",
+                why="see torch-import",
+            )
+        elif pkg.import_status is ImportStatus.BROKEN:
             yield _broken_package(env, pkg)
         elif pkg.build_info:
             yield from _build_info_mismatch(env, pkg)

@@ -291,3 +291,12 @@ BLOCKERS: list[tuple[Callable[[], Environment], str]] = [
 @pytest.mark.parametrize(("make", "summary"), BLOCKERS)
 def test_verdict_summaries(make: Callable[[], Environment], summary: str) -> None:
     assert checks.verdict(checks.run_checks(make())).summary == summary
+
+
+def test_kernel_package_failing_only_for_want_of_torch_points_at_torch() -> None:
+    pkg = PackageInfo(name="fa-kernels", version="0.1.0", location="/s", import_status=ImportStatus.BROKEN,
+                      import_error="import fa_kernels: ModuleNotFoundError: No module named 'torch'")
+    env = mutate(load("cpu-no-torch"), packages=(pkg,))
+    f = the(env, "package-fa-kernels")
+    assert f.severity is Severity.INFO and f.fix is None and f.why == "see torch-import"
+    assert the(env, "torch-import").severity is Severity.ERROR
