@@ -16,7 +16,15 @@ from typing import Any
 import torch
 
 import fa_kernels
-from common import bench_ms, copy_bandwidth_tbs, prime_memory, first_call_seconds, header, save, table
+from common import (
+    bench_ms,
+    copy_bandwidth_tbs,
+    first_call_seconds,
+    header,
+    prime_memory,
+    save,
+    table,
+)
 
 SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
 DEPS = Path(__file__).resolve().parent.parent / ".bench_deps"

@@ -1,0 +1,101 @@
+"""The build variant a compiled wheel is for, carried in its local version: ``0.1.0+cu130torch2.11cxx11abiTRUE``.
+
+A binary extension loads only into the torch minor, C++ ABI and accelerator runtime major it was built
+against; the variant says which. The pure-Triton wheel has no variant (it is ``py3-none-any``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from fa_dist.environment import Environment, ImportStatus
+from fa_dist.errors import ParseError
+from fa_dist.versions import CudaVersion
+
+
+class Runtime(Enum):
+    CUDA = "cu"
+    ROCM = "rocm"
+
+
+@dataclass(frozen=True, order=True)
+class TorchMinor:
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> TorchMinor:
+        m = re.match(r"(\d+)\.(\d+)", text.strip())
+        if not m:
+            raise ParseError(f"not a torch version: {text!r} (expected e.g. 2.11 or 2.11.0+cu130)")
+        return cls(int(m[1]), int(m[2]))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+_TAG = re.compile(
+    r"(?P<rt>cu|rocm)(?P<rv>\d+(?:\.\d+)?)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>TRUE|FALSE)"
+)
+
+
+@dataclass(frozen=True, order=True)
+class Variant:
+    """``cu130torch2.11cxx11abiTRUE`` or ``rocm6.4torch2.11cxx11abiTRUE``.
+
+    CUDA keeps major and minor (``cu130``): the rule is same major, build minor <= runtime minor.
+    ROCm keeps major.minor, and must match exactly.
+    """
+
+    runtime: Runtime
+    runtime_version: CudaVersion  # for ROCm: (major, minor) of the ROCm release
+    torch: TorchMinor
+    cxx11_abi: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        m = _TAG.fullmatch(text.strip())
+        if not m:
+            raise ParseError(
+                f"not a build variant: {text!r} (expected e.g. cu130torch2.11cxx11abiTRUE)"
+            )
+        runtime = Runtime(m["rt"])
+        if runtime is Runtime.CUDA:
+            version = CudaVersion.parse("cu" + m["rv"])
+        else:
+            major, _, minor = m["rv"].partition(".")
+            version = CudaVersion(int(major), int(minor or 0))
+        return cls(runtime, version, TorchMinor.parse(m["torch"]), m["abi"] == "TRUE")
+
+    def __str__(self) -> str:
+        rv = (
+            self.runtime_version.tag[2:]
+            if self.runtime is Runtime.CUDA
+            else f"{self.runtime_version.major}.{self.runtime_version.minor}"
+        )
+        abi = "TRUE" if self.cxx11_abi else "FALSE"
+        return f"{self.runtime.value}{rv}torch{self.torch}cxx11abi{abi}"
+
+    @classmethod
+    def from_local_version(cls, version: str) -> Variant | None:
+        """The variant in a wheel version's local part, or None for a plain version."""
+        _, plus, local = version.partition("+")
+        return cls.parse(local) if plus else None
+
+
+def for_environment(env: Environment) -> tuple[Variant | None, str]:
+    """The variant a compiled wheel needs to load into ``env``'s torch, or None with the reason."""
+    torch = env.torch
+    if torch is None or torch.status is not ImportStatus.OK or not torch.version:
+        return None, "torch does not import in the target environment"
+    abi = bool(torch.cxx11_abi)
+    if torch.cuda:
+        return Variant(Runtime.CUDA, torch.cuda, TorchMinor.parse(torch.version), abi), ""
+    if torch.hip:
+        hip = TorchMinor.parse(torch.hip)
+        return Variant(
+            Runtime.ROCM, CudaVersion(hip.major, hip.minor), TorchMinor.parse(torch.version), abi
+        ), ""
+    return None, f"torch {torch.version} is a CPU-only build: only the pure-Triton wheel applies"

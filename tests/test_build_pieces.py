@@ -1,0 +1,162 @@
+"""Pure pieces of the build: variant tags, recipes, arch selection, build-log classification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fa_dist import archs, buildlog, recipes
+from fa_dist.errors import ConfigError, ParseError
+from fa_dist.variant import Runtime, TorchMinor, Variant, for_environment
+from fa_dist.versions import Arch, CudaVersion
+
+from .envs import CPU, FIXTURES, H100, load
+
+variants = st.builds(
+    Variant,
+    st.sampled_from(list(Runtime)),
+    st.builds(CudaVersion, st.integers(10, 20), st.integers(0, 9)),
+    st.builds(TorchMinor, st.integers(1, 3), st.integers(0, 30)),
+    st.booleans(),
+)
+
+
+@given(variants)
+def test_variant_round_trips(v: Variant) -> None:
+    assert Variant.parse(str(v)) == v
+    assert Variant.from_local_version(f"0.1.0+{v}") == v
+
+
+def test_variant_text_forms() -> None:
+    v = Variant.parse("cu130torch2.11cxx11abiTRUE")
+    assert (v.runtime, v.runtime_version, str(v.torch), v.cxx11_abi) == (
+        Runtime.CUDA, CudaVersion(13, 0), "2.11", True)
+    assert str(Variant.parse("rocm6.4torch2.11cxx11abiFALSE")) == "rocm6.4torch2.11cxx11abiFALSE"
+    assert Variant.from_local_version("0.1.0") is None
+    with pytest.raises(ParseError, match="not a build variant"):
+        Variant.parse("cu130torch2.11")
+
+
+def test_variant_for_real_environments() -> None:
+    assert str(for_environment(H100())[0]) == "cu130torch2.11cxx11abiTRUE"
+    none, why = for_environment(CPU())
+    assert none is None and "CPU-only build" in why
+    assert for_environment(load("cpu-no-torch"))[0] is None
+
+
+# -- recipes -----------------------------------------------------------------------------------
+
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+
+
+def test_committed_recipes_load_and_name_existing_sources() -> None:
+    found = recipes.load_all(source_root=KERNELS)
+    assert found["triton"].kind is recipes.Kind.TRITON and not found["triton"].compiled
+    for recipe in found.values():
+        if recipe.compiled:
+            assert recipe.extension and recipe.extension.sources
+            assert all((KERNELS / s).is_file() for s in recipe.extension.sources)
+
+
+GOOD = """
+[recipe]
+name = "cuda"
+kind = "cuda"
+description = "x"
+min_torch = "2.4"
+min_runtime = "12.0"
+[extension]
+name = "fa_kernels._C"
+sources = ["a.cu"]
+[archs]
+supported = ["sm_80", "sm_90"]
+"""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (GOOD.replace('kind = "cuda"', 'kind = "opencl"'), "recipe.kind = 'opencl': expected one of"),
+    (GOOD.replace('min_torch = "2.4"', 'min_torch = "two"'), "recipe.min_torch: not a torch version"),
+    (GOOD + "\n[extra]\nx = 1\n", "unknown table [extra]"),
+    (GOOD.replace('sources = ["a.cu"]', 'sources = ["a.cu"]\nsrcs = []'), "unknown key extension.srcs"),
+    (GOOD.replace('sources = ["a.cu"]', "sources = [1]"), "extension.sources[0] must be a string"),
+    (GOOD.replace('"sm_80", "sm_90"', '"sm_80", "gfx942"'), "must list only sm_XX archs"),
+    (GOOD.replace('"sm_80", "sm_90"', '"sm_80", "volta"'), "archs.supported[1]: not a GPU arch"),
+    (GOOD.replace('description = "x"\n', ""), "missing key recipe.description"),
+    (GOOD.replace("[archs]\nsupported = [\"sm_80\", \"sm_90\"]\n", ""), "[archs] is required"),
+    ("[recipe\n", "not valid TOML"),
+])
+def test_bad_recipes_name_file_key_and_expectation(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        recipes.load(path)
+    assert str(path) in err.value.message and message in err.value.message
+
+
+def test_recipe_sources_must_exist_when_checked(tmp_path: Path) -> None:
+    path = tmp_path / "cuda.toml"
+    path.write_text(GOOD)
+    assert recipes.load(path).archs == (Arch.parse("sm_80"), Arch.parse("sm_90"))
+    with pytest.raises(ConfigError, match="names 'a.cu', which is not in"):
+        recipes.load(path, source_root=tmp_path)
+
+
+# -- archs -------------------------------------------------------------------------------------
+
+RECIPE_ARCHS = [Arch.parse(a) for a in ("sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120")]
+
+
+def test_native_build_is_exactly_the_visible_gpu_with_hopper_features() -> None:
+    choice = archs.select("native", gpus=[Arch.parse("sm_90")], toolkit=CudaVersion(13, 0),
+                          recipe_archs=RECIPE_ARCHS)
+    assert [str(a) for a in choice.archs] == ["sm_90a"] and choice.torch_arch_list == "9.0a"
+
+
+def test_all_archs_skips_what_the_toolkit_cannot_build_and_adds_ptx() -> None:
+    choice = archs.select("all", gpus=[], toolkit=CudaVersion(12, 4), recipe_archs=RECIPE_ARCHS)
+    assert [str(a) for a in choice.archs] == ["sm_80", "sm_86", "sm_89", "sm_90"]
+    assert choice.torch_arch_list == "8.0;8.6;8.9;9.0+PTX"
+    assert any("sm_100" in n and "nvcc 12.4 cannot target" in n for n in choice.notes)
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ("sm_70", "not one the kernels are written for"),
+    ("sm_120", "nvcc 12.4 cannot target sm_120"),
+    ("banana", "not a GPU arch"),
+    ("", "--arch is empty"),
+])
+def test_explicit_arch_list_is_checked(request_: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        archs.select(request_, gpus=[], toolkit=CudaVersion(12, 4), recipe_archs=RECIPE_ARCHS)
+
+
+def test_native_without_gpu_asks_for_an_explicit_arch() -> None:
+    with pytest.raises(ConfigError, match="no GPU visible"):
+        archs.select("native", gpus=[], toolkit=CudaVersion(13, 0), recipe_archs=RECIPE_ARCHS)
+
+
+# -- build logs --------------------------------------------------------------------------------
+
+LOGS = FIXTURES / "buildlogs"
+
+
+@pytest.mark.parametrize(("log", "cause", "shown"), [
+    ("gcc-too-new.log", "gcc-too-new", "gcc versions later than 15"),
+    ("cuda-major-mismatch.log", "cuda-mismatch", "(12.8) mismatches"),
+    ("oom-killed.log", "oom-killed", "Killed"),
+    ("ninja-missing.log", "ninja-missing", "Ninja is required"),
+    ("nvcc-unsupported-arch.log", "unsupported-arch", "sm_70"),
+    ("missing-header.log", "missing-header", "fa_no_such_header.h"),
+])
+def test_real_failure_logs_are_classified(log: str, cause: str, shown: str) -> None:
+    found = buildlog.classify((LOGS / log).read_text())
+    assert found is not None and found.id == cause
+    assert any(shown in line for line in found.lines)
+
+
+def test_unknown_failure_falls_back_to_the_tail() -> None:
+    assert buildlog.classify("error: something new\n") is None
+    assert buildlog.tail("a\nb\nc\n", 2) == ("b", "c")
