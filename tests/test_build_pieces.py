@@ -100,7 +100,7 @@ def test_recipe_sources_must_exist_when_checked(tmp_path: Path) -> None:
     path = tmp_path / "cuda.toml"
     path.write_text(GOOD)
     assert recipes.load(path).archs == (Arch.parse("sm_80"), Arch.parse("sm_90"))
-    with pytest.raises(ConfigError, match="names 'a.cu', which is not in"):
+    with pytest.raises(ConfigError, match=r"names 'a\.cu', which is not in"):
         recipes.load(path, source_root=tmp_path)
 
 
