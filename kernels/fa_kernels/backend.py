@@ -64,8 +64,14 @@ def cuda_extension() -> Any | None:
     return _C
 
 
-def resolve(name: str | None, device: torch.device) -> str:
+# ops the compiled extension implements (the rest run on Triton even in a compiled build)
+CUDA_OPS = frozenset({"norm"})
+
+
+def resolve(name: str | None, device: torch.device, op: str = "attention") -> str:
     name = _validate(name or _default)
+    if name == "cuda" and op not in CUDA_OPS:
+        raise NotImplementedError(f"the cuda backend has no {op} kernel yet; use backend='triton' or 'auto'")
     if name != "auto":
         if name == "triton" and not triton_runs_on(device):
             raise RuntimeError(f"the triton backend needs a GPU tensor (got {device}) or TRITON_INTERPRET=1")
@@ -73,6 +79,8 @@ def resolve(name: str | None, device: torch.device) -> str:
             raise RuntimeError("the cuda backend is not in this build of fa_kernels (install a compiled wheel "
                                "with `fa-dist install`)")
         return name
+    if device.type == "cuda" and op in CUDA_OPS and cuda_extension() is not None:
+        return "cuda"
     if triton_runs_on(device) and "triton" in available():
         return "triton"
     return "reference"
@@ -90,8 +98,6 @@ def attention_impl(name: str | None, device: torch.device, call: Any) -> AttnImp
         from fa_kernels.triton.attention import FlashAttnFunction
 
         return FlashAttnFunction.apply  # type: ignore[no-any-return]
-    if chosen == "cuda":
-        raise NotImplementedError("the cuda attention backend is not built yet; use backend='triton'")
     return _reference_attention
 
 

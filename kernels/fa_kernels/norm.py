@@ -50,14 +50,25 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
     if residual_out is not None and residual_out.dtype != residual_dtype:
         raise TypeError(f"residual_out must be {residual_dtype}, got {residual_out.dtype}")
     out_dtype = out_dtype or (out.dtype if out is not None else x.dtype)
-    chosen = _backend.resolve(backend, x.device)
+    chosen = _backend.resolve(backend, x.device, "norm")
+    unsupported = _cuda_unsupported(is_rms_norm, bias, rowscale, zero_centered_weight, out, residual_out,
+                                    out_dtype, x.dtype)
+    if chosen == "cuda" and unsupported:
+        if (backend or _backend.get_backend()) == "cuda":  # asked for by name: say why not
+            raise NotImplementedError(f"the cuda norm kernel does not support {unsupported}; use backend='triton'")
+        chosen = "triton"  # "auto" takes the best backend that can run the call
     seed = _new_seed() if dropout_p > 0 else 0
-    if chosen == "triton":
+    if chosen == "cuda":
+        from fa_kernels.cuda.norm import CudaRmsNormFunction
+
+        n = shape[-1]
+        y, s, keep = CudaRmsNormFunction.apply(_flat(x, n), weight, _flat(residual, n), float(eps),
+                                               float(dropout_p), seed, residual_dtype, prenorm,
+                                               return_dropout_mask and dropout_p > 0)
+    elif chosen == "triton":
         y, s, keep = _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms_norm,
                              zero_centered_weight, residual_dtype, out_dtype, return_dropout_mask,
                              seed, out, residual_out)
-    elif chosen == "cuda":
-        raise NotImplementedError("the cuda norm backend is not built yet; use backend='triton'")
     else:
         y, s, keep = _reference(x, weight, bias, residual, rowscale, eps, dropout_p, is_rms_norm,
                                 zero_centered_weight, residual_dtype, out_dtype, seed)
@@ -68,6 +79,15 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
     if return_dropout_mask:
         result += [keep.reshape(shape) if keep is not None else None, None]
     return result[0] if len(result) == 1 else tuple(result)
+
+
+def _cuda_unsupported(is_rms, bias, rowscale, zero_centered, out, residual_out, out_dtype, x_dtype) -> str:  # type: ignore[no-untyped-def]
+    """What of this call the CUDA kernel lacks ('' when it can run it)."""
+    checks = {"layer norm (is_rms_norm=False)": not is_rms, "bias": bias is not None,
+              "rowscale": rowscale is not None, "zero_centered_weight": zero_centered,
+              "out / residual_out buffers": out is not None or residual_out is not None,
+              "out_dtype other than x's": out_dtype != x_dtype}
+    return ", ".join(name for name, hit in checks.items() if hit)
 
 
 def _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms, zero_centered,

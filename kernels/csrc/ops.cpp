@@ -1,0 +1,148 @@
+// torch glue for the CUDA kernels: ops registered with torch.library (schemas here, CUDA
+// implementations below, fake/meta implementations in fa_kernels/cuda/ops.py). The kernels themselves
+// live in csrc/norm/*.cu and include no torch header.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "norm/rms_norm.h"
+
+namespace {
+
+fa_kernels::DType dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return fa_kernels::DType::kFloat32;
+    case at::kHalf: return fa_kernels::DType::kFloat16;
+    case at::kBFloat16: return fa_kernels::DType::kBFloat16;
+    default: TORCH_CHECK(false, "fa_kernels: unsupported dtype ", t.scalar_type());
+  }
+}
+
+void check_2d(const at::Tensor& t, const char* name, int64_t rows, int64_t cols) {
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == cols, name, " must be [", rows, ", ", cols,
+              "], got ", t.sizes());
+  TORCH_CHECK(t.stride(1) == 1, name, " must be contiguous in its last dimension");
+}
+
+void check_cuda(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, "fa_kernels ", what, ": ", cudaGetErrorString(err));
+}
+
+// returns (y, residual_out, rstd, keep): residual_out is empty unless `store_residual_out`, keep unless
+// `store_keep`
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rms_norm_fwd(
+    const at::Tensor& x, const std::optional<at::Tensor>& residual, const std::optional<at::Tensor>& weight,
+    double eps, double dropout_p, int64_t seed, at::ScalarType residual_dtype, bool store_residual_out,
+    bool store_keep) {
+  const int64_t rows = x.size(0), cols = x.size(1);
+  check_2d(x, "x", rows, cols);
+  TORCH_CHECK(cols <= fa_kernels::kMaxCols, "hidden size ", cols, " > ", fa_kernels::kMaxCols);
+  if (residual) {
+    check_2d(*residual, "residual", rows, cols);
+    TORCH_CHECK(residual->scalar_type() == residual_dtype, "residual dtype must be ", residual_dtype);
+  }
+  if (weight) {
+    TORCH_CHECK(weight->is_contiguous() && weight->numel() == cols && weight->scalar_type() == x.scalar_type(),
+                "weight must be a contiguous [", cols, "] tensor of x's dtype");
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto y = at::empty_like(x, x.options().memory_format(at::MemoryFormat::Contiguous));
+  auto residual_out = store_residual_out ? at::empty({rows, cols}, x.options().dtype(residual_dtype)) : at::Tensor();
+  auto rstd = at::empty({rows}, x.options().dtype(at::kFloat));
+  auto keep = store_keep ? at::empty({rows, cols}, x.options().dtype(at::kBool)) : at::Tensor();
+  fa_kernels::RmsNormFwdParams p{};
+  p.x = x.data_ptr();
+  p.residual = residual ? residual->data_ptr() : nullptr;
+  p.weight = weight ? weight->data_ptr() : nullptr;
+  p.y = y.data_ptr();
+  p.residual_out = store_residual_out ? residual_out.data_ptr() : nullptr;
+  p.keep_out = store_keep ? reinterpret_cast<uint8_t*>(keep.data_ptr()) : nullptr;
+  p.rstd = rstd.data_ptr<float>();
+  p.rows = rows;
+  p.cols = cols;
+  p.x_stride = x.stride(0);
+  p.residual_stride = residual ? residual->stride(0) : 0;
+  p.y_stride = y.stride(0);
+  p.residual_out_stride = store_residual_out ? residual_out.stride(0) : 0;
+  p.dtype = dtype_of(x);
+  p.residual_dtype = residual ? dtype_of(*residual) : (residual_dtype == at::kFloat ? fa_kernels::DType::kFloat32 : p.dtype);
+  p.eps = static_cast<float>(eps);
+  p.dropout_p = static_cast<float>(dropout_p);
+  p.seed = static_cast<uint64_t>(seed);
+  check_cuda(fa_kernels::rms_norm_fwd(p, at::cuda::getCurrentCUDAStream()), "rms_norm_fwd");
+  return {y, residual_out, rstd, keep};
+}
+
+// returns (dx, dresidual, dweight): dresidual is empty when it equals dx, dweight when weight is None
+std::tuple<at::Tensor, at::Tensor, at::Tensor> rms_norm_bwd(
+    const at::Tensor& dy, const at::Tensor& s, const at::Tensor& rstd, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& dresidual_out, double dropout_p, int64_t seed, at::ScalarType x_dtype,
+    bool separate_dresidual) {
+  const int64_t rows = s.size(0), cols = s.size(1);
+  check_2d(dy, "dy", rows, cols);
+  check_2d(s, "s", rows, cols);
+  if (dresidual_out) check_2d(*dresidual_out, "dresidual_out", rows, cols);
+  const c10::cuda::CUDAGuard guard(s.device());
+  auto dx = at::empty({rows, cols}, dy.options().dtype(x_dtype));
+  auto dresidual = separate_dresidual ? at::empty({rows, cols}, s.options()) : at::Tensor();
+  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int blocks = fa_kernels::rms_norm_bwd_blocks(rows, sm_count);
+  auto partial = weight ? at::empty({blocks, cols}, dy.options().dtype(at::kFloat)) : at::Tensor();
+  fa_kernels::RmsNormBwdParams p{};
+  p.s = s.data_ptr();
+  p.dy = dy.data_ptr();
+  p.dresidual_out = dresidual_out ? dresidual_out->data_ptr() : nullptr;
+  p.weight = weight ? weight->data_ptr() : nullptr;
+  p.rstd = rstd.data_ptr<float>();
+  p.dx = dx.data_ptr();
+  p.dresidual = separate_dresidual ? dresidual.data_ptr() : nullptr;
+  p.dweight_partial = weight ? partial.data_ptr<float>() : nullptr;
+  p.rows = rows;
+  p.cols = cols;
+  p.s_stride = s.stride(0);
+  p.dy_stride = dy.stride(0);
+  p.dresidual_out_stride = dresidual_out ? dresidual_out->stride(0) : 0;
+  p.dx_stride = dx.stride(0);
+  p.dresidual_stride = separate_dresidual ? dresidual.stride(0) : 0;
+  p.dtype = dtype_of(dy);
+  p.residual_dtype = dtype_of(s);
+  p.dropout_p = static_cast<float>(dropout_p);
+  p.seed = static_cast<uint64_t>(seed);
+  p.partial_rows = blocks;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  check_cuda(fa_kernels::rms_norm_bwd(p, stream), "rms_norm_bwd");
+  at::Tensor dweight;
+  if (weight) {
+    dweight = at::empty_like(*weight);
+    check_cuda(fa_kernels::rms_norm_dweight(partial.data_ptr<float>(), blocks, cols, dweight.data_ptr(),
+                                            dtype_of(*weight), stream),
+               "rms_norm_dweight");
+  }
+  return {dx, dresidual, dweight};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fa_kernels, m) {
+  m.def(
+      "rms_norm_fwd(Tensor x, Tensor? residual, Tensor? weight, float eps, float dropout_p, int seed, "
+      "ScalarType residual_dtype, bool store_residual_out, bool store_keep) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "rms_norm_bwd(Tensor dy, Tensor s, Tensor rstd, Tensor? weight, Tensor? dresidual_out, float dropout_p, "
+      "int seed, ScalarType x_dtype, bool separate_dresidual) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(fa_kernels, CUDA, m) {
+  m.impl("rms_norm_fwd", &rms_norm_fwd);
+  m.impl("rms_norm_bwd", &rms_norm_bwd);
+}
+
+// `import fa_kernels._C` loads the library, which registers the ops above.
+extern "C" {
+#include <Python.h>
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+}

@@ -1,0 +1,64 @@
+"""rms_norm on the compiled CUDA kernels (csrc/norm): autograd, and fake implementations so the ops
+trace under torch.compile and FakeTensor."""
+
+from __future__ import annotations
+
+import torch
+
+from fa_kernels import backend
+
+
+def _ops():  # type: ignore[no-untyped-def]
+    if backend.cuda_extension() is None:
+        raise RuntimeError("fa_kernels._C is not built: install a compiled wheel (fa-dist install)")
+    return torch.ops.fa_kernels
+
+
+def _register_fakes() -> None:
+    @torch.library.register_fake("fa_kernels::rms_norm_fwd")
+    def _fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype, store_residual_out, store_keep):  # type: ignore[no-untyped-def]
+        rows, cols = x.shape
+        empty = x.new_empty(0)
+        return (torch.empty_like(x),
+                x.new_empty((rows, cols), dtype=residual_dtype) if store_residual_out else empty,
+                x.new_empty((rows,), dtype=torch.float32),
+                x.new_empty((rows, cols), dtype=torch.bool) if store_keep else empty)
+
+    @torch.library.register_fake("fa_kernels::rms_norm_bwd")
+    def _bwd(dy, s, rstd, weight, dresidual_out, dropout_p, seed, x_dtype, separate_dresidual):  # type: ignore[no-untyped-def]
+        empty = dy.new_empty(0)
+        return (dy.new_empty(s.shape, dtype=x_dtype),
+                torch.empty_like(s) if separate_dresidual else empty,
+                torch.empty_like(weight) if weight is not None else empty)
+
+
+if backend.cuda_extension() is not None:
+    _register_fakes()
+
+
+class CudaRmsNormFunction(torch.autograd.Function):
+    """(x, residual, weight) -> (y, s, keep) with the Triton backend's conventions (see triton/norm.py)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, residual, eps, dropout_p, seed, residual_dtype, prenorm, store_keep):  # type: ignore[override]
+        keep_s = residual is not None or dropout_p > 0 or prenorm or residual_dtype != x.dtype
+        y, s, rstd, keep = _ops().rms_norm_fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype,
+                                               keep_s, store_keep)
+        s = s if keep_s else None
+        ctx.save_for_backward(s if s is not None else x, weight, rstd)
+        ctx.dropout_p, ctx.seed, ctx.x_dtype = dropout_p, seed, x.dtype
+        ctx.has_residual = residual is not None
+        ctx.separate = residual is not None and (dropout_p > 0 or residual_dtype != x.dtype)
+        ctx.set_materialize_grads(False)
+        return y, s, keep if store_keep else None
+
+    @staticmethod
+    def backward(ctx, dy, ds, _dkeep):  # type: ignore[override]
+        s, weight, rstd = ctx.saved_tensors
+        if dy is None:
+            dy = torch.zeros(s.shape, dtype=ctx.x_dtype, device=s.device)
+        dx, dres, dw = _ops().rms_norm_bwd(dy.contiguous(), s, rstd, weight,
+                                            ds.contiguous() if ds is not None else None, ctx.dropout_p,
+                                            ctx.seed, ctx.x_dtype, ctx.separate)
+        dres = (dres if ctx.separate else dx) if ctx.has_residual else None
+        return dx, dw if weight is not None else None, dres, None, None, None, None, None, None
