@@ -10,6 +10,8 @@ nox.options.reuse_existing_virtualenvs = True
 # torch for the tests: the CPU build is enough (GPU tests are skipped without a GPU), and the
 # triton it would pin on Linux CUDA wheels gives the kernels' CPU interpreter.
 TEST_TORCH = ("torch==2.13.0", "triton==3.7.1", "numpy")
+# `fa-dist build` runs the target's pip without build isolation: the test env needs the build backend
+BUILD_BACKEND = ("setuptools>=68", "wheel")
 
 
 @nox.session
@@ -24,7 +26,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole CPU test suite; GPU tests are skipped where no GPU is visible."""
-    session.install(*TEST_TORCH)
+    session.install(*TEST_TORCH, *BUILD_BACKEND)
     session.install("-e", ".[test]", "-e", "./kernels")
     session.run("pytest", *(session.posargs or ["-q"]), env={"NO_COLOR": "1"})
 

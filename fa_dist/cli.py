@@ -132,6 +132,67 @@ def doctor(
     return verdict.exit_code
 
 
+@cli.command()
+@target_options
+@click.option(
+    "--recipe",
+    default="auto",
+    show_default=True,
+    help="Which recipe in recipes/ to build: cuda, rocm, triton, or auto (what torch is built for).",
+)
+@click.option(
+    "--arch",
+    "arch_request",
+    default="native",
+    show_default=True,
+    help="GPU archs: native (the visible GPUs), all (everything the toolkit can), or sm_80,sm_90.",
+)
+@click.option("--jobs", type=int, help="Parallel compile jobs (default: from cores and free RAM).")
+@click.option(
+    "--wheelhouse",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the wheel and its manifest entry go (default: wheels/ in the checkout).",
+)
+@click.option(
+    "--clean", is_flag=True, help="Forget objects and finished wheels: rebuild everything."
+)
+@click.option("--plan", "plan_only", is_flag=True, help="Print the build plan and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (or plan) as JSON.")
+def build(
+    python: str | None,
+    env_file: Path | None,
+    recipe: str,
+    arch_request: str,
+    jobs: int | None,
+    wheelhouse: Path | None,
+    clean: bool,
+    plan_only: bool,
+    as_json: bool,
+) -> int:
+    """Build the kernel package into a wheel for the target interpreter, tagged with its variant.
+
+    Compiles with torch's ninja build (no build isolation) for exactly the detected GPU unless --arch
+    says otherwise, refusing early when doctor knows the build cannot work. A second build of the same
+    sources reuses the finished wheel, or ninja's objects after a change. Exit 5 when compilation fails
+    (the cause and the relevant log lines are shown).
+    """
+    from fa_dist import build_commands
+
+    env = load_environment(python, env_file)
+    return build_commands.build(
+        env,
+        recipe_name=recipe,
+        arch_request=arch_request,
+        jobs=jobs,
+        wheelhouse_dir=wheelhouse,
+        clean=clean,
+        plan_only=plan_only or env_file is not None,
+        as_json=as_json,
+        out=out,
+        err=err,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

@@ -16,3 +16,16 @@ def cache_dir() -> Path:
 
 def build_dir() -> Path:
     return cache_dir() / "build"
+
+
+def checkout() -> Path:
+    """The fa-dist source checkout this package runs from (kernels/, recipes/, wheels/ live there)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def kernels_dir() -> Path:
+    return checkout() / "kernels"
+
+
+def default_wheelhouse() -> Path:
+    return Path(os.environ.get("FA_DIST_WHEELHOUSE") or checkout() / "wheels")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from setuptools import setup
@@ -26,20 +27,39 @@ class BuildPyWithInfo(build_py):
             target.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
+def version() -> str:
+    """fa_kernels.__version__, plus the build variant as local version (+cu130torch2.11cxx11abiTRUE)."""
+    if CONFIG:
+        return json.loads(Path(CONFIG).read_text())["version"]
+    text = (HERE / "fa_kernels" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+    assert match, "fa_kernels/__init__.py has no __version__"
+    return match[1]
+
+
 def extensions_and_commands() -> tuple[list, dict]:
     if not CONFIG:
         return [], {"build_py": BuildPyWithInfo}
+    config = json.loads(Path(CONFIG).read_text())
+    if not config.get("sources"):  # a pure build that still records its metadata
+        return [], {"build_py": BuildPyWithInfo}
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
-    config = json.loads(Path(CONFIG).read_text())
+    class IncrementalBuildExt(BuildExtension.with_options(use_ninja=True)):  # type: ignore[misc]
+        """Objects and ninja's state in a folder that outlives the build: a rebuild is incremental."""
+
+        def finalize_options(self) -> None:
+            super().finalize_options()
+            self.build_temp = config["build_temp"]
+
     ext = CUDAExtension(
         name=config["name"],
-        sources=[str(HERE / s) for s in config["sources"]],
+        sources=list(config["sources"]),  # relative to this folder, as setuptools requires
         include_dirs=[str(HERE / d) for d in config.get("include_dirs", [])],
         extra_compile_args={"cxx": config.get("cxx_flags", []), "nvcc": config.get("device_flags", [])},
     )
-    return [ext], {"build_py": BuildPyWithInfo, "build_ext": BuildExtension.with_options(use_ninja=True)}
+    return [ext], {"build_py": BuildPyWithInfo, "build_ext": IncrementalBuildExt}
 
 
 ext_modules, cmdclass = extensions_and_commands()
-setup(ext_modules=ext_modules, cmdclass=cmdclass)
+setup(version=version(), ext_modules=ext_modules, cmdclass=cmdclass)

@@ -1,0 +1,129 @@
+"""`fa-dist build`: detect -> refuse early -> plan -> reuse or compile -> wheelhouse, one step each."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fa_dist import build_plan, build_run, codec, recipes, wheelhouse
+from fa_dist.environment import Environment
+from fa_dist.errors import ConfigError
+from fa_dist.paths import default_wheelhouse, kernels_dir
+
+
+def kernel_version(kernels: Path) -> str:
+    text = (kernels / "fa_kernels" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+    if not match:
+        raise ConfigError(f"{kernels}/fa_kernels/__init__.py has no __version__")
+    return match[1]
+
+
+def make_plan(
+    env: Environment, *, recipe_name: str, arch_request: str, jobs: int | None
+) -> build_plan.BuildPlan:
+    kernels = kernels_dir()
+    if not (kernels / "setup.py").is_file():
+        raise ConfigError(
+            f"no kernel sources at {kernels}",
+            fix="run fa-dist build from a source checkout of fa-dist (it builds kernels/)",
+        )
+    recipe = build_plan.choose_recipe(recipe_name, env, recipes.load_all(source_root=kernels))
+    build_plan.refuse_if_blocked(env, recipe)
+    return build_plan.plan(
+        env,
+        recipe,
+        arch_request=arch_request,
+        jobs_override=jobs,
+        kernel_version=kernel_version(kernels),
+        source_digest=build_plan.source_digest(kernels),
+    )
+
+
+def build(
+    env: Environment,
+    *,
+    recipe_name: str,
+    arch_request: str,
+    jobs: int | None,
+    wheelhouse_dir: Path | None,
+    clean: bool,
+    plan_only: bool,
+    as_json: bool,
+    out: Console,
+    err: Console,
+) -> int:
+    folder = wheelhouse_dir or default_wheelhouse()
+    plan = make_plan(env, recipe_name=recipe_name, arch_request=arch_request, jobs=jobs)
+    if plan_only:
+        _report(out, plan_json(plan), as_json, title="Build plan")
+        return 0
+    reuse = None if clean else build_plan.reusable(plan, wheelhouse.read(folder))
+    if reuse is not None and wheelhouse.verified(folder, reuse):
+        result: dict[str, Any] = {
+            "wheel": str(folder / reuse.filename),
+            "reused": "wheel",
+            "seconds": 0.0,
+            "entry": codec.encode(reuse),
+        }
+        err.print(
+            f"[green]reused[/] the finished wheel {reuse.filename} (same sources, same target; "
+            "--clean rebuilds)"
+        )
+    else:
+        err.print(
+            f"building [bold]{plan.recipe.name}[/] {plan.version} for {plan.python_tag}"
+            + (f", archs {plan.archs.torch_arch_list}" if plan.archs else "")
+            + (f", MAX_JOBS={plan.jobs.max_jobs}" if plan.jobs else "")
+        )
+        done = build_run.run(
+            plan, env, kernels=kernels_dir(), wheelhouse_dir=folder, clean=clean, console=err
+        )
+        result = {
+            "wheel": str(done.wheel),
+            "reused": done.reused,
+            "seconds": round(done.seconds, 1),
+            "log": str(done.log) if done.log else None,
+            "entry": codec.encode(done.entry),
+        }
+    result["plan"] = plan_json(plan)
+    _report(out, result, as_json, title="Built")
+    return 0
+
+
+def plan_json(plan: build_plan.BuildPlan) -> dict[str, Any]:
+    return {
+        "recipe": plan.recipe.name,
+        "kind": plan.recipe.kind.value,
+        "python": plan.python,
+        "python_tag": plan.python_tag,
+        "version": plan.version,
+        "variant": str(plan.variant) if plan.variant else None,
+        "archs": [str(a) for a in plan.archs.archs] if plan.archs else [],
+        "ptx": str(plan.archs.ptx) if plan.archs and plan.archs.ptx else None,
+        "max_jobs": plan.jobs.max_jobs if plan.jobs else None,
+        "nvcc_threads": plan.jobs.nvcc_threads if plan.jobs else None,
+        "jobs_reason": plan.jobs.reason if plan.jobs else None,
+        "build_env": plan.build_env,
+        "source_digest": plan.source_digest,
+        "notes": list(plan.notes),
+    }
+
+
+def _report(out: Console, data: dict[str, Any], as_json: bool, *, title: str) -> None:
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in data.items():
+        if key in ("entry", "plan"):
+            continue
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    out.print(table)

@@ -1,0 +1,250 @@
+"""What `fa-dist build` will do, decided from facts alone (pure): recipe, variant, archs, jobs, version,
+environment for the compiler, and whether a finished wheel can be reused."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fa_dist import archs as archs_mod
+from fa_dist import checks, jobs, knowledge, parsers
+from fa_dist.environment import Environment, ImportStatus
+from fa_dist.errors import ConfigError, EnvironmentBroken
+from fa_dist.recipes import Kind, Recipe
+from fa_dist.variant import TorchMinor, Variant, for_environment
+from fa_dist.versions import Arch, CudaVersion
+from fa_dist.wheelhouse import WheelEntry
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildPlan:
+    recipe: Recipe
+    python: str
+    python_tag: str
+    version: str
+    variant: Variant | None
+    archs: archs_mod.ArchChoice | None
+    jobs: jobs.JobPlan | None
+    build_env: dict[str, str]
+    build_key: str  # names the incremental build folder: same key, same objects
+    source_digest: str
+    notes: tuple[str, ...]
+
+
+def choose_recipe(name: str, env: Environment, recipes: dict[str, Recipe]) -> Recipe:
+    if name != "auto":
+        if name not in recipes:
+            raise ConfigError(
+                f"no recipe named {name!r}", fix=f"use one of: auto, {', '.join(sorted(recipes))}"
+            )
+        return recipes[name]
+    torch = env.torch
+    if torch and torch.status is ImportStatus.OK and torch.cuda and "cuda" in recipes:
+        return recipes["cuda"]
+    if torch and torch.status is ImportStatus.OK and torch.hip and "rocm" in recipes:
+        return recipes["rocm"]
+    return recipes["triton"]
+
+
+def refuse_if_blocked(env: Environment, recipe: Recipe) -> None:
+    """Stop before compiling anything when doctor already knows the build cannot work."""
+    if not recipe.compiled:
+        return
+    findings = checks.run_checks(env)
+    blockers = [f for f in findings if checks.Route.SOURCE in f.blocks]
+    if (
+        recipe.kind is Kind.CUDA
+    ):  # a CUDA build does not need a GPU on the machine, only the toolchain
+        blockers = [f for f in blockers if f.id not in ("gpu-visible", "gpu-arch")]
+    if blockers:
+        lines = [f"{f.id}: {f.title} ({f.evidence})" for f in blockers]
+        fixes = [f.fix for f in blockers if f.fix]
+        raise EnvironmentBroken(
+            "cannot build from source here:\n  " + "\n  ".join(lines),
+            fix=" ; ".join(fixes) or "see fa-dist doctor",
+        )
+
+
+def plan(
+    env: Environment,
+    recipe: Recipe,
+    *,
+    arch_request: str,
+    jobs_override: int | None,
+    kernel_version: str,
+    source_digest: str,
+) -> BuildPlan:
+    if env.python is None:
+        raise ConfigError("the environment snapshot has no Python facts")
+    torch = env.torch
+    if recipe.compiled and (
+        torch is None or torch.status is not ImportStatus.OK or not torch.version
+    ):
+        raise EnvironmentBroken(
+            "a compiled build needs torch importable in the target environment",
+            fix="fa-dist doctor shows why torch does not import",
+        )
+    if torch and torch.version and TorchMinor.parse(torch.version) < recipe.min_torch:
+        raise EnvironmentBroken(
+            f"recipe {recipe.name!r} needs torch >= {recipe.min_torch}, found {torch.version}"
+        )
+    if not recipe.compiled:
+        return BuildPlan(
+            recipe=recipe,
+            python=env.python.executable,
+            python_tag="py3",
+            version=kernel_version,
+            variant=None,
+            archs=None,
+            jobs=None,
+            build_env={},
+            build_key="triton",
+            source_digest=source_digest,
+            notes=("pure Python + Triton: one py3-none-any wheel runs on every platform",),
+        )
+    variant, why = for_environment(env)
+    if variant is None:
+        raise EnvironmentBroken(f"cannot build recipe {recipe.name!r}: {why}")
+    choice, build_env, notes = _toolchain(env, recipe, arch_request)
+    threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
+    job_plan = jobs.recommend(
+        cpus=env.resources.cpus,
+        mem_available_mib=env.resources.mem_available_mib,
+        nvcc_threads=threads,
+    )
+    if jobs_override is not None:
+        if jobs_override < 1:
+            raise ConfigError(f"--jobs {jobs_override}: must be at least 1")
+        job_plan = jobs.JobPlan(max_jobs=jobs_override, nvcc_threads=threads, reason="--jobs")
+    build_env.update({"MAX_JOBS": str(job_plan.max_jobs)})
+    if recipe.kind is Kind.CUDA:
+        build_env["NVCC_APPEND_FLAGS"] = " ".join(
+            filter(
+                None,
+                (env.env_vars.get("NVCC_APPEND_FLAGS", ""), f"--threads {job_plan.nvcc_threads}"),
+            )
+        )
+    archs_key = "-".join(str(a) for a in choice.archs)
+    return BuildPlan(
+        recipe=recipe,
+        python=env.python.executable,
+        python_tag=env.python.abi_tag,
+        version=f"{kernel_version}+{variant}",
+        variant=variant,
+        archs=choice,
+        jobs=job_plan,
+        build_env=build_env,
+        build_key=f"{recipe.name}-{variant}-{env.python.abi_tag}-{archs_key}",
+        source_digest=source_digest,
+        notes=notes,
+    )
+
+
+def _toolchain(
+    env: Environment, recipe: Recipe, arch_request: str
+) -> tuple[archs_mod.ArchChoice, dict[str, str], tuple[str, ...]]:
+    gpus = [g.arch for g in (env.visible_gpus or (env.driver.gpus if env.driver else ())) if g.arch]
+    if recipe.kind is Kind.ROCM:
+        wanted = (
+            [a for a in gpus if not a.is_nvidia]
+            if arch_request == "native"
+            else [
+                Arch.parse(a)
+                for a in (
+                    arch_request.split(",") if arch_request != "all" else map(str, recipe.archs)
+                )
+            ]
+        )
+        missing = [a for a in wanted if a not in recipe.archs]
+        if not wanted or missing:
+            raise ConfigError(
+                f"no buildable ROCm arch: wanted {', '.join(map(str, wanted)) or 'none visible'}, "
+                f"recipe supports {', '.join(map(str, recipe.archs))}"
+            )
+        choice = archs_mod.ArchChoice(archs=tuple(wanted), ptx=None, notes=())
+        return choice, {"PYTORCH_ROCM_ARCH": ";".join(map(str, wanted))}, ()
+    if env.nvcc is None or not env.nvcc.version:
+        raise EnvironmentBroken("no working nvcc", fix="see fa-dist doctor (check nvcc)")
+    toolkit = CudaVersion.parse(env.nvcc.version)
+    choice = archs_mod.select(
+        arch_request,
+        gpus=[g for g in gpus if g.is_nvidia],
+        toolkit=toolkit,
+        recipe_archs=recipe.archs,
+    )
+    build_env = {"TORCH_CUDA_ARCH_LIST": choice.torch_arch_list}
+    notes = list(choice.notes)
+    if env.nvcc.source in ("CUDA_HOME", "CUDA_PATH"):
+        build_env["CUDA_HOME"] = env.env_vars[env.nvcc.source]
+    else:
+        root = cuda_root(env.nvcc.path)
+        if root is None:
+            raise EnvironmentBroken(
+                f"found {env.nvcc.path} but no CUDA headers (include/cuda_runtime.h) next to it "
+                "or in /usr/local/cuda",
+                fix="export CUDA_HOME=<the toolkit folder that has include/cuda_runtime.h>",
+            )
+        build_env["CUDA_HOME"] = root
+        notes.append(f"CUDA_HOME={root} (the toolkit of {env.nvcc.path})")
+    limit = knowledge.gcc_max_for_nvcc(toolkit)
+    gxx = env.gxx
+    if limit and gxx and (parsers.major(gxx.version) or 0) > limit:
+        notes.append(f"g++ {gxx.version} is newer than nvcc {toolkit} accepts (<= {limit})")
+    return choice, build_env, tuple(notes)
+
+
+def cuda_root(nvcc_path: str, candidates: Sequence[str] = ("/usr/local/cuda",)) -> str | None:
+    """The toolkit folder for an nvcc: the one with include/cuda_runtime.h. nvcc on PATH may be a
+    wrapper script (/usr/local/bin/nvcc: exec /usr/local/cuda-13.0/bin/nvcc), where "two folders up"
+    is wrong, so the script's exec line is read too."""
+    nvcc = Path(nvcc_path)
+    roots = [nvcc.resolve().parent.parent]
+    try:
+        head = nvcc.read_bytes()[:4096]
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        roots += [Path(m[1].decode()) for m in re.finditer(rb"(/[\w./+-]+)/bin/nvcc", head)]
+    roots += [Path(c) for c in candidates]
+    for root in roots:
+        if (root / "include" / "cuda_runtime.h").is_file():
+            return str(root)
+    return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def reusable(plan_: BuildPlan, entries: Iterable[WheelEntry]) -> WheelEntry | None:
+    """A finished wheel built from the same sources for the same target, if the wheelhouse has one."""
+    want_archs = tuple(str(a) for a in plan_.archs.archs) if plan_.archs else ()
+    for entry in entries:
+        if (
+            entry.recipe == plan_.recipe.name
+            and entry.version == plan_.version
+            and entry.source_digest == plan_.source_digest
+            and entry.archs == want_archs
+            and entry.python in (plan_.python_tag, "py3")
+        ):
+            return entry
+    return None
+
+
+def source_digest(
+    root: Path, *, skip: Sequence[str] = ("build", "dist", "__pycache__", ".egg-info")
+) -> str:
+    """sha256 over the kernel sources' paths and bytes: a wheel is reused only for the same sources."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if any(part in skip or part.endswith(".egg-info") for part in rel.split("/")):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,231 @@
+"""Acting on a BuildPlan: write the build config, run pip's wheel build under the target interpreter
+(no build isolation: torch must be the installed one), stream ninja's [n/m] into a progress bar, keep
+the whole log, and on failure name the cause from the log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fa_dist import __version__, buildlog, wheelhouse
+from fa_dist.build_plan import BuildPlan
+from fa_dist.environment import Environment
+from fa_dist.errors import FaDistError
+from fa_dist.paths import build_dir
+
+NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
+
+
+class BuildFailed(FaDistError):
+    exit_code = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildResult:
+    wheel: Path
+    entry: wheelhouse.WheelEntry
+    reused: str  # "wheel", "objects (k of n steps skipped)" or ""
+    seconds: float
+    log: Path | None
+
+
+def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, object]:
+    ext = plan.recipe.extension
+    assert ext is not None and plan.variant is not None and plan.archs is not None
+    torch = env.torch
+    info = {
+        "fa_kernels": plan.version,
+        "recipe": plan.recipe.name,
+        "variant": str(plan.variant),
+        "torch": torch.version if torch else "",
+        "cuda": str(torch.cuda) if torch and torch.cuda else "",
+        "hip": torch.hip or "" if torch else "",
+        "cxx11_abi": str(plan.variant.cxx11_abi),
+        "python": plan.python_tag,
+        "archs": " ".join(str(a) for a in plan.archs.archs),
+        "ptx": str(plan.archs.ptx or ""),
+        "nvcc": env.nvcc.version or "" if env.nvcc else "",
+        "gcc": env.gxx.version or "" if env.gxx else "",
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "built_by": f"fa-dist {__version__}",
+    }
+    return {
+        "name": ext.name,
+        "sources": list(ext.sources),
+        "include_dirs": list(ext.include_dirs),
+        "cxx_flags": list(ext.cxx_flags),
+        "device_flags": list(ext.device_flags),
+        "version": plan.version,
+        "build_temp": str(temp),
+        "build_info": info,
+    }
+
+
+def run(
+    plan: BuildPlan,
+    env: Environment,
+    *,
+    kernels: Path,
+    wheelhouse_dir: Path,
+    clean: bool,
+    console: Console,
+) -> BuildResult:
+    started = time.perf_counter()
+    temp = build_dir() / plan.build_key
+    if clean and temp.exists():
+        shutil.rmtree(temp)
+    temp.mkdir(parents=True, exist_ok=True)
+    log_path = temp / "build.log"
+    extra = dict(plan.build_env)
+    if plan.recipe.compiled:
+        config = temp / "config.json"
+        config.write_text(json.dumps(build_config(plan, env, temp / "objects"), indent=1))
+        extra["FA_KERNELS_BUILD_CONFIG"] = str(config)
+    staged = stage_sources(kernels, temp / "src")
+    with tempfile.TemporaryDirectory(prefix="fa-dist-wheel-") as out:
+        argv = [
+            plan.python,
+            "-m",
+            "pip",
+            "wheel",
+            str(staged),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "-v",
+            "-w",
+            out,
+        ]
+        steps = _stream(argv, {**os.environ, **extra}, log_path, console)
+        wheels = list(Path(out).glob("*.whl"))
+        if steps.returncode != 0 or len(wheels) != 1:
+            raise _failure(log_path, steps.returncode)
+        wheelhouse_dir.mkdir(parents=True, exist_ok=True)
+        target = wheelhouse_dir / wheels[0].name
+        shutil.move(str(wheels[0]), target)
+    entry = wheelhouse.with_hash(_entry(plan, target), target)
+    wheelhouse.add(wheelhouse_dir, entry)
+    reused = (
+        f"objects ({steps.first_step - 1} of {steps.total} ninja steps were up to date)"
+        if steps.total and steps.first_step > 1
+        else ""
+    )
+    return BuildResult(
+        wheel=target,
+        entry=entry,
+        reused=reused,
+        seconds=time.perf_counter() - started,
+        log=log_path,
+    )
+
+
+SKIP_PARTS = ("build", "dist", "__pycache__")
+
+
+def _skipped(rel: Path) -> bool:
+    return any(p in SKIP_PARTS or p.endswith(".egg-info") for p in rel.parts)
+
+
+def stage_sources(kernels: Path, staged: Path) -> Path:
+    """Mirror kernels/ into a build-owned folder: pip's in-tree build litters its source folder, and the
+    same absolute paths every time keep ninja's incremental state valid. Unchanged files keep their
+    mtime (copy2 only what differs), so ninja recompiles only what changed."""
+    wanted = set()
+    for src in kernels.rglob("*"):
+        rel = src.relative_to(kernels)
+        if not src.is_file() or _skipped(rel):
+            continue
+        wanted.add(rel)
+        dest = staged / rel
+        if not dest.is_file() or dest.read_bytes() != src.read_bytes():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+    for old in staged.rglob("*"):
+        rel = old.relative_to(staged)
+        if old.is_file() and rel not in wanted and not _skipped(rel):
+            old.unlink()
+    return staged
+
+
+@dataclass
+class _Streamed:
+    returncode: int
+    first_step: int
+    total: int
+
+
+def _stream(argv: list[str], env: dict[str, str], log_path: Path, console: Console) -> _Streamed:
+    """Run the build, every line to the log, ninja's [n/m] to a progress bar."""
+    first, total = 0, 0
+    columns = (
+        TextColumn("[bold]compiling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with log_path.open("w") as log, Progress(*columns, console=console, transient=True) as progress:
+        log.write("$ " + " ".join(argv) + "\n")
+        task = progress.add_task("build", total=None)
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            m = NINJA_STEP.match(line.strip())
+            if m:
+                step, total = int(m[1]), int(m[2])
+                first = first or step
+                progress.update(task, completed=step, total=total)
+        code = proc.wait()
+    return _Streamed(returncode=code, first_step=first, total=total)
+
+
+def _failure(log_path: Path, code: int) -> BuildFailed:
+    text = log_path.read_text(errors="replace")
+    cause = buildlog.classify(text)
+    if cause is None:
+        shown = "\n    ".join(buildlog.tail(text))
+        return BuildFailed(
+            f"the build failed (exit {code}); last lines of {log_path}:\n    {shown}",
+            fix=f"read the full log: {log_path}",
+        )
+    shown = "\n    ".join(cause.lines)
+    return BuildFailed(
+        f"the build failed: {cause.title}\n    {shown}\n  full log: {log_path}", fix=cause.fix
+    )
+
+
+def _entry(plan: BuildPlan, wheel: Path) -> wheelhouse.WheelEntry:
+    parts = wheel.name[:-4].split("-")  # name-version-python-abi-platform
+    return wheelhouse.WheelEntry(
+        filename=wheel.name,
+        sha256="",
+        size=0,
+        name="fa-kernels",
+        version=plan.version,
+        variant=str(plan.variant) if plan.variant else None,
+        archs=tuple(str(a) for a in plan.archs.archs) if plan.archs else (),
+        python=parts[-3],
+        platform=parts[-1],
+        recipe=plan.recipe.name,
+        source_digest=plan.source_digest,
+        built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,95 @@
+"""The local wheelhouse: wheels plus manifest.json, one entry per wheel with its sha256 and variant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fa_dist import codec
+from fa_dist.errors import ConfigError
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class WheelEntry:
+    filename: str
+    sha256: str
+    size: int
+    name: str
+    version: str
+    variant: str | None  # None: the pure-Triton wheel
+    archs: tuple[str, ...]
+    python: str
+    platform: str
+    recipe: str
+    source_digest: str
+    built_at: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read(folder: Path) -> list[WheelEntry]:
+    path = folder / MANIFEST
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not JSON: {exc}", fix=f"delete it and rebuild: rm {path}"
+        ) from None
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+        raise ConfigError(
+            f"{path}: manifest version {data.get('version') if isinstance(data, dict) else '?'} "
+            f"is not {MANIFEST_VERSION}"
+        )
+    return [
+        codec.decode(WheelEntry, w, f"{path}:wheels[{i}]") for i, w in enumerate(data["wheels"])
+    ]
+
+
+def add(folder: Path, entry: WheelEntry) -> None:
+    """Record ``entry`` (replacing one with the same filename); the manifest is replaced atomically."""
+    entries = [e for e in read(folder) if e.filename != entry.filename] + [entry]
+    entries.sort(key=lambda e: e.filename)
+    payload: dict[str, Any] = {
+        "version": MANIFEST_VERSION,
+        "wheels": [codec.encode(e) for e in entries],
+    }
+    _atomic_write(folder / MANIFEST, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def verified(folder: Path, entry: WheelEntry) -> bool:
+    """Whether the wheel file is present and still has the recorded hash."""
+    path = folder / entry.filename
+    return path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.sha256
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def with_hash(entry: WheelEntry, path: Path) -> WheelEntry:
+    return replace(entry, sha256=sha256_of(path), size=path.stat().st_size)
