@@ -35,6 +35,12 @@ CAUSES: tuple[tuple[str, str, str, str], ...] = (
         "build with fewer parallel jobs: fa-dist build --jobs 1 (or a smaller MAX_JOBS), or free memory",
     ),
     (
+        "cxx-standard",
+        r"C\+\+\d+ or later compatible compiler is required",
+        "a -std= flag older than torch's headers need",
+        "drop -std=... from the recipe's cxx_flags/device_flags: torch.utils.cpp_extension sets the right one",
+    ),
+    (
         "ninja-missing",
         r"Ninja is required to load C\+\+ extensions",
         "ninja is missing",
@@ -67,10 +73,30 @@ def classify(log: str, *, context: int = 1) -> Cause | None:
     for cause_id, pattern, title, fix in CAUSES:
         regex = re.compile(pattern, re.MULTILINE)
         for i, line in enumerate(lines):
-            if regex.search(line):
+            m = regex.search(line)
+            if m:
                 shown = tuple(ln.rstrip() for ln in lines[max(0, i - context) : i + context + 1])
-                return Cause(id=cause_id, title=title, fix=fix, lines=shown)
+                return Cause(
+                    id=cause_id, title=title, fix=_specific_fix(cause_id, m, fix), lines=shown
+                )
     return None
+
+
+# headers of the CUDA math libraries, which minimal toolkits (nvcc + cudart) leave out
+CUDA_LIBRARY_HEADERS = re.compile(
+    r"^(cublas|cusparse|cusolver|curand|cufft|nvjitlink|cudnn)\w*\.h$", re.I
+)
+
+
+def _specific_fix(cause_id: str, match: re.Match[str], fix: str) -> str:
+    if cause_id == "missing-header" and CUDA_LIBRARY_HEADERS.match(match[1]):
+        return (
+            f"{match[1]} belongs to a CUDA math library this toolkit lacks: install its headers "
+            "(NVIDIA's apt repo: cuda-libraries-dev-X-Y) for the toolkit in CUDA_HOME"
+        )
+    if cause_id == "missing-header":
+        return f"{match[1]} is missing: {fix}"
+    return fix
 
 
 def tail(log: str, n: int = 20) -> tuple[str, ...]:

@@ -664,9 +664,9 @@ def _describe_mismatch(env: Environment, pkg: PackageInfo) -> str | None:
     if (
         not info and "+" in pkg.version
     ):  # upstream-style local tags: 2.8.3+cu12torch2.6cxx11abiFALSE
-        m = re.search(r"cu(\d+)torch(\d+\.\d+)cxx11abi(TRUE|FALSE)", pkg.version)
+        m = re.search(r"cu(\d+)torch(\d+\.\d+)cxx11abi(true|false)", pkg.version, re.I)
         if m:
-            info = {"torch": m[2], "cuda": m[1], "cxx11_abi": str(m[3] == "TRUE")}
+            info = {"torch": m[2], "cuda": m[1], "cxx11_abi": str(m[3].upper() == "TRUE")}
     if not info or not torch:
         return None
     diffs = []

@@ -36,7 +36,7 @@ MARKER = "FA_DIST_PROBE "
 # distribution -> (build-info file inside site-packages, compiled modules to import)
 KERNEL_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flash-attn": ("-", ("flash_attn_2_cuda",)),
-    "fa-kernels": ("fa_kernels/_build_info.json", ("fa_kernels",)),
+    "fa-kernels": ("fa_kernels/_build_info.json", ("fa_kernels", "fa_kernels._C?")),
 }
 
 

@@ -36,8 +36,11 @@ class TorchMinor:
         return f"{self.major}.{self.minor}"
 
 
+# Wheel filenames and installed versions carry the local version lower-cased (PEP 440 normalisation):
+# cxx11abitrue is the same variant as cxx11abiTRUE.
 _TAG = re.compile(
-    r"(?P<rt>cu|rocm)(?P<rv>\d+(?:\.\d+)?)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>TRUE|FALSE)"
+    r"(?P<rt>cu|rocm)(?P<rv>\d+(?:\.\d+)?)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>true|false)",
+    re.IGNORECASE,
 )
 
 
@@ -61,13 +64,13 @@ class Variant:
             raise ParseError(
                 f"not a build variant: {text!r} (expected e.g. cu130torch2.11cxx11abiTRUE)"
             )
-        runtime = Runtime(m["rt"])
+        runtime = Runtime(m["rt"].lower())
         if runtime is Runtime.CUDA:
             version = CudaVersion.parse("cu" + m["rv"])
         else:
             major, _, minor = m["rv"].partition(".")
             version = CudaVersion(int(major), int(minor or 0))
-        return cls(runtime, version, TorchMinor.parse(m["torch"]), m["abi"] == "TRUE")
+        return cls(runtime, version, TorchMinor.parse(m["torch"]), m["abi"].upper() == "TRUE")
 
     def __str__(self) -> str:
         rv = (

@@ -36,6 +36,8 @@ def test_variant_text_forms() -> None:
         Runtime.CUDA, CudaVersion(13, 0), "2.11", True)
     assert str(Variant.parse("rocm6.4torch2.11cxx11abiFALSE")) == "rocm6.4torch2.11cxx11abiFALSE"
     assert Variant.from_local_version("0.1.0") is None
+    # as pip normalises it in wheel names and installed versions
+    assert Variant.parse("cu130torch2.14cxx11abitrue") == Variant.parse("cu130torch2.14cxx11abiTRUE")
     with pytest.raises(ParseError, match="not a build variant"):
         Variant.parse("cu130torch2.11")
 
@@ -150,6 +152,7 @@ LOGS = FIXTURES / "buildlogs"
     ("ninja-missing.log", "ninja-missing", "Ninja is required"),
     ("nvcc-unsupported-arch.log", "unsupported-arch", "sm_70"),
     ("missing-header.log", "missing-header", "fa_no_such_header.h"),
+    ("cxx-standard-too-old.log", "cxx-standard", "C++20 or later"),
 ])
 def test_real_failure_logs_are_classified(log: str, cause: str, shown: str) -> None:
     found = buildlog.classify((LOGS / log).read_text())
@@ -160,3 +163,9 @@ def test_real_failure_logs_are_classified(log: str, cause: str, shown: str) -> N
 def test_unknown_failure_falls_back_to_the_tail() -> None:
     assert buildlog.classify("error: something new\n") is None
     assert buildlog.tail("a\nb\nc\n", 2) == ("b", "c")
+
+
+def test_missing_cuda_library_header_names_the_library() -> None:
+    log = "ATen/cuda/CUDAContextLight.h:10:10: fatal error: cusparse.h: No such file or directory\n"
+    found = buildlog.classify(log)
+    assert found is not None and found.fix.startswith("cusparse.h belongs to a CUDA math library")

@@ -172,6 +172,10 @@ def section_import(args):
     with contextlib.suppress(Exception):
         import torch  # noqa: F401  - compiled extensions need libtorch loaded first
     for module in modules:
+        optional = module.endswith("?")  # "pkg._C?": import only if the installed package has it
+        module = module.rstrip("?")
+        if optional and not _has_module(module):
+            continue
         try:
             __import__(module)
         except BaseException as exc:
@@ -179,6 +183,15 @@ def section_import(args):
             return info
     info["status"] = "ok"
     return info
+
+
+def _has_module(name):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return True  # the parent fails to import: try, and report that failure
 
 
 def _read_build_info(dist_name, relpath):

@@ -1,8 +1,11 @@
 // torch glue for the CUDA kernels: ops registered with torch.library (schemas here, CUDA
 // implementations below, fake/meta implementations in fa_kernels/cuda/ops.py). The kernels themselves
 // live in csrc/norm/*.cu and include no torch header.
-#include <ATen/cuda/CUDAContext.h>
+// Only c10's light CUDA headers: ATen/cuda/CUDAContext.h would pull in cuBLAS/cuSPARSE headers, which
+// a minimal toolkit (nvcc + cudart) lacks.
+#include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "norm/rms_norm.h"
@@ -70,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rms_norm_fwd(
   p.eps = static_cast<float>(eps);
   p.dropout_p = static_cast<float>(dropout_p);
   p.seed = static_cast<uint64_t>(seed);
-  check_cuda(fa_kernels::rms_norm_fwd(p, at::cuda::getCurrentCUDAStream()), "rms_norm_fwd");
+  check_cuda(fa_kernels::rms_norm_fwd(p, c10::cuda::getCurrentCUDAStream()), "rms_norm_fwd");
   return {y, residual_out, rstd, keep};
 }
 
@@ -86,7 +89,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rms_norm_bwd(
   const c10::cuda::CUDAGuard guard(s.device());
   auto dx = at::empty({rows, cols}, dy.options().dtype(x_dtype));
   auto dresidual = separate_dresidual ? at::empty({rows, cols}, s.options()) : at::Tensor();
-  const int sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  int sm_count = 0;
+  check_cuda(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, s.device().index()),
+             "cudaDeviceGetAttribute");
   const int blocks = fa_kernels::rms_norm_bwd_blocks(rows, sm_count);
   auto partial = weight ? at::empty({blocks, cols}, dy.options().dtype(at::kFloat)) : at::Tensor();
   fa_kernels::RmsNormBwdParams p{};
@@ -110,7 +115,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rms_norm_bwd(
   p.dropout_p = static_cast<float>(dropout_p);
   p.seed = static_cast<uint64_t>(seed);
   p.partial_rows = blocks;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   check_cuda(fa_kernels::rms_norm_bwd(p, stream), "rms_norm_bwd");
   at::Tensor dweight;
   if (weight) {
