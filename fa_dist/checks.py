@@ -80,6 +80,11 @@ IMPORT_ERROR_KINDS: tuple[tuple[str, str, str], ...] = (
         "on are missing, or LD_LIBRARY_PATH points at another CUDA",
     ),
     (
+        r"lib(c10|torch)\w*\.so: cannot open shared object",
+        "torch-lib",
+        "the binary links against a torch library this torch does not have (built for another torch build)",
+    ),
+    (
         r"undefined symbol",
         "undefined-symbol",
         "a native library was built against a different torch (version or C++ ABI) than the one "
@@ -647,12 +652,17 @@ def check_kernel_packages(env: Environment) -> Iterator[Finding]:
 def _broken_package(env: Environment, pkg: PackageInfo) -> Finding:
     kind, why = classify_import_error(pkg.import_error or "")
     mismatch = _describe_mismatch(env, pkg)
+    title = (
+        f"installed {pkg.name} {pkg.version} does not match this torch"
+        if mismatch
+        else f"installed {pkg.name} {pkg.version} fails to import ({kind})"
+    )
     return Finding(
         id=f"package-{pkg.name}",
         severity=Severity.ERROR,
-        title=f"installed {pkg.name} {pkg.version} fails to import ({kind})",
-        evidence=(pkg.import_error or "") + (f"; {mismatch}" if mismatch else ""),
-        why=why if not mismatch else f"{why}: {mismatch}",
+        title=title,
+        evidence=(f"{mismatch}; " if mismatch else "") + (pkg.import_error or ""),
+        why=why,
         fix=f"{_pip(env, f'uninstall -y {pkg.name}')} && fa-dist install",
     )
 
