@@ -121,7 +121,7 @@ def _report(out: Console, data: dict[str, Any], as_json: bool, *, title: str) ->
         return
     table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     for key, value in data.items():
         if key in ("entry", "plan"):
             continue

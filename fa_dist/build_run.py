@@ -116,9 +116,11 @@ def run(
         shutil.move(str(wheels[0]), target)
     entry = wheelhouse.with_hash(_entry(plan, target), target)
     wheelhouse.add(wheelhouse_dir, entry)
+    sources = len(plan.recipe.extension.sources) if plan.recipe.extension else 0
+    # ninja numbers only the steps it has to run: [n/m] with m < sources means objects were reused
     reused = (
-        f"objects ({steps.first_step - 1} of {steps.total} ninja steps were up to date)"
-        if steps.total and steps.first_step > 1
+        f"objects: compiled {steps.total} of {sources} sources, reused the rest"
+        if plan.recipe.compiled and steps.total < sources
         else ""
     )
     return BuildResult(
