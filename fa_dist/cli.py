@@ -193,6 +193,99 @@ def build(
     )
 
 
+@cli.command()
+@click.option("--python", "python", metavar="PATH", help="Target interpreter (default: this one).")
+@click.option("--full", is_flag=True, help="All cases, not the quick set `install` runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def smoke(python: str | None, full: bool, as_json: bool) -> int:
+    """Run the installed kernels on this machine against their reference implementations.
+
+    Attention and DropoutAddRMSNorm, forward and backward, every available backend, in a subprocess of
+    the target interpreter (a crash is reported, not fatal). Without a GPU: Triton's CPU interpreter at
+    tiny sizes. Exit 6 when a case fails or the test cannot run.
+    """
+    from fa_dist import smoke as smoke_mod
+
+    result = smoke_mod.run(_resolve_python(python), quick=not full)
+    if as_json:
+        click.echo(json.dumps({**result.data, "seconds": round(result.seconds, 2)}))
+    else:
+        smoke_mod.report(out, result)
+    return 0 if result.passed else smoke_mod.SmokeFailed.exit_code
+
+
+@cli.command()
+@target_options
+@click.option(
+    "--wheelhouse",
+    "wheelhouses",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Local wheelhouse (default: wheels/ in the checkout, and $FA_DIST_WHEELHOUSE).",
+)
+@click.option(
+    "--find-links",
+    "find_links",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Another folder of wheels.",
+)
+@click.option(
+    "--index-url",
+    "index_urls",
+    multiple=True,
+    envvar="FA_DIST_INDEX_URL",
+    help="A static index (URL/manifest.json, as `fa-dist build` writes it). Env: FA_DIST_INDEX_URL.",
+)
+@click.option("--offline", is_flag=True, envvar="FA_DIST_OFFLINE", help="Use local wheels only.")
+@click.option("--allow-insecure-http", is_flag=True, help="Allow plain http to a non-local index.")
+@click.option("--no-build", is_flag=True, help="Never compile: fail if no wheel matches.")
+@click.option("--from-source", is_flag=True, help="Build for this GPU even if a wheel matches.")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test after installing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show the plan and the resolver's trace; change nothing."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def install(
+    python: str | None,
+    env_file: Path | None,
+    wheelhouses: tuple[Path, ...],
+    find_links: tuple[Path, ...],
+    index_urls: tuple[str, ...],
+    offline: bool,
+    allow_insecure_http: bool,
+    no_build: bool,
+    from_source: bool,
+    no_smoke: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    """Install kernels that match this machine, verify them on the device, roll back on failure.
+
+    A matching prebuilt wheel (sha256-verified) if one exists, else a build for this GPU, else the
+    pure-Triton wheel; pip runs with --no-deps, so torch and triton are never changed. Exit codes:
+    7 no matching wheel, 8 the install or smoke test failed (the previous state is restored).
+    """
+    from fa_dist import install_commands
+
+    env = load_environment(python, env_file)
+    return install_commands.install(
+        env,
+        wheelhouses=list(wheelhouses),
+        find_links=list(find_links),
+        index_urls=list(index_urls),
+        offline=offline,
+        allow_insecure_http=allow_insecure_http,
+        no_build=no_build,
+        from_source=from_source,
+        smoke=not no_smoke,
+        dry_run=dry_run or env_file is not None,
+        as_json=as_json,
+        out=out,
+        err=err,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

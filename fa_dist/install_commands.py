@@ -1,0 +1,164 @@
+"""`fa-dist install`: the visible sequence of steps, with timings, and the choice between a prebuilt
+wheel, a build for this GPU, and the pure-Triton fallback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fa_dist import build_commands, checks, resolve
+from fa_dist import install as inst
+from fa_dist.environment import Environment
+from fa_dist.errors import EnvironmentBroken
+from fa_dist.paths import default_wheelhouse
+from fa_dist.variant import Variant
+
+
+def install(
+    env: Environment,
+    *,
+    wheelhouses: list[Path],
+    find_links: list[Path],
+    index_urls: list[str],
+    offline: bool,
+    allow_insecure_http: bool,
+    no_build: bool,
+    from_source: bool,
+    smoke: bool,
+    dry_run: bool,
+    as_json: bool,
+    out: Console,
+    err: Console,
+) -> int:
+    started = time.perf_counter()
+
+    def step(text: str) -> None:
+        err.print(f"[dim]{time.perf_counter() - started:6.1f}s[/] {text}", highlight=False)
+
+    home = default_wheelhouse()
+    folders = wheelhouses or [home]
+    candidates = inst.gather(folders, find_links, index_urls, offline, allow_insecure_http)
+    resolution = resolve.resolve(env, candidates)
+    step(f"resolve: {len(candidates)} candidate wheel(s)")
+    for line in resolution.lines():
+        err.print(f"        {line}", highlight=False)
+    choice = resolution.choice
+    compiled = (
+        choice is not None and Variant.from_local_version(_version(choice.filename)) is not None
+    )
+    if from_source or choice is None or not compiled:
+        built = _build_for_this_machine(
+            env,
+            no_build=no_build,
+            dry_run=dry_run,
+            step=step,
+            folder=folders[0],
+            out=out,
+            err=err,
+            have=choice,
+        )
+        if built is not None:
+            resolution = resolve.resolve(env, inst.local_candidates(folders[0], "wheelhouse"))
+            choice = resolution.choice
+    if choice is None:
+        raise inst.NoMatchingWheel(
+            "no wheel matches this machine:\n  " + "\n  ".join(resolution.lines()),
+            fix="fa-dist build (then fa-dist install), or point --wheelhouse/--index-url "
+            "at wheels built for this torch",
+        )
+    step(f"plan: {choice.filename} from {choice.source}")
+    if dry_run:
+        _print(
+            out,
+            {"plan": choice.filename, "source": choice.source, "trace": resolution.lines()},
+            as_json,
+        )
+        return 0
+    outcome = inst.install(env, resolution, run_smoke=smoke, log=step)
+    if outcome.smoke:
+        step(
+            f"smoke: passed on {outcome.smoke['device']} ({outcome.seconds.get('smoke', 0):.1f} s)"
+        )
+    step(f"record: {outcome.record}")
+    _print(
+        out,
+        {
+            "installed": outcome.wheel,
+            "source": outcome.source,
+            "sha256": outcome.sha256,
+            "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
+            "total_seconds": round(time.perf_counter() - started, 2),
+            "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,
+            "record": outcome.record,
+        },
+        as_json,
+    )
+    return 0
+
+
+def _version(filename: str) -> str:
+    return filename.split("-")[1] if filename.count("-") >= 4 else ""
+
+
+def _build_for_this_machine(
+    env: Environment,
+    *,
+    no_build: bool,
+    dry_run: bool,
+    step: Any,
+    folder: Path,
+    out: Console,
+    err: Console,
+    have: resolve.Candidate | None,
+) -> Path | None:
+    """Build a compiled wheel for this GPU when the toolchain allows, else the pure-Triton wheel."""
+    if no_build:
+        return None
+    verdict = checks.verdict(checks.run_checks(env))
+    recipe = "auto"
+    if verdict.source_blockers:
+        if have is not None:
+            step(
+                f"no compiled wheel matches, and building is blocked by {', '.join(verdict.source_blockers)}: "
+                "using the pure-Triton wheel (Triton kernels only)"
+            )
+            return None
+        step(
+            f"building from source is blocked by {', '.join(verdict.source_blockers)}: "
+            "building the pure-Triton wheel instead (Triton kernels only, no compiled backend)"
+        )
+        recipe = "triton"
+    if dry_run:
+        plan = build_commands.make_plan(env, recipe_name=recipe, arch_request="native", jobs=None)
+        step(f"would build {plan.recipe.name} {plan.version}")
+        return None
+    try:
+        build_commands.build(
+            env,
+            recipe_name=recipe,
+            arch_request="native",
+            jobs=None,
+            wheelhouse_dir=folder,
+            clean=False,
+            plan_only=False,
+            as_json=False,
+            out=err,
+            err=err,
+        )
+    except EnvironmentBroken as exc:
+        step(f"cannot build: {exc.message}")
+        return None
+    step(f"build: {recipe} wheel in {folder}")
+    return folder
+
+
+def _print(out: Console, data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/]: {value}", highlight=False)

@@ -1,0 +1,81 @@
+"""`fa-dist smoke`: run fa_kernels' own smoke test in the target interpreter, as a subprocess, so a crash
+or an illegal memory access is reported instead of taking fa-dist down."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fa_dist import subproc
+from fa_dist.errors import FaDistError
+
+
+class SmokeFailed(FaDistError):
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    passed: bool
+    data: dict[str, Any]
+    seconds: float
+
+
+def run(python: str, *, quick: bool, timeout: float = 600) -> SmokeResult:
+    import time
+
+    started = time.perf_counter()
+    argv = [python, "-m", "fa_kernels.smoke", "--json"] + (["--quick"] if quick else [])
+    done = subproc.run(argv, timeout=timeout)
+    seconds = time.perf_counter() - started
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        why = done.error or (
+            f"killed by signal {-done.returncode}"
+            if done.returncode and done.returncode < 0
+            else "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+        )
+        raise SmokeFailed(
+            f"the smoke test did not run to the end: {why}",
+            fix=f"run it by hand to see everything: {python} -m fa_kernels.smoke",
+        )
+    data = json.loads(lines[-1])
+    return SmokeResult(
+        passed=bool(data.get("passed")) and done.returncode == 0, data=data, seconds=seconds
+    )
+
+
+def table(result: SmokeResult) -> Table:
+    data = result.data
+    t = Table(
+        title=f"Smoke test: fa_kernels {data['fa_kernels']} on {data['device']} "
+        f"({result.seconds:.1f} s)",
+        title_justify="left",
+    )
+    for col in ("", "op", "backend", "case", "max rel err", "tolerance", "speed"):
+        t.add_column(col)
+    for case in data["cases"]:
+        mark = "[green]pass[/]" if case["passed"] else "[bold red]FAIL[/]"
+        err = f"{case['max_err']:.2e}" if case["max_err"] == case["max_err"] else "-"
+        t.add_row(
+            mark,
+            case["op"],
+            case["backend"],
+            case["shape"] + (f"\n{case['error']}" if case["error"] else ""),
+            err,
+            f"{case['tolerance']:.0e}",
+            case["speed"],
+        )
+    return t
+
+
+def report(console: Console, result: SmokeResult) -> None:
+    console.print(table(result))
+    verdict = (
+        "[bold green]smoke test passed[/]" if result.passed else "[bold red]smoke test FAILED[/]"
+    )
+    console.print(f"{verdict} (backends here: {', '.join(result.data['backends'])})")
