@@ -125,10 +125,25 @@ def doctor(
     env = load_environment(python, env_file)
     findings = checks.run_checks(env)
     verdict = checks.verdict(findings, strict=strict)
+    from fa_dist.install import read_record
+
+    record = read_record(env.python.prefix) if env.python and env_file is None else None
     if as_json:
-        click.echo(json.dumps(report.doctor_json(env, findings, verdict), indent=2))
+        click.echo(
+            json.dumps(
+                {**report.doctor_json(env, findings, verdict), "install_record": record}, indent=2
+            )
+        )
     else:
         report.print_doctor(out, env, findings, verdict, verbose=verbose)
+        if record:
+            smoke = record.get("smoke") or {}
+            out.print(
+                f"last fa-dist install: {record['wheel']} from {record['source']} at "
+                f"{record['installed_at']}, sha256 {record['sha256'][:12]}..., smoke "
+                f"{'passed' if smoke.get('passed') else 'not run'}",
+                highlight=False,
+            )
     return verdict.exit_code
 
 

@@ -72,11 +72,8 @@ def install(
         )
     step(f"plan: {choice.filename} from {choice.source}")
     if dry_run:
-        _print(
-            out,
-            {"plan": choice.filename, "source": choice.source, "trace": resolution.lines()},
-            as_json,
-        )
+        plan = {"plan": choice.filename, "source": choice.source}
+        _print(out, {**plan, "trace": resolution.lines()} if as_json else plan, as_json)
         return 0
     outcome = inst.install(env, resolution, run_smoke=smoke, log=step)
     if outcome.smoke:
