@@ -7,7 +7,10 @@ install or smoke test puts them back. pip runs with --no-deps, so torch and trit
 from __future__ import annotations
 
 import datetime
+import fcntl
+import http.client
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -89,10 +92,12 @@ def index_candidates(url: str, *, timeout: float = 20) -> list[resolve.Candidate
 def fetch(
     cand: resolve.Candidate,
     *,
-    timeout: float = 60,
+    timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """The wheel as a local file with a verified sha256 (downloads go through the cache, atomically)."""
+    """The wheel as a local file with a verified sha256. Downloads go through the user cache under a
+    lock (two installs fetch a file once), land in a temporary file, are checked (length, sha256) and
+    renamed into place, so neither a dying server nor a second install can leave a broken file."""
     if "://" not in cand.location:
         path = Path(cand.location)
         if cand.sha256 and wheelhouse.sha256_of(path) != cand.sha256:
@@ -101,10 +106,24 @@ def fetch(
                 fix="rebuild it: fa-dist build --clean",
             )
         return path
+    timeout = timeout if timeout is not None else float(os.environ.get("FA_DIST_TIMEOUT", "60"))
     cached = cache_dir() / "wheels" / cand.filename
-    if cached.is_file() and cand.sha256 and wheelhouse.sha256_of(cached) == cand.sha256:
-        return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
+    with open(cached.with_name(cached.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cached.is_file() and (
+            cand.sha256 is None or wheelhouse.sha256_of(cached) == cand.sha256
+        ):
+            return cached
+        return _download(cand, cached, timeout, progress)
+
+
+def _download(
+    cand: resolve.Candidate,
+    cached: Path,
+    timeout: float,
+    progress: Callable[[int, int], None] | None,
+) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=f".{cand.filename}.")
     tmp = Path(tmp_name)
     try:
@@ -116,7 +135,10 @@ def fetch(
                 if progress:
                     progress(done, total)
         if total and done != total:
-            raise InstallFailed(f"download of {cand.location} ended after {done} of {total} bytes")
+            raise InstallFailed(
+                f"download of {cand.location} ended after {done} of {total} bytes",
+                fix="the server stopped mid-transfer: run the install again",
+            )
         got = wheelhouse.sha256_of(tmp)
         if cand.sha256 and got != cand.sha256:
             raise InstallFailed(
@@ -125,8 +147,11 @@ def fetch(
             )
         tmp.replace(cached)
         return cached
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise InstallFailed(f"cannot download {cand.location}: {exc}") from None
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
+        raise InstallFailed(
+            f"cannot download {cand.location}: {exc or type(exc).__name__}",
+            fix="check the index, or raise FA_DIST_TIMEOUT (seconds) for a slow server",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
