@@ -301,6 +301,52 @@ def install(
     )
 
 
+@cli.group()
+def index() -> None:
+    """Build or check a static wheel index (PEP 503 pages, per-variant sub-indexes, manifest)."""
+
+
+@index.command("build")
+@click.argument(
+    "wheelhouse_dir", metavar="WHEELHOUSE", type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option(
+    "--out",
+    "site",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the site into (created; rebuilding is idempotent).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print {index: [wheels]} as JSON.")
+def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
+    """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first)."""
+    from fa_dist import index as index_mod
+
+    groups = index_mod.build(wheelhouse_dir, site)
+    if as_json:
+        click.echo(json.dumps(groups, indent=2))
+    else:
+        for name, files in groups.items():
+            out.print(f"[bold]{site / name}/[/]  {len(files)} wheel(s)", highlight=False)
+            for f in files:
+                out.print(f"    {f}", highlight=False)
+    return 0
+
+
+@index.command("check")
+@click.argument("site", type=click.Path(file_okay=False, path_type=Path))
+def index_check(site: Path) -> int:
+    """Verify every file's sha256 against the manifest and every link of every page. Exit 1 on problems."""
+    from fa_dist import index as index_mod
+
+    problems = index_mod.check(site)
+    for p in problems:
+        err.print(f"[red]problem[/] {p.where}: {p.what}", highlight=False)
+    if not problems:
+        out.print(f"[green]ok[/]: {site} (every file hashed, every link resolves)")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
