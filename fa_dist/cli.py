@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from fa_dist import __version__, checks, report
+from fa_dist import __version__, checks, codec, report
 from fa_dist.detect import detect
 from fa_dist.environment import Environment
 from fa_dist.errors import ConfigError, FaDistError
@@ -299,6 +299,52 @@ def install(
         out=out,
         err=err,
     )
+
+
+@cli.command()
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The matrix file (default: matrix.yaml in the checkout).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "github", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; github: the JSON a workflow's strategy.matrix takes; json: everything.",
+)
+@click.option(
+    "--only",
+    help="Keep a slice, e.g. torch=2.11,cuda=13.0 (keys: torch, python, platform, cuda, rocm).",
+)
+def matrix(path: Path | None, fmt: str, only: str | None) -> int:
+    """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned."""
+    from fa_dist import matrix as matrix_mod
+    from fa_dist.paths import checkout
+
+    data = matrix_mod.load(path or checkout() / "matrix.yaml")
+    expansion = matrix_mod.expand(data, matrix_mod.parse_only(only))
+    cells = [codec.encode(c) for c in expansion.cells]
+    if fmt == "github":
+        click.echo(json.dumps({"include": cells}))
+    elif fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "cells": cells,
+                    "pruned": expansion.pruned,
+                    "pure_triton_wheel": expansion.pure_triton_wheel,
+                },
+                indent=2,
+            )
+        )
+    else:
+        report.print_matrix(out, expansion)
+    return 0
 
 
 @cli.group()

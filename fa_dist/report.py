@@ -166,3 +166,20 @@ def doctor_json(env: Environment, findings: list[Finding], verdict: Verdict) -> 
         ],
         "environment": env.to_json(),
     }
+
+
+def print_matrix(console: Console, expansion: Any) -> None:
+    table = Table(title="Wheel matrix", title_justify="left")
+    for col in ("cell", "variant", "archs", "runner"):
+        table.add_column(col, overflow="fold")
+    for cell in expansion.cells:
+        table.add_row(cell.id, cell.variant, cell.archs, cell.runner)
+    console.print(table)
+    extra = 1 if expansion.pure_triton_wheel else 0
+    console.print(
+        f"[bold]{len(expansion.cells)} compiled wheels[/] + {extra} pure-Triton wheel "
+        f"= {len(expansion.cells) + extra} wheels",
+        highlight=False,
+    )
+    for reason, count in sorted(expansion.pruned.items()):
+        console.print(f"  pruned {count}: {reason}", highlight=False)
