@@ -43,7 +43,12 @@ def native(arch: Arch) -> Arch:
 
 
 def select(
-    request: str, *, gpus: Sequence[Arch], toolkit: CudaVersion, recipe_archs: Sequence[Arch]
+    request: str,
+    *,
+    gpus: Sequence[Arch],
+    toolkit: CudaVersion,
+    recipe_archs: Sequence[Arch],
+    ptx: str | None = None,
 ) -> ArchChoice:
     """``request``: 'native' (the visible GPUs), 'all' (every recipe arch the toolkit can build, with
     PTX of the newest for future GPUs), or a comma list like 'sm_80,sm_90'."""
@@ -74,7 +79,10 @@ def select(
         ) from None
     if not wanted:
         raise ConfigError("--arch is empty", fix="use e.g. --arch sm_80,sm_90, native or all")
-    return _checked(wanted, toolkit, recipe_archs, ptx=None, notes=())
+    ptx_arch = Arch.parse(ptx) if ptx else None
+    if ptx_arch is not None and ptx_arch not in wanted:
+        raise ConfigError(f"--ptx {ptx} must be one of the archs built ({request})")
+    return _checked(wanted, toolkit, recipe_archs, ptx=ptx_arch, notes=())
 
 
 def _checked(

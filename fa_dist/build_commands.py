@@ -13,7 +13,7 @@ from rich.table import Table
 from fa_dist import build_plan, build_run, codec, recipes, wheelhouse
 from fa_dist.environment import Environment
 from fa_dist.errors import ConfigError
-from fa_dist.paths import default_wheelhouse, kernels_dir
+from fa_dist.paths import build_dir, default_wheelhouse, kernels_dir
 
 
 def kernel_version(kernels: Path) -> str:
@@ -25,7 +25,12 @@ def kernel_version(kernels: Path) -> str:
 
 
 def make_plan(
-    env: Environment, *, recipe_name: str, arch_request: str, jobs: int | None
+    env: Environment,
+    *,
+    recipe_name: str,
+    arch_request: str,
+    jobs: int | None,
+    ptx: str | None = None,
 ) -> build_plan.BuildPlan:
     kernels = kernels_dir()
     if not (kernels / "setup.py").is_file():
@@ -42,6 +47,7 @@ def make_plan(
         jobs_override=jobs,
         kernel_version=kernel_version(kernels),
         source_digest=build_plan.source_digest(kernels),
+        ptx=ptx,
     )
 
 
@@ -57,9 +63,22 @@ def build(
     as_json: bool,
     out: Console,
     err: Console,
+    ptx: str | None = None,
+    write_config: Path | None = None,
 ) -> int:
     folder = wheelhouse_dir or default_wheelhouse()
-    plan = make_plan(env, recipe_name=recipe_name, arch_request=arch_request, jobs=jobs)
+    plan = make_plan(env, recipe_name=recipe_name, arch_request=arch_request, jobs=jobs, ptx=ptx)
+    if write_config is not None:
+        # for builds driven by another frontend (cibuildwheel): the same config, hence the same
+        # wheel name and build metadata as `fa-dist build`
+        if not plan.recipe.compiled:
+            raise ConfigError(
+                f"recipe {plan.recipe.name!r} compiles nothing: there is no build config to write"
+            )
+        config = build_run.build_config(plan, env, build_dir() / plan.build_key / "objects")
+        write_config.write_text(json.dumps(config, indent=1) + "\n")
+        out.print_json(json.dumps({"config": str(write_config), "env": plan.build_env}))
+        return 0
     if plan_only:
         _report(out, plan_json(plan), as_json, title="Build plan")
         return 0

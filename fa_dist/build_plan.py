@@ -76,6 +76,7 @@ def plan(
     jobs_override: int | None,
     kernel_version: str,
     source_digest: str,
+    ptx: str | None = None,
 ) -> BuildPlan:
     if env.python is None:
         raise ConfigError("the environment snapshot has no Python facts")
@@ -108,7 +109,7 @@ def plan(
     variant, why = for_environment(env)
     if variant is None:
         raise EnvironmentBroken(f"cannot build recipe {recipe.name!r}: {why}")
-    choice, build_env, notes = _toolchain(env, recipe, arch_request)
+    choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
     threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
     job_plan = jobs.recommend(
         cpus=env.resources.cpus,
@@ -144,7 +145,7 @@ def plan(
 
 
 def _toolchain(
-    env: Environment, recipe: Recipe, arch_request: str
+    env: Environment, recipe: Recipe, arch_request: str, ptx: str | None = None
 ) -> tuple[archs_mod.ArchChoice, dict[str, str], tuple[str, ...]]:
     gpus = [g.arch for g in (env.visible_gpus or (env.driver.gpus if env.driver else ())) if g.arch]
     if recipe.kind is Kind.ROCM:
@@ -174,6 +175,7 @@ def _toolchain(
         gpus=[g for g in gpus if g.is_nvidia],
         toolkit=toolkit,
         recipe_archs=recipe.archs,
+        ptx=ptx,
     )
     build_env = {"TORCH_CUDA_ARCH_LIST": choice.torch_arch_list}
     notes = list(choice.notes)

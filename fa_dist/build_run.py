@@ -229,5 +229,6 @@ def _entry(plan: BuildPlan, wheel: Path) -> wheelhouse.WheelEntry:
         platform=parts[-1],
         recipe=plan.recipe.name,
         source_digest=plan.source_digest,
+        extra={"ptx": str(plan.archs.ptx)} if plan.archs and plan.archs.ptx else {},
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )

@@ -171,6 +171,14 @@ def doctor(
 @click.option(
     "--clean", is_flag=True, help="Forget objects and finished wheels: rebuild everything."
 )
+@click.option(
+    "--ptx", help="Also embed PTX of this arch (one of --arch's), for GPUs newer than the list."
+)
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the build config (for a build run by cibuildwheel) and stop.",
+)
 @click.option("--plan", "plan_only", is_flag=True, help="Print the build plan and stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (or plan) as JSON.")
 def build(
@@ -181,6 +189,8 @@ def build(
     jobs: int | None,
     wheelhouse: Path | None,
     clean: bool,
+    ptx: str | None,
+    write_config: Path | None,
     plan_only: bool,
     as_json: bool,
 ) -> int:
@@ -201,6 +211,8 @@ def build(
         jobs=jobs,
         wheelhouse_dir=wheelhouse,
         clean=clean,
+        ptx=ptx,
+        write_config=write_config,
         plan_only=plan_only or env_file is not None,
         as_json=as_json,
         out=out,
@@ -324,9 +336,12 @@ def install(
 def matrix(path: Path | None, fmt: str, only: str | None) -> int:
     """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned."""
     from fa_dist import matrix as matrix_mod
+    from fa_dist import recipes as recipes_mod
     from fa_dist.paths import checkout
 
     data = matrix_mod.load(path or checkout() / "matrix.yaml")
+    known = recipes_mod.load_all()
+    matrix_mod.check_against_recipes(data, {name: r.archs for name, r in known.items()})
     expansion = matrix_mod.expand(data, matrix_mod.parse_only(only))
     cells = [codec.encode(c) for c in expansion.cells]
     if fmt == "github":

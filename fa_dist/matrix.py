@@ -50,6 +50,7 @@ class Cell:
     runner: str
     torch_index: str
     toolkit: str  # what before-all installs: "cuda-toolkit-13-0" or "rocm-6.4"
+    build_args: str  # `fa-dist build` arguments for this cell: --recipe, --arch, --ptx
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,10 +219,13 @@ def _cell(
         )
         runtime, index = cuda.tag, knowledge.pytorch_index_for(cuda)
         toolkit = f"cuda-toolkit-{cuda.major}-{cuda.minor}"
+        ptx = f" --ptx {spec['ptx']}" if spec.get("ptx") else ""
+        build_args = f"--recipe cuda --arch {','.join(spec['archs'])}{ptx}"
     else:
         rocm = CudaVersion.parse(version)
         variant = Variant(Runtime.ROCM, rocm, TorchMinor.parse(torch_minor), abi)
         archs = ";".join(spec["archs"])
+        build_args = f"--recipe rocm --arch {','.join(spec['archs'])}"
         runtime, index, toolkit = (
             f"rocm{version}",
             f"https://download.pytorch.org/whl/rocm{version}",
@@ -241,6 +245,7 @@ def _cell(
         runner=runner,
         torch_index=index,
         toolkit=toolkit,
+        build_args=build_args,
     )
 
 
@@ -270,3 +275,16 @@ def parse_only(text: str | None) -> dict[str, str]:
             )
         out[key.strip()] = value.strip()
     return out
+
+
+def check_against_recipes(data: dict[str, Any], recipe_archs: dict[str, tuple[Arch, ...]]) -> None:
+    """Every arch the matrix asks of a toolkit must be one the kernels are written for (recipes/)."""
+    for family in ("cuda", "rocm"):
+        allowed = {str(a) for a in recipe_archs.get(family, ())}
+        for version, spec in data.get(family, {}).items():
+            extra = [a for a in spec.get("archs", []) if str(Arch.parse(str(a))) not in allowed]
+            if extra:
+                raise ConfigError(
+                    f"matrix.yaml: {family}.{version}.archs: {', '.join(map(str, extra))} "
+                    f"not in recipes/{family}.toml ({', '.join(sorted(allowed))})"
+                )
