@@ -31,6 +31,21 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-q"]), env={"NO_COLOR": "1"})
 
 
+@nox.session
+def build(session: nox.Session) -> None:
+    """A wheel for this environment (pure-Triton unless a CUDA torch is installed here): fa-dist build."""
+    session.install(*TEST_TORCH, *BUILD_BACKEND, "ninja")
+    session.install("-e", ".")
+    session.run("fa-dist", "build", *(session.posargs or []))
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """Print the wheel matrix (pass --format github or --only torch=2.11,cuda=13.0 after --)."""
+    session.install("-e", ".")
+    session.run("fa-dist", "matrix", *session.posargs)
+
+
 @nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """On a GPU machine, in its own torch environment: the GPU correctness suite, then the benchmarks."""

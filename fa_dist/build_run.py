@@ -69,6 +69,9 @@ def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, obj
         "version": plan.version,
         "build_temp": str(temp),
         "build_info": info,
+        # TORCH_CUDA_ARCH_LIST / PYTORCH_ROCM_ARCH, MAX_JOBS, CUDA_HOME...: setup.py applies them, so a
+        # build driven by another frontend (cibuildwheel) compiles exactly what `fa-dist build` would
+        "env": dict(plan.build_env),
     }
 
 

@@ -43,6 +43,8 @@ def extensions_and_commands() -> tuple[list, dict]:
     config = json.loads(Path(CONFIG).read_text())
     if not config.get("sources"):  # a pure build that still records its metadata
         return [], {"build_py": BuildPyWithInfo}
+    for key, value in config.get("env", {}).items():  # the arch list, jobs and CUDA_HOME of the plan
+        os.environ.setdefault(key, value)
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
     class IncrementalBuildExt(BuildExtension.with_options(use_ninja=True)):  # type: ignore[misc]
