@@ -39,6 +39,7 @@ def install(
     def step(text: str) -> None:
         err.print(f"[dim]{time.perf_counter() - started:6.1f}s[/] {text}", highlight=False)
 
+    _require_torch(env)
     home = default_wheelhouse()
     folders = wheelhouses or [home]
     candidates = inst.gather(folders, find_links, index_urls, offline, allow_insecure_http)
@@ -95,6 +96,18 @@ def install(
         as_json,
     )
     return 0
+
+
+def _require_torch(env: Environment) -> None:
+    """Kernels run through torch: without a working one there is nothing to install, so say how to get it."""
+    torch_finding = next(
+        (f for f in checks.check_torch(env) if f.severity is checks.Severity.ERROR), None
+    )
+    if torch_finding is not None:
+        raise EnvironmentBroken(
+            f"{torch_finding.title}: {torch_finding.evidence}",
+            fix=torch_finding.fix or "see fa-dist doctor",
+        )
 
 
 def _version(filename: str) -> str:

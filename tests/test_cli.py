@@ -101,3 +101,14 @@ def test_detect_writes_a_snapshot_that_loads(tmp_path: Path) -> None:
     assert fa_dist("detect", "-o", str(out)).returncode == 0
     env = Environment.load(out)
     assert env.python is not None and env.python.executable == sys.executable
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_doctor_text_on_the_h100_snapshot_is_golden() -> None:
+    """The words users read: regenerate deliberately with
+    NO_COLOR=1 COLUMNS=100 fa-dist doctor --env-file tests/fixtures/envs/h100-torch2.11-cu130.json -v"""
+    done = fa_dist("doctor", "--env-file", str(H100_FILE), "-v")
+    assert done.returncode == 0
+    assert done.stdout == (GOLDEN / "doctor_h100_verbose.txt").read_text()

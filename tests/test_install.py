@@ -157,3 +157,12 @@ def test_no_matching_wheel_prints_the_trace(target: Path, tmp_path: Path) -> Non
     done = fa_install(target, "--wheelhouse", str(tmp_path))
     assert done.returncode == 7
     assert "reject fa_kernels-0.1.0+cu130torch2.11cxx11abitrue" in done.stderr
+
+
+def test_install_without_torch_stops_at_once_with_the_fix(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    done = fa_install(bare / "bin" / "python", "--wheelhouse", str(tmp_path / "wh"))
+    assert done.returncode == 3
+    assert "torch is not installed" in done.stderr and "pip install torch --index-url" in done.stderr
+    assert not (tmp_path / "wh").exists()  # nothing was built
