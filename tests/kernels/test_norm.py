@@ -12,7 +12,7 @@ from .helpers import assert_close, keep_rate_ok
 
 
 def run_case(m, n, dtype, device, *, p=0.0, prenorm=True, residual=True, rowscale=False, rms=True,
-             residual_in_fp32=False, zero_centered=False, tol_factor=1.0):
+             residual_in_fp32=False, zero_centered=False, tol_factor=1.0, backend=None):
     x = torch.randn(m, n, dtype=dtype, device=device, requires_grad=True)
     res = torch.randn(m, n, dtype=dtype, device=device, requires_grad=True) if residual else None
     w = (1 + 0.1 * torch.randn(n, dtype=dtype, device=device)).requires_grad_()
@@ -21,7 +21,7 @@ def run_case(m, n, dtype, device, *, p=0.0, prenorm=True, residual=True, rowscal
     outs = fa_kernels.layer_norm_fn(x, w, b, residual=res, eps=1e-6, dropout_p=p, rowscale=rs,
                                     prenorm=prenorm, residual_in_fp32=residual_in_fp32,
                                     zero_centered_weight=zero_centered, is_rms_norm=rms,
-                                    return_dropout_mask=True)
+                                    return_dropout_mask=True, backend=backend)
     y, s, keep, keep1 = outs if prenorm else (outs[0], None, *outs[1:])
     assert keep1 is None and (keep is None) == (p == 0)
     dy = torch.randn_like(y)
@@ -146,3 +146,47 @@ def test_gpu_real_sizes(m, n, p):
     keep = run_case(m, n, torch.bfloat16, "cuda", p=p)
     if p:
         assert keep_rate_ok(int(keep.sum()), keep.numel(), p)
+
+
+# -- the compiled CUDA backend (present only in a wheel built by `fa-dist build`) -------------------
+
+def _has_cuda_extension() -> bool:
+    from fa_kernels import backend
+
+    return backend.cuda_extension() is not None
+
+
+needs_extension = pytest.mark.skipif(not _has_cuda_extension(), reason="fa_kernels._C not built")
+
+
+@pytest.mark.gpu
+@needs_extension
+@pytest.mark.parametrize(("m", "n"), [(4096, 4096), (1000, 8192), (8191, 2048), (64, 32768), (33, 1000)])
+@pytest.mark.parametrize("p", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_gpu_cuda_backend(m, n, p, dtype):
+    run_case(m, n, dtype, "cuda", p=p, backend="cuda")
+    run_case(m, n, dtype, "cuda", p=p, prenorm=False, backend="cuda")
+    run_case(m, n, dtype, "cuda", p=p, residual=False, residual_in_fp32=True, backend="cuda")
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_gpu_cuda_and_triton_draw_the_same_dropout_mask():
+    x = torch.randn(257, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.ones(4096, device="cuda", dtype=torch.bfloat16)
+    masks = []
+    for name in ("cuda", "triton"):
+        torch.manual_seed(11)
+        masks.append(fa_kernels.rms_norm_fn(x, w, None, dropout_p=0.3, return_dropout_mask=True, backend=name)[1])
+    assert torch.equal(masks[0], masks[1])
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_gpu_cuda_backend_refuses_what_it_lacks_by_name_and_falls_back_on_auto():
+    x = torch.randn(8, 256, device="cuda", dtype=torch.bfloat16)
+    w = torch.ones(256, device="cuda", dtype=torch.bfloat16)
+    with pytest.raises(NotImplementedError, match="rowscale"):
+        fa_kernels.rms_norm_fn(x, w, None, rowscale=torch.ones(8, device="cuda"), backend="cuda")
+    fa_kernels.rms_norm_fn(x, w, None, rowscale=torch.ones(8, device="cuda", dtype=torch.bfloat16))
