@@ -166,13 +166,12 @@ def stage_sources(kernels: Path, staged: Path) -> Path:
 @dataclass
 class _Streamed:
     returncode: int
-    first_step: int
     total: int
 
 
 def _stream(argv: list[str], env: dict[str, str], log_path: Path, console: Console) -> _Streamed:
     """Run the build, every line to the log, ninja's [n/m] to a progress bar."""
-    first, total = 0, 0
+    total = 0
     columns = (
         TextColumn("[bold]compiling"),
         BarColumn(),
@@ -197,10 +196,9 @@ def _stream(argv: list[str], env: dict[str, str], log_path: Path, console: Conso
             m = NINJA_STEP.match(line.strip())
             if m:
                 step, total = int(m[1]), int(m[2])
-                first = first or step
                 progress.update(task, completed=step, total=total)
         code = proc.wait()
-    return _Streamed(returncode=code, first_step=first, total=total)
+    return _Streamed(returncode=code, total=total)
 
 
 def _failure(log_path: Path, code: int) -> BuildFailed:

@@ -71,13 +71,11 @@ def _resolve_python(python: str | None) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="fa-dist")
 @click.option("--debug", is_flag=True, help="Show every command run and full tracebacks.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(debug: bool) -> None:
     """Install FlashAttention-class kernels that match this machine, and prove they work.
 
     Start with `fa-dist doctor`: it tells what this machine can run and how to fix what it cannot.
     """
-    ctx.obj = {"debug": debug}
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", stream=sys.stderr
     )

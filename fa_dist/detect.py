@@ -81,7 +81,7 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
             )
         pkg_f = {
             name: pool.submit(
-                probe, python, "import", name, *KERNEL_DISTS[name][:1], *KERNEL_DISTS[name][1]
+                probe, python, "import", name, KERNEL_DISTS[name][0], *KERNEL_DISTS[name][1]
             )
             for name in (d["name"] for d in py["dists"])
         }

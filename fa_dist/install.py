@@ -233,7 +233,7 @@ def install(
     t = time.perf_counter()
     wheel = fetch(cand)
     timings["fetch"] = time.perf_counter() - t
-    digest = wheelhouse.sha256_of(wheel)
+    digest = cand.sha256 or wheelhouse.sha256_of(wheel)  # fetch verified a recorded hash
     with tempfile.TemporaryDirectory(prefix="fa-dist-backup-") as folder:
         backup = backup_installed(env, Path(folder))
         t = time.perf_counter()

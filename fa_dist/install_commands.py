@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import parse_wheel_filename
 from rich.console import Console
 
 from fa_dist import build_commands, checks, resolve
@@ -49,7 +50,8 @@ def install(
         err.print(f"        {line}", highlight=False)
     choice = resolution.choice
     compiled = (
-        choice is not None and Variant.from_local_version(_version(choice.filename)) is not None
+        choice is not None
+        and Variant.from_local_version(str(parse_wheel_filename(choice.filename)[1])) is not None
     )
     if from_source or choice is None or not compiled:
         built = _build_for_this_machine(
@@ -108,10 +110,6 @@ def _require_torch(env: Environment) -> None:
             f"{torch_finding.title}: {torch_finding.evidence}",
             fix=torch_finding.fix or "see fa-dist doctor",
         )
-
-
-def _version(filename: str) -> str:
-    return filename.split("-")[1] if filename.count("-") >= 4 else ""
 
 
 def _build_for_this_machine(

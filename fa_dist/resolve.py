@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from packaging import tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from packaging.version import Version
 
 from fa_dist.environment import Environment, ImportStatus
 from fa_dist.variant import Runtime, TorchMinor, Variant
@@ -127,13 +126,13 @@ def judge(
         return (
             True,
             f"{variant} matches; archs unknown (no manifest entry)",
-            (1, *Version(version.public).release),
+            (1, *version.release),
         )
     exact = all(any(Arch.parse(a).base == g.base for a in cand.archs) for g in gpus)
     return (
         True,
         f"{variant} matches torch {torch.version}",
-        (2 if exact else 1, *Version(version.public).release),
+        (2 if exact else 1, *version.release),
     )
 
 

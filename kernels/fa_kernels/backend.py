@@ -7,6 +7,7 @@ takes ``backend=`` for one call.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -118,8 +119,7 @@ def _reference_attention(q, k, v, cu_q, cu_k, alibi, call, seed):  # type: ignor
     for b in range(call.batch):
         q0, q1, k0, k1 = int(cu_q[b]), int(cu_q[b + 1]), int(cu_k[b]), int(cu_k[b + 1])
         slopes = alibi[b] if alibi is not None and alibi.dim() == 2 else alibi
-        one = type(call)(**{**call.__dict__, "batch": 1, "max_seqlen_q": q1 - q0,
-                            "max_seqlen_k": k1 - k0, "varlen": False})
+        one = dataclasses.replace(call, batch=1, max_seqlen_q=q1 - q0, max_seqlen_k=k1 - k0, varlen=False)
         out, lse = _reference_fixed(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], slopes, one, seed + b)
         outs.append(out[0])
         lses.append(lse[0])

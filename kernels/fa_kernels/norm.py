@@ -51,9 +51,9 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
         raise TypeError(f"residual_out must be {residual_dtype}, got {residual_out.dtype}")
     out_dtype = out_dtype or (out.dtype if out is not None else x.dtype)
     chosen = _backend.resolve(backend, x.device, "norm")
-    unsupported = _cuda_unsupported(is_rms_norm, bias, rowscale, zero_centered_weight, out, residual_out,
-                                    out_dtype, x.dtype)
-    if chosen == "cuda" and unsupported:
+    unsupported = chosen == "cuda" and _cuda_unsupported(
+        is_rms_norm, bias, rowscale, zero_centered_weight, out, residual_out, out_dtype, x.dtype)
+    if unsupported:
         if (backend or _backend.get_backend()) == "cuda":  # asked for by name: say why not
             raise NotImplementedError(f"the cuda norm kernel does not support {unsupported}; use backend='triton'")
         chosen = "triton"  # "auto" takes the best backend that can run the call

@@ -115,13 +115,7 @@ def rms_norm(
     dtype = torch.float32 if upcast else x.dtype
     s = _pre_norm_sum(x, residual, dropout_mask, dropout_p, rowscale, dtype)
     rstd = torch.rsqrt(s.pow(2).mean(dim=-1, keepdim=True) + eps)
-    y = s * rstd
-    if weight is not None:
-        w = weight.to(dtype)
-        y = y * (w + 1.0 if zero_centered_weight else w)
-    if bias is not None:
-        y = y + bias.to(dtype)
-    return y, s
+    return _affine(s * rstd, weight, bias, zero_centered_weight, dtype), s
 
 
 def layer_norm(
@@ -140,11 +134,7 @@ def layer_norm(
     s = _pre_norm_sum(x, residual, dropout_mask, dropout_p, rowscale, torch.float32)
     centered = s - s.mean(dim=-1, keepdim=True)
     y = centered * torch.rsqrt(centered.pow(2).mean(dim=-1, keepdim=True) + eps)
-    if weight is not None:
-        y = y * (weight.float() + 1.0 if zero_centered_weight else weight.float())
-    if bias is not None:
-        y = y + bias.float()
-    return y, s
+    return _affine(y, weight, bias, zero_centered_weight, torch.float32), s
 
 
 def _pre_norm_sum(x: torch.Tensor, residual: torch.Tensor | None, dropout_mask: torch.Tensor | None,
@@ -158,3 +148,14 @@ def _pre_norm_sum(x: torch.Tensor, residual: torch.Tensor | None, dropout_mask: 
     if residual is not None:
         s = s + residual.to(dtype)
     return s
+
+
+def _affine(y: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, zero_centered: bool,
+            dtype: torch.dtype) -> torch.Tensor:
+    """y * w (+ b) in ``dtype``; a zero-centred weight stores w - 1."""
+    if weight is not None:
+        w = weight.to(dtype)
+        y = y * (w + 1.0 if zero_centered else w)
+    if bias is not None:
+        y = y + bias.to(dtype)
+    return y
