@@ -225,13 +225,18 @@ class Outcome:
 
 
 def install(
-    env: Environment, resolution: resolve.Resolution, *, run_smoke: bool, log: Callable[[str], None]
+    env: Environment,
+    resolution: resolve.Resolution,
+    *,
+    run_smoke: bool,
+    log: Callable[[str], None],
+    progress: Callable[[int, int], None] | None = None,
 ) -> Outcome:
     assert env.python is not None and resolution.choice is not None
     python, cand = env.python.executable, resolution.choice
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    wheel = fetch(cand)
+    wheel = fetch(cand, progress=progress)
     timings["fetch"] = time.perf_counter() - t
     digest = cand.sha256 or wheelhouse.sha256_of(wheel)  # fetch verified a recorded hash
     with tempfile.TemporaryDirectory(prefix="fa-dist-backup-") as folder:

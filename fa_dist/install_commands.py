@@ -3,13 +3,16 @@ wheel, a build for this GPU, and the pure-Triton fallback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import parse_wheel_filename
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from fa_dist import build_commands, checks, resolve
 from fa_dist import install as inst
@@ -78,7 +81,8 @@ def install(
         plan = {"plan": choice.filename, "source": choice.source}
         _print(out, {**plan, "trace": resolution.lines()} if as_json else plan, as_json)
         return 0
-    outcome = inst.install(env, resolution, run_smoke=smoke, log=step)
+    with _download_bar(err, choice) as progress:
+        outcome = inst.install(env, resolution, run_smoke=smoke, log=step, progress=progress)
     if outcome.smoke:
         step(
             f"smoke: passed on {outcome.smoke['device']} ({outcome.seconds.get('smoke', 0):.1f} s)"
@@ -98,6 +102,30 @@ def install(
         as_json,
     )
     return 0
+
+
+@contextlib.contextmanager
+def _download_bar(
+    err: Console, cand: resolve.Candidate
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A download progress bar for a remote wheel (none for a local file), fed by fetch's callback."""
+    if "://" not in cand.location:
+        yield None
+        return
+    with Progress(
+        TextColumn("        fetch"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("fetch", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update
 
 
 def _require_torch(env: Environment) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -66,7 +67,11 @@ def test_download_is_verified_cached_and_reused(server: str) -> None:
     assert path.read_bytes() == PAYLOAD and Handler.served == 1
     assert install.fetch(cand(server)) == path and Handler.served == 1  # from the cache
     path.write_bytes(b"corrupted")
-    assert install.fetch(cand(server)).read_bytes() == PAYLOAD and Handler.served == 2  # fetched again
+    seen: list[tuple[int, int]] = []
+    assert install.fetch(cand(server), progress=lambda done, total: seen.append((done, total))).read_bytes() == PAYLOAD
+    assert Handler.served == 2  # fetched again, reporting progress up to the whole length
+    assert seen and seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(seen))
 
 
 @pytest.mark.parametrize(("mode", "message"), [
