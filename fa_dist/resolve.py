@@ -85,20 +85,18 @@ def judge(
         return False, f"not a wheel file name ({exc})", ()
     if name != PACKAGE:
         return False, f"a wheel of {name}, not {PACKAGE}", ()
-    matching = file_tags & wheel_tags
-    if not matching:
-        return (
-            False,
-            (
-                f"tags {', '.join(sorted(map(str, file_tags)))} do not fit this interpreter "
-                f"({env.python.abi_tag if env.python else '?'}, {env.python.platform if env.python else '?'})"
-            ),
-            (),
-        )
     torch = env.torch
-    if torch is None or torch.status is not ImportStatus.OK or not torch.version:
-        return False, "torch does not import in the target environment", ()
+    torch_ok = torch is not None and torch.status is ImportStatus.OK and bool(torch.version)
     variant = Variant.from_local_version(str(version))
+    if not file_tags & wheel_tags:
+        why = (
+            f"tags {', '.join(sorted(map(str, file_tags)))} do not fit this interpreter "
+            f"({env.python.abi_tag if env.python else '?'}, {env.python.platform if env.python else '?'})"
+        )
+        also = _variant_fits(env, variant) if torch_ok and variant is not None else (True, "")
+        return False, why if also[0] else f"{why}; and {also[1]}", ()
+    if not torch_ok or torch is None:
+        return False, "torch does not import in the target environment", ()
     if variant is None:
         if env.triton_version is None:
             return False, "pure-Triton wheel, but triton is not installed", ()

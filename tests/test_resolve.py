@@ -26,6 +26,9 @@ CASES = [
     (GOOD.replace("abitrue", "abifalse"), ("sm_90a",), None, False, "built with cxx11abi=False, torch uses True"),
     (GOOD.replace("cp312-cp312", "cp311-cp311"), ("sm_90a",), None, False, "do not fit this interpreter"),
     (GOOD.replace("linux_x86_64", "linux_aarch64"), ("sm_90a",), None, False, "do not fit this interpreter"),
+    # every mismatch is named, not only the first: a cp311 wheel for torch 2.14 says both
+    (GOOD.replace("cp312-cp312", "cp311-cp311").replace("torch2.11", "torch2.14"), ("sm_90a",), None, False,
+     "(cp312, linux-x86_64); and built for torch 2.14, this is torch 2.11"),
     (GOOD, ("sm_80",), None, False, "built for sm_80, no code for sm_90"),
     (GOOD, ("sm_80",), "sm_80", True, "matches"),  # PTX of an older arch JITs on Hopper
     (GOOD, ("sm_86", "sm_90"), None, True, "matches"),
