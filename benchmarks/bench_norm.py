@@ -90,10 +90,13 @@ def main() -> None:
         w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         impls = {
             "ours": lambda x, r, w, p=p: fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p,
-                                                               prenorm=True, eps=1e-6),
+                                                               prenorm=True, eps=1e-6, backend="triton"),
             "compile": lambda x, r, w, p=p: compiled(x, r, w, p),
             "eager": lambda x, r, w, p=p: eager(x, r, w, p),
         }
+        if "cuda" in fa_kernels.available():
+            impls["cuda"] = lambda x, r, w, p=p: fa_kernels.rms_norm_fn(
+                x, w, None, residual=r, dropout_p=p, prenorm=True, eps=1e-6, backend="cuda")
         if up is not None:
             impls["flash_attn"] = lambda x, r, w, p=p: up(x, w, None, residual=r, dropout_p=p,
                                                            prenorm=True, eps=1e-6)
@@ -104,6 +107,9 @@ def main() -> None:
             row[f"{phase} TB/s"] = nbytes / times["ours"] / 1e9
             if phase == "fwd":
                 row["fwd %copy"] = 100 * row["fwd TB/s"] / bw
+            if "cuda" in times:  # the compiled backend beside the Triton one
+                row[f"{phase} cuda ms"] = times["cuda"]
+                row[f"{phase} cuda %copy"] = 100 * nbytes / times["cuda"] / 1e9 / bw
             for name in ("flash_attn", "compile", "eager"):
                 if name in times:
                     row[f"{phase} {name} ms"] = times[name]
@@ -115,10 +121,12 @@ def main() -> None:
     meta = {**header(), "copy_tbs": bw, "upstream": up is not None}
     cols = ["M x N", "p", "fwd ms", "fwd TB/s", "fwd %copy", "fwd xflash_attn", "fwd xcompile",
             "fwd xeager", "bwd ms", "bwd TB/s", "bwd xflash_attn", "bwd xcompile", "bwd xeager",
+            "fwd cuda ms", "fwd cuda %copy", "bwd cuda ms", "bwd cuda %copy",
             "fwd flash_attn ms", "fwd compile ms", "bwd flash_attn ms", "bwd compile ms",
             "bwd host ours ms", "bwd host compile ms"]
     text = (f"# DropoutAddRMSNorm bf16, prenorm with residual ({meta['gpu']}, torch {meta['torch']}, "
             f"triton {meta['triton']}, {meta['date']})\n\nCopy bandwidth measured in this run: {bw:.2f} TB/s. "
+            "Ours = the Triton backend; `cuda` columns = the compiled CUDA C++ backend when this build has it. "
             "`xNAME` = NAME's time / ours (higher is better for us). `bwd host` columns: host time to issue "
             "one backward (Python, autograd, launches); near the measured time means launch-bound.\n\n" + table(rows, cols))
     snippet = ("x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
