@@ -56,13 +56,14 @@ torch._functorch.config.donated_buffer = False
 compiled = torch.compile(eager)
 
 
-def measure(fn, x, res, w, bwd: bool) -> float:  # type: ignore[no-untyped-def]
+def measure(fn, x, res, w, bwd: bool, quick: bool = False) -> float:  # type: ignore[no-untyped-def]
+    bench = (lambda f: bench_ms(f, warmup=5, rep=5)) if quick else bench_ms
     if not bwd:
         with torch.no_grad():
-            return bench_ms(lambda: fn(x, res, w))
+            return bench(lambda: fn(x, res, w))
     y, s = fn(x, res, w)
     dy, ds = torch.randn_like(y), torch.randn_like(s)
-    return bench_ms(lambda: torch.autograd.grad((y, s), (x, res, w), (dy, ds), retain_graph=True))
+    return bench(lambda: torch.autograd.grad((y, s), (x, res, w), (dy, ds), retain_graph=True))
 
 
 def host_ms(fn, x, res, w) -> float:  # type: ignore[no-untyped-def]
@@ -85,39 +86,57 @@ def main() -> None:
     bw = copy_bandwidth_tbs()
     up = upstream()
     rows = []
-    for (m, n), p in [(s, p) for s in SHAPES for p in (0.0, 0.1)]:
-        x, res = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
-        w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-        impls = {
-            "ours": lambda x, r, w, p=p: fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p,
-                                                               prenorm=True, eps=1e-6, backend="triton"),
-            "compile": lambda x, r, w, p=p: compiled(x, r, w, p),
-            "eager": lambda x, r, w, p=p: eager(x, r, w, p),
-        }
-        if "cuda" in fa_kernels.available():
-            impls["cuda"] = lambda x, r, w, p=p: fa_kernels.rms_norm_fn(
-                x, w, None, residual=r, dropout_p=p, prenorm=True, eps=1e-6, backend="cuda")
-        if up is not None:
-            impls["flash_attn"] = lambda x, r, w, p=p: up(x, w, None, residual=r, dropout_p=p,
-                                                           prenorm=True, eps=1e-6)
-        row: dict[str, Any] = {"M x N": f"{m}x{n}", "p": p}
-        for phase, nbytes in (("fwd", 4 * m * n * 2), ("bwd", 5 * m * n * 2)):
-            times = {name: measure(fn, x, res, w, phase == "bwd") for name, fn in impls.items()}
-            row[f"{phase} ms"] = times["ours"]
-            row[f"{phase} TB/s"] = nbytes / times["ours"] / 1e9
-            if phase == "fwd":
-                row["fwd %copy"] = 100 * row["fwd TB/s"] / bw
-            if "cuda" in times:  # the compiled backend beside the Triton one
-                row[f"{phase} cuda ms"] = times["cuda"]
-                row[f"{phase} cuda %copy"] = 100 * nbytes / times["cuda"] / 1e9 / bw
-            for name in ("flash_attn", "compile", "eager"):
-                if name in times:
-                    row[f"{phase} {name} ms"] = times[name]
-                    row[f"{phase} x{name}"] = times[name] / times["ours"]
-        for name in ("ours", "compile"):
-            row[f"bwd host {name} ms"] = host_ms(impls[name], x, res, w)
-        rows.append(row)
-        print(row, flush=True)
+    # one untimed pass over every case first: Triton JIT, torch.compile and first touches of new
+    # memory all land there instead of on whichever case is measured first
+    for timed in (False, True):
+        for (m, n), p in [(s, p) for s in SHAPES for p in (0.0, 0.1)]:
+            row = run_case(m, n, p, up, bw, timed)
+            if timed:
+                rows.append(row)
+                print(row, flush=True)
+    _report(rows, bw, up)
+
+
+def run_case(m: int, n: int, p: float, up: Any, bw: float, timed: bool) -> dict[str, Any]:
+    x, res = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    impls = {
+        "ours": lambda x, r, w, p=p: fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p,
+                                                           prenorm=True, eps=1e-6, backend="triton"),
+        "compile": lambda x, r, w, p=p: compiled(x, r, w, p),
+        "eager": lambda x, r, w, p=p: eager(x, r, w, p),
+    }
+    if "cuda" in fa_kernels.available():
+        impls["cuda"] = lambda x, r, w, p=p: fa_kernels.rms_norm_fn(
+            x, w, None, residual=r, dropout_p=p, prenorm=True, eps=1e-6, backend="cuda")
+    if up is not None:
+        impls["flash_attn"] = lambda x, r, w, p=p: up(x, w, None, residual=r, dropout_p=p,
+                                                       prenorm=True, eps=1e-6)
+    row: dict[str, Any] = {"M x N": f"{m}x{n}", "p": p}
+    if not timed:
+        for fn in impls.values():
+            for bwd in (False, True):
+                measure(fn, x, res, w, bwd, quick=True)
+        return row
+    for phase, nbytes in (("fwd", 4 * m * n * 2), ("bwd", 5 * m * n * 2)):
+        times = {name: measure(fn, x, res, w, phase == "bwd") for name, fn in impls.items()}
+        row[f"{phase} ms"] = times["ours"]
+        row[f"{phase} TB/s"] = nbytes / times["ours"] / 1e9
+        if phase == "fwd":
+            row["fwd %copy"] = 100 * row["fwd TB/s"] / bw
+        if "cuda" in times:  # the compiled backend beside the Triton one
+            row[f"{phase} cuda ms"] = times["cuda"]
+            row[f"{phase} cuda %copy"] = 100 * nbytes / times["cuda"] / 1e9 / bw
+        for name in ("flash_attn", "compile", "eager"):
+            if name in times:
+                row[f"{phase} {name} ms"] = times[name]
+                row[f"{phase} x{name}"] = times[name] / times["ours"]
+    for name in ("ours", "compile"):
+        row[f"bwd host {name} ms"] = host_ms(impls[name], x, res, w)
+    return row
+
+
+def _report(rows: list[dict[str, Any]], bw: float, up: Any) -> None:
     meta = {**header(), "copy_tbs": bw, "upstream": up is not None}
     cols = ["M x N", "p", "fwd ms", "fwd TB/s", "fwd %copy", "fwd xflash_attn", "fwd xcompile",
             "fwd xeager", "bwd ms", "bwd TB/s", "bwd xflash_attn", "bwd xcompile", "bwd xeager",
@@ -131,7 +150,8 @@ def main() -> None:
             "one backward (Python, autograd, launches); near the measured time means launch-bound.\n\n" + table(rows, cols))
     snippet = ("x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
                "r = torch.randn_like(x); w = torch.ones(4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
-               "def run():\n    y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=0.1, prenorm=True)\n"
+               "def run():\n    y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=0.1, prenorm=True,"
+               " backend='triton')\n"
                "    (y.float().sum() + s.float().sum()).backward()")
     cold, warm = first_call_seconds(snippet)
     meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}

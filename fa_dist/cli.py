@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -293,9 +294,11 @@ def install(
     """
     from fa_dist import install_commands
 
+    began = time.perf_counter()
     env = load_environment(python, env_file)
     return install_commands.install(
         env,
+        began=began,
         wheelhouses=list(wheelhouses),
         find_links=list(find_links),
         index_urls=list(index_urls),

@@ -25,6 +25,7 @@ from fa_dist.variant import Variant
 def install(
     env: Environment,
     *,
+    began: float | None = None,
     wheelhouses: list[Path],
     find_links: list[Path],
     index_urls: list[str],
@@ -38,11 +39,12 @@ def install(
     out: Console,
     err: Console,
 ) -> int:
-    started = time.perf_counter()
+    started = began if began is not None else time.perf_counter()
 
     def step(text: str) -> None:
         err.print(f"[dim]{time.perf_counter() - started:6.1f}s[/] {text}", highlight=False)
 
+    step(f"detect: {_describe(env)}")
     _require_torch(env)
     home = default_wheelhouse()
     folders = wheelhouses or [home]
@@ -57,16 +59,26 @@ def install(
         and Variant.from_local_version(str(parse_wheel_filename(choice.filename)[1])) is not None
     )
     if from_source or choice is None or not compiled:
-        built = _build_for_this_machine(
-            env,
-            no_build=no_build,
-            dry_run=dry_run,
-            step=step,
-            folder=folders[0],
-            out=out,
-            err=err,
-            have=choice,
-        )
+        try:
+            built = _build_for_this_machine(
+                env,
+                no_build=no_build,
+                dry_run=dry_run,
+                step=step,
+                folder=folders[0],
+                out=out,
+                err=err,
+                have=choice,
+            )
+        except _Planned as planned:
+            _print(
+                out,
+                {"plan": str(planned), "trace": resolution.lines()}
+                if as_json
+                else {"plan": str(planned)},
+                as_json,
+            )
+            return 0
         if built is not None:
             resolution = resolve.resolve(env, inst.local_candidates(folders[0], "wheelhouse"))
             choice = resolution.choice
@@ -128,6 +140,17 @@ def _download_bar(
         yield update
 
 
+class _Planned(Exception):
+    """A dry run reached the build it would run: the plan is that build."""
+
+
+def _describe(env: Environment) -> str:
+    torch = env.torch.version if env.torch and env.torch.version else "no torch"
+    gpus = ", ".join(sorted({str(g.arch) for g in env.visible_gpus if g.arch})) or "no GPU"
+    python = env.python.abi_tag if env.python else "?"
+    return f"{python}, torch {torch}, {gpus}"
+
+
 def _require_torch(env: Environment) -> None:
     """Kernels run through torch: without a working one there is nothing to install, so say how to get it."""
     torch_finding = next(
@@ -170,8 +193,10 @@ def _build_for_this_machine(
         recipe = "triton"
     if dry_run:
         plan = build_commands.make_plan(env, recipe_name=recipe, arch_request="native", jobs=None)
-        step(f"would build {plan.recipe.name} {plan.version}")
-        return None
+        archs = " ".join(map(str, plan.archs.archs)) if plan.archs else "any GPU"
+        what = f"build {plan.recipe.name} {plan.version} for {archs}, then install it"
+        step(f"plan: {what}")
+        raise _Planned(what)
     try:
         build_commands.build(
             env,

@@ -48,16 +48,18 @@ def _rel(out, ref) -> float:  # type: ignore[no-untyped-def]
     return float((out - ref).norm() / ref.norm().clamp_min(1e-30))
 
 
-def _timed(fn: Callable[[], object], device: str) -> tuple[object, float]:
+def _seconds_per_call(fn: Callable[[], object], device: str, reps: int = 5) -> float:
+    """Wall time of one call once compiled (the first call, JIT included, has already run)."""
     import torch
 
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device != "cuda":
+        return float("nan")
+    torch.cuda.synchronize()
     start = time.perf_counter()
-    result = fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - start
+    for _ in range(reps):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / reps
 
 
 def attention_cases(backend: str, device: str, quick: bool) -> list[Case]:
@@ -80,8 +82,10 @@ def attention_cases(backend: str, device: str, quick: bool) -> list[Case]:
             q = torch.randn(b, sq, h, d, device=device, dtype=dtype, requires_grad=True)
             k = torch.randn(b, sk, hk, d, device=device, dtype=dtype, requires_grad=True)
             v = torch.randn(b, sk, hk, d, device=device, dtype=dtype, requires_grad=True)
-            out, secs = _timed(lambda: fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=backend),
-                               device)
+            def fwd() -> torch.Tensor:
+                return fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=backend)  # type: ignore[no-any-return]
+
+            out = fwd()
             dout = torch.randn_like(out)  # type: ignore[arg-type]
             grads = torch.autograd.grad(out, (q, k, v), dout)
             wide = [t.detach().double() if device == "cpu" else t.detach().float() for t in (q, k, v)]
@@ -90,7 +94,9 @@ def attention_cases(backend: str, device: str, quick: bool) -> list[Case]:
             ref_grads = torch.autograd.grad(ref, wide, dout.to(ref.dtype))
             errs = [_rel(out, ref)] + [_rel(g, r) for g, r in zip(grads, ref_grads, strict=True)]
             flops = 4 * b * sq * sk * h * d / (2 if causal else 1)
-            speed = f"{flops / secs / 1e12:.1f} TFLOP/s" if device == "cuda" else "-"
+            with torch.no_grad():
+                secs = _seconds_per_call(fwd, device)
+            speed = f"fwd {flops / secs / 1e12:.0f} TFLOP/s" if device == "cuda" else "-"
             cases.append(Case("attention fwd+bwd", backend, name, str(dtype).replace("torch.", ""),
                               max(errs), 2 * tol, speed, max(errs) < 2 * tol))
         except Exception as exc:
@@ -114,10 +120,12 @@ def norm_cases(backend: str, device: str, quick: bool) -> list[Case]:
             x = torch.randn(m, n, device=device, dtype=dtype, requires_grad=True)
             res = torch.randn(m, n, device=device, dtype=dtype, requires_grad=True)
             w = torch.rand(n, device=device, dtype=dtype, requires_grad=True)
-            outs, secs = _timed(lambda p=p: fa_kernels.rms_norm_fn(  # type: ignore[misc]
-                x, w, None, residual=res, dropout_p=p, prenorm=True, return_dropout_mask=True,
-                backend=backend), device)
-            y, s, keep, _ = outs  # type: ignore[misc]
+            def fwd(p: float = p) -> tuple[torch.Tensor, ...]:
+                return fa_kernels.rms_norm_fn(  # type: ignore[no-any-return]
+                    x, w, None, residual=res, dropout_p=p, prenorm=True, return_dropout_mask=True,
+                    backend=backend)
+
+            y, s, keep, _ = fwd()
             dy, ds = torch.randn_like(y), torch.randn_like(s)
             grads = torch.autograd.grad((y, s), (x, res, w), (dy, ds))
             wide = [t.detach().float().requires_grad_() for t in (x, res, w)]
@@ -125,7 +133,9 @@ def norm_cases(backend: str, device: str, quick: bool) -> list[Case]:
                                         dropout_mask=keep, dropout_p=p)
             ref_grads = torch.autograd.grad((ry, rs), wide, (dy.float(), ds.float()))
             errs = [_rel(y, ry), _rel(s, rs)] + [_rel(g, r) for g, r in zip(grads, ref_grads, strict=True)]
-            speed = f"{4 * m * n * 2 / secs / 1e9:.0f} GB/s" if device == "cuda" else "-"
+            with torch.no_grad():
+                secs = _seconds_per_call(fwd, device)
+            speed = f"fwd {4 * m * n * 2 / secs / 1e9:.0f} GB/s" if device == "cuda" else "-"
             cases.append(Case("DropoutAddRMSNorm fwd+bwd", backend, name, "bfloat16", max(errs), 2.4e-2,
                               speed, max(errs) < 2.4e-2))
         except Exception as exc:

@@ -28,25 +28,34 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
   return __float2bfloat16_rn(v);
 }
 
-// VEC elements of T moved as one aligned load/store when VEC * sizeof(T) == 16.
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
+// VEC elements of T moved as aligned 16-byte packs when VEC * sizeof(T) >= 16 (a float residual next to
+// bf16 data moves 8 floats as two packs), element by element when VEC == 1.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
 };
 
 template <typename T, int VEC>
 __device__ __forceinline__ void load(const T* ptr, float (&out)[VEC]) {
-  Pack<T, VEC> pack = *reinterpret_cast<const Pack<T, VEC>*>(ptr);
+  constexpr int kPer = VEC * sizeof(T) >= 16 ? 16 / sizeof(T) : VEC;
 #pragma unroll
-  for (int j = 0; j < VEC; ++j) out[j] = to_float(pack.v[j]);
+  for (int k = 0; k < VEC / kPer; ++k) {
+    Pack<T, kPer> pack = *reinterpret_cast<const Pack<T, kPer>*>(ptr + k * kPer);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) out[k * kPer + j] = to_float(pack.v[j]);
+  }
 }
 
 template <typename T, int VEC>
 __device__ __forceinline__ void store(T* ptr, const float (&in)[VEC]) {
-  Pack<T, VEC> pack;
+  constexpr int kPer = VEC * sizeof(T) >= 16 ? 16 / sizeof(T) : VEC;
 #pragma unroll
-  for (int j = 0; j < VEC; ++j) pack.v[j] = from_float<T>(in[j]);
-  *reinterpret_cast<Pack<T, VEC>*>(ptr) = pack;
+  for (int k = 0; k < VEC / kPer; ++k) {
+    Pack<T, kPer> pack;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) pack.v[j] = from_float<T>(in[k * kPer + j]);
+    *reinterpret_cast<Pack<T, kPer>*>(ptr + k * kPer) = pack;
+  }
 }
 
 // Philox4x32-10 (Salmon et al., SC'11): 10 rounds of two 32x32->64 multiplies, Weyl-sequence keys.
@@ -73,7 +82,8 @@ __device__ __forceinline__ void keep_mask(uint64_t seed, int64_t row, int64_t co
   uint4 counter = make_uint4(static_cast<uint32_t>(row * ((cols + 7) >> 3) + (col >> 3)), 0u, 0u, 0u);
   uint2 key = make_uint2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
   uint4 r = philox4x32_10(counter, key);
-  const uint32_t words[4] = {r.x, r.y, r.z, r.w};
+  // the Triton backend flattens tl.join(tl.join(r0, r1), tl.join(r2, r3)), i.e. words r0, r2, r1, r3
+  const uint32_t words[4] = {r.x, r.z, r.y, r.w};
 #pragma unroll
   for (int j = 0; j < VEC; ++j) {
     int e = static_cast<int>((col + j) & 7);
@@ -310,29 +320,20 @@ cudaError_t dispatch(const Params& p, DType dtype, DType rdtype, Shape shape, cu
 template <typename T, typename R, int VEC, int ITEMS>
 struct FwdLaunch {
   static cudaError_t run(const RmsNormFwdParams& p, Shape shape, cudaStream_t stream) {
-    // a float residual is loaded VEC at a time too: keep its pack within 16 bytes (or element-wise)
-    if constexpr (sizeof(R) * VEC > 16) {
-      return cudaErrorInvalidValue;
-    } else {
-      const float scale = p.dropout_p > 0.f ? 1.f / (1.f - p.dropout_p) : 1.f;
-      rms_norm_fwd_kernel<T, R, VEC, ITEMS>
-          <<<static_cast<unsigned>(p.rows), shape.threads, 0, stream>>>(p, dropout_threshold(p.dropout_p), scale);
-      return cudaGetLastError();
-    }
+    const float scale = p.dropout_p > 0.f ? 1.f / (1.f - p.dropout_p) : 1.f;
+    rms_norm_fwd_kernel<T, R, VEC, ITEMS>
+        <<<static_cast<unsigned>(p.rows), shape.threads, 0, stream>>>(p, dropout_threshold(p.dropout_p), scale);
+    return cudaGetLastError();
   }
 };
 
 template <typename T, typename R, int VEC, int ITEMS>
 struct BwdLaunch {
   static cudaError_t run(const RmsNormBwdParams& p, Shape shape, cudaStream_t stream) {
-    if constexpr (sizeof(R) * VEC > 16) {
-      return cudaErrorInvalidValue;
-    } else {
-      const float scale = p.dropout_p > 0.f ? 1.f / (1.f - p.dropout_p) : 1.f;
-      rms_norm_bwd_kernel<T, R, VEC, ITEMS>
-          <<<p.partial_rows, shape.threads, 0, stream>>>(p, dropout_threshold(p.dropout_p), scale);
-      return cudaGetLastError();
-    }
+    const float scale = p.dropout_p > 0.f ? 1.f / (1.f - p.dropout_p) : 1.f;
+    rms_norm_bwd_kernel<T, R, VEC, ITEMS>
+        <<<p.partial_rows, shape.threads, 0, stream>>>(p, dropout_threshold(p.dropout_p), scale);
+    return cudaGetLastError();
   }
 };
 
@@ -345,9 +346,8 @@ int rms_norm_bwd_blocks(int64_t rows, int sm_count) {
 cudaError_t rms_norm_fwd(const RmsNormFwdParams& p, cudaStream_t stream) {
   if (p.cols <= 0 || p.cols > kMaxCols || p.rows <= 0) return cudaErrorInvalidValue;
   const int es = elem_size(p.dtype), rs = elem_size(p.residual_dtype);
-  // the vector width follows T; a float residual then moves 16/es elements of 4 bytes (<= 16 bytes
-  // only when es == 4), so mixed precision takes the element-wise path
-  const bool aligned = rs == es && p.cols % (16 / es) == 0 && aligned16(p.x, p.x_stride, es) &&
+  // the vector width follows T; a float residual next to 16-bit data moves as two 16-byte packs
+  const bool aligned = p.cols % (16 / es) == 0 && aligned16(p.x, p.x_stride, es) &&
                        aligned16(p.residual, p.residual_stride, rs) && aligned16(p.y, p.y_stride, es) &&
                        aligned16(p.residual_out, p.residual_out_stride, rs) && aligned16(p.weight, 0, es);
   const Shape shape = shape_for(p.cols, es, aligned);
@@ -358,7 +358,7 @@ cudaError_t rms_norm_fwd(const RmsNormFwdParams& p, cudaStream_t stream) {
 cudaError_t rms_norm_bwd(const RmsNormBwdParams& p, cudaStream_t stream) {
   if (p.cols <= 0 || p.cols > kMaxCols || p.rows <= 0 || p.partial_rows <= 0) return cudaErrorInvalidValue;
   const int es = elem_size(p.dtype), rs = elem_size(p.residual_dtype);
-  const bool aligned = rs == es && p.cols % (16 / es) == 0 && aligned16(p.s, p.s_stride, rs) &&
+  const bool aligned = p.cols % (16 / es) == 0 && aligned16(p.s, p.s_stride, rs) &&
                        aligned16(p.dy, p.dy_stride, es) && aligned16(p.dx, p.dx_stride, es) &&
                        aligned16(p.dresidual_out, p.dresidual_out_stride, rs) &&
                        aligned16(p.dresidual, p.dresidual_stride, rs) && aligned16(p.weight, 0, es);
