@@ -1,4 +1,5 @@
-"""Attention, bf16: fa_kernels (Triton) vs SDPA's flash and cuDNN backends, measured in the same run.
+"""Attention, bf16: fa_kernels' Triton backend (and its CUDA C++ backend, when the build has it) vs
+SDPA's flash and cuDNN backends, measured in the same run.
 
 batch * seqlen = 16k tokens, nheads * headdim = 2048; FLOPs = 4 * b * s^2 * h * d (halved if causal),
 fwd+bwd counted as 3.5x fwd (REFERENCE.md section 7). Prints one table; writes results/attention.*.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +17,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import fa_kernels
 from common import bench_ms, first_call_seconds, header, save, table
+from fa_kernels.cuda import attention as cuda_attention
 
 SEQLENS = [512, 1024, 2048, 4096, 8192, 16384]
+CUDA = cuda_attention.compiled()
 
 
 def tflops(flops: float, ms: float) -> float:
@@ -34,10 +38,12 @@ def case(head_dim: int, causal: bool, seqlen: int, bwd: bool) -> dict[str, float
     dout = torch.randn_like(q)
     dout_t = dout.transpose(1, 2)
 
-    def ours() -> None:
-        out = fa_kernels.flash_attn_func(q, k, v, causal=causal)
-        if bwd:
-            torch.autograd.grad(out, (q, k, v), dout)
+    def ours(backend: str) -> Callable[[], None]:
+        def run() -> None:
+            out = fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=backend)
+            if bwd:
+                torch.autograd.grad(out, (q, k, v), dout)
+        return run
 
     def sdpa(backend: SDPBackend):
         def run() -> None:
@@ -47,7 +53,9 @@ def case(head_dim: int, causal: bool, seqlen: int, bwd: bool) -> dict[str, float
                     torch.autograd.grad(out, (qt, kt, vt), dout_t)
         return run
 
-    result: dict[str, float | None] = {"ours": tflops(flops, bench_ms(ours))}
+    result: dict[str, float | None] = {"ours": tflops(flops, bench_ms(ours("triton")))}
+    if CUDA:
+        result["cuda"] = tflops(flops, bench_ms(ours("cuda")))
     for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
         try:
             result[name] = tflops(flops, bench_ms(sdpa(backend)))
@@ -73,14 +81,20 @@ def main() -> None:
                "fwd+bwd": both["ours"], "fb/flash": _ratio(both["ours"], both["flash"]),
                "fb/cudnn": _ratio(both["ours"], both["cudnn"]), "sdpa_flash_fb": both["flash"],
                "sdpa_cudnn_fb": both["cudnn"]}
+        if CUDA:  # the CUDA C++ backend beside the Triton one
+            row |= {"cuda fwd": fwd["cuda"], "cuda fwd/flash": _ratio(fwd["cuda"], fwd["flash"]),
+                    "cuda fwd+bwd": both["cuda"], "cuda fb/flash": _ratio(both["cuda"], both["flash"])}
         rows.append(row)
         print(row, flush=True)
     meta = header()
     text = (f"# Attention bf16, TFLOP/s ({meta['gpu']}, torch {meta['torch']}, triton {meta['triton']}, "
-            f"{meta['date']})\n\n" + table(rows, list(rows[0])))
+            f"{meta['date']})\n\n`fwd`, `fwd+bwd`: the Triton backend; `cuda ...`: the CUDA C++ backend; "
+            "`x/flash`, `x/cudnn`: ratio to SDPA's flash / cuDNN backend in the same run.\n\n"
+            + table(rows, list(rows[0])))
     if not args.no_first_call:
         snippet = ("q = torch.randn(2, 1024, 16, 128, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
-                   "def run():\n    o = fa_kernels.flash_attn_func(q, q, q, causal=True)\n    o.sum().backward()")
+                   "def run():\n    o = fa_kernels.flash_attn_func(q, q, q, causal=True, backend='triton')\n"
+                   "    o.sum().backward()")
         cold, warm = first_call_seconds(snippet)
         meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}
         text += (f"\n\nFirst call (fwd+bwd, hd128 causal, includes Triton JIT): {cold:.2f} s with an empty "

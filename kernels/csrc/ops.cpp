@@ -1,6 +1,6 @@
 // torch glue for the CUDA kernels: ops registered with torch.library (schemas here, CUDA
 // implementations below, fake/meta implementations in fa_kernels/cuda/ops.py). The kernels themselves
-// live in csrc/norm/*.cu and include no torch header.
+// live in csrc/norm/*.cu and csrc/attention/*.cu and include no torch header.
 // Only c10's light CUDA headers: ATen/cuda/CUDAContext.h would pull in cuBLAS/cuSPARSE headers, which
 // a minimal toolkit (nvcc + cudart) lacks.
 #include <ATen/ATen.h>
@@ -9,6 +9,9 @@
 #include <torch/library.h>
 
 #include "norm/rms_norm.h"
+#ifdef FA_KERNELS_WITH_ATTENTION  // the CUDA recipe's attention kernels are PTX mma code: not on ROCm
+#include "attention/flash_attn.h"
+#endif
 
 namespace {
 
@@ -127,6 +130,97 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rms_norm_bwd(
   return {dx, dresidual, dweight};
 }
 
+
+#ifdef FA_KERNELS_WITH_ATTENTION
+// -- attention ---------------------------------------------------------------------------------
+
+fa_kernels::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
+void check_attn(const at::Tensor& t, const char* name, const at::Tensor& q) {
+  TORCH_CHECK(t.is_cuda() && t.device() == q.device(), name, " must be a CUDA tensor on q's device");
+  TORCH_CHECK(t.dim() == 4, name, " must be (batch, seqlen, heads, head_dim), got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == q.scalar_type(), name, " must have q's dtype");
+  TORCH_CHECK(t.stride(3) == 1 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
+                  reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0,
+              name, " must be contiguous in head_dim with 16-byte aligned rows");
+}
+
+fa_kernels::FlashParams attn_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                                    bool causal) {
+  TORCH_CHECK(q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16, "q must be float16 or bfloat16");
+  check_attn(q, "q", q);
+  check_attn(k, "k", q);
+  check_attn(v, "v", q);
+  TORCH_CHECK(fa_kernels::flash_supports_head_dim(static_cast<int>(q.size(3))), "head_dim ", q.size(3),
+              " has no CUDA kernel (64 and 128 do)");
+  TORCH_CHECK(k.size(0) == q.size(0) && k.sizes() == v.sizes() && k.size(3) == q.size(3) &&
+                  q.size(2) % k.size(2) == 0,
+              "k and v must be (batch, seqlen_k, heads_k, head_dim) with heads divisible by heads_k");
+  fa_kernels::FlashParams p{};
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.q_s = strides_of(q);
+  p.k_s = strides_of(k);
+  p.v_s = strides_of(v);
+  p.batch = static_cast<int>(q.size(0));
+  p.seqlen_q = static_cast<int>(q.size(1));
+  p.heads = static_cast<int>(q.size(2));
+  p.head_dim = static_cast<int>(q.size(3));
+  p.seqlen_k = static_cast<int>(k.size(1));
+  p.heads_k = static_cast<int>(k.size(2));
+  p.softmax_scale = static_cast<float>(scale);
+  p.causal = causal;
+  p.dtype = q.scalar_type() == at::kBFloat16 ? fa_kernels::AttnDType::kBFloat16 : fa_kernels::AttnDType::kFloat16;
+  return p;
+}
+
+// returns (out, lse (batch, heads, seqlen_q) float32)
+std::tuple<at::Tensor, at::Tensor> flash_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                             double softmax_scale, bool causal) {
+  auto p = attn_params(q, k, v, softmax_scale, causal);
+  const c10::cuda::CUDAGuard guard(q.device());
+  auto out = at::empty_like(q, q.options().memory_format(at::MemoryFormat::Contiguous));
+  auto lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
+  p.out = out.data_ptr();
+  p.out_s = strides_of(out);
+  p.lse = lse.data_ptr<float>();
+  check_cuda(fa_kernels::flash_fwd(p, c10::cuda::getCurrentCUDAStream()), "flash_fwd");
+  return {out, lse};
+}
+
+// returns (dq, dk, dv)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_bwd(const at::Tensor& dout, const at::Tensor& q,
+                                                         const at::Tensor& k, const at::Tensor& v,
+                                                         const at::Tensor& out, const at::Tensor& lse,
+                                                         double softmax_scale, bool causal) {
+  auto p = attn_params(q, k, v, softmax_scale, causal);
+  check_attn(dout, "dout", q);
+  TORCH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), "dout and out must be shaped like q");
+  TORCH_CHECK(lse.is_contiguous() && lse.scalar_type() == at::kFloat &&
+                  lse.sizes() == at::IntArrayRef({q.size(0), q.size(2), q.size(1)}),
+              "lse must be contiguous float32 (batch, heads, seqlen_q)");
+  const c10::cuda::CUDAGuard guard(q.device());
+  // delta = rowsum(dout * out) in float32, laid out like lse
+  auto delta = (dout.to(at::kFloat) * out.to(at::kFloat)).sum(-1).transpose(1, 2).contiguous();
+  auto dq = at::empty_like(q, q.options().memory_format(at::MemoryFormat::Contiguous));
+  auto dk = at::empty_like(k, k.options().memory_format(at::MemoryFormat::Contiguous));
+  auto dv = at::empty_like(v, v.options().memory_format(at::MemoryFormat::Contiguous));
+  p.dout = dout.data_ptr();
+  p.dout_s = strides_of(dout);
+  p.lse = lse.data_ptr<float>();
+  p.delta = delta.data_ptr<float>();
+  p.dq = dq.data_ptr();
+  p.dk = dk.data_ptr();
+  p.dv = dv.data_ptr();
+  p.dq_s = strides_of(dq);
+  p.dk_s = strides_of(dk);
+  p.dv_s = strides_of(dv);
+  check_cuda(fa_kernels::flash_bwd(p, c10::cuda::getCurrentCUDAStream()), "flash_bwd");
+  return {dq, dk, dv};
+}
+#endif
+
 }  // namespace
 
 TORCH_LIBRARY(fa_kernels, m) {
@@ -136,11 +230,21 @@ TORCH_LIBRARY(fa_kernels, m) {
   m.def(
       "rms_norm_bwd(Tensor dy, Tensor s, Tensor rstd, Tensor? weight, Tensor? dresidual_out, float dropout_p, "
       "int seed, ScalarType x_dtype, bool separate_dresidual) -> (Tensor, Tensor, Tensor)");
+#ifdef FA_KERNELS_WITH_ATTENTION
+  m.def("flash_fwd(Tensor q, Tensor k, Tensor v, float softmax_scale, bool causal) -> (Tensor, Tensor)");
+  m.def(
+      "flash_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, float softmax_scale, "
+      "bool causal) -> (Tensor, Tensor, Tensor)");
+#endif
 }
 
 TORCH_LIBRARY_IMPL(fa_kernels, CUDA, m) {
   m.impl("rms_norm_fwd", &rms_norm_fwd);
   m.impl("rms_norm_bwd", &rms_norm_bwd);
+#ifdef FA_KERNELS_WITH_ATTENTION
+  m.impl("flash_fwd", &flash_fwd);
+  m.impl("flash_bwd", &flash_bwd);
+#endif
 }
 
 // `import fa_kernels._C` loads the library, which registers the ops above.

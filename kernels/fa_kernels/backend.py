@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -65,8 +66,10 @@ def cuda_extension() -> Any | None:
     return _C
 
 
-# ops the compiled extension implements (the rest run on Triton even in a compiled build)
-CUDA_OPS = frozenset({"norm"})
+# ops the compiled extension implements, and those "auto" gives it: the CUDA attention kernels cover
+# fewer calls and run slower than the Triton ones (benchmarks/results), so "auto" keeps Triton there
+CUDA_OPS = frozenset({"norm", "attention"})
+AUTO_CUDA_OPS = frozenset({"norm"})
 
 
 def resolve(name: str | None, device: torch.device, op: str = "attention") -> str:
@@ -80,7 +83,7 @@ def resolve(name: str | None, device: torch.device, op: str = "attention") -> st
             raise RuntimeError("the cuda backend is not in this build of fa_kernels (install a compiled wheel "
                                "with `fa-dist install`)")
         return name
-    if device.type == "cuda" and op in CUDA_OPS and cuda_extension() is not None:
+    if device.type == "cuda" and op in AUTO_CUDA_OPS and cuda_extension() is not None:
         return "cuda"
     if triton_runs_on(device) and "triton" in available():
         return "triton"
@@ -93,8 +96,23 @@ def resolve(name: str | None, device: torch.device, op: str = "attention") -> st
 AttnImpl = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def attention_impl(name: str | None, device: torch.device, call: Any) -> AttnImpl:
+_warned: set[str] = set()
+
+
+def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: bool = False) -> AttnImpl:
     chosen = resolve(name, device)
+    if chosen == "cuda":
+        from fa_kernels.cuda import attention as cuda_attention
+
+        why = "alibi_slopes" if alibi else cuda_attention.unsupported(call, device)
+        if why is None:
+            return cuda_attention.CudaFlashAttnFunction.apply  # type: ignore[no-any-return]
+        fallback = "triton" if triton_runs_on(device) and "triton" in available() else "reference"
+        if why not in _warned:  # once per reason: a training loop would repeat it every step
+            _warned.add(why)
+            warnings.warn(f"fa_kernels: the cuda backend has no attention kernel for {why}; "
+                          f"running the {fallback} backend", stacklevel=4)
+        chosen = fallback
     if chosen == "triton":
         from fa_kernels.triton.attention import FlashAttnFunction
 

@@ -160,7 +160,11 @@ def run(quick: bool) -> dict[str, object]:
         norm_backends = ["triton"]
     for name in norm_backends:
         cases += norm_cases(name, device, quick)
-    cases += attention_cases("triton", device, quick)
+    from fa_kernels.cuda import attention as cuda_attention
+
+    attention_backends = ["cuda"] if device == "cuda" and cuda_attention.compiled() else []
+    for name in [*attention_backends, "triton"]:
+        cases += attention_cases(name, device, quick)
     return {"device": torch.cuda.get_device_name() if device == "cuda" else GPU_HINT,
             "fa_kernels": fa_kernels.__version__, "torch": torch.__version__,
             "backends": backends.available(), "passed": all(c.passed for c in cases),

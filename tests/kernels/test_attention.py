@@ -27,10 +27,10 @@ def make_qkv(b: int, sq: int, sk: int, h: int, hk: int, d: int, dtype: torch.dty
 
 
 def check(q, k, v, *, dtype, causal=False, window=(-1, -1), softcap=0.0, alibi=None, scale=None,
-          grad_factor=2.0):
+          grad_factor=2.0, backend=None):
     out, lse, _ = fa_kernels.flash_attn_func(q, k, v, softmax_scale=scale, causal=causal,
                                              window_size=window, softcap=softcap,
-                                             alibi_slopes=alibi, return_attn_probs=True)
+                                             alibi_slopes=alibi, return_attn_probs=True, backend=backend)
     dout = torch.randn_like(out)
     dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
     wide = torch.float64 if q.device.type == "cpu" else torch.float32
@@ -180,3 +180,79 @@ def test_gpu_features_bf16():
     check(q, k, v, dtype=torch.bfloat16, window=(256, 64))
     check(q, k, v, dtype=torch.bfloat16, causal=True, softcap=30.0)
     check(q, k, v, dtype=torch.bfloat16, alibi=torch.rand(8, device="cuda"))
+
+
+# -- GPU: the compiled CUDA backend (present only in a wheel built by `fa-dist build`) ----------------
+
+def _cuda_attention() -> bool:
+    from fa_kernels.cuda import attention
+
+    return attention.compiled()
+
+
+needs_cuda_attention = pytest.mark.skipif(not _cuda_attention(), reason="fa_kernels._C has no attention ops")
+
+CUDA_CASES = [
+    (2, 1024, 1024, 16, 16, 64, False),
+    (2, 2048, 2048, 16, 4, 128, True),
+    (1, 8192, 8192, 8, 2, 128, True),
+    (1, 8191, 8193, 8, 8, 64, False),
+    (2, 1000, 3000, 8, 1, 128, True),   # sk > sq: bottom-right causal; MQA
+    (1, 3000, 1000, 4, 2, 64, True),    # sq > sk: the leading rows see no key
+    (3, 77, 131, 4, 2, 128, False),     # smaller than one tile, odd lengths
+    (1, 1, 1, 1, 1, 64, True),
+]
+
+
+@pytest.mark.gpu
+@needs_cuda_attention
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("b", "sq", "sk", "h", "hk", "d", "causal"), CUDA_CASES)
+def test_gpu_cuda_backend(b, sq, sk, h, hk, d, causal, dtype):
+    torch.manual_seed(sq + d + 1)
+    q, k, v = make_qkv(b, sq, sk, h, hk, d, dtype, "cuda")
+    check(q, k, v, dtype=dtype, causal=causal, scale=0.5 / math.sqrt(d), backend="cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda_attention
+def test_gpu_cuda_backend_takes_strided_views_and_is_deterministic():
+    qkv = torch.randn(2, 700, 3, 8, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    q, k, v = qkv.unbind(2)  # strided views into one packed tensor
+    check(q, k, v, dtype=torch.bfloat16, causal=True, backend="cuda")
+    grads = []
+    for _ in range(2):
+        out = fa_kernels.flash_attn_func(q, k, v, causal=True, backend="cuda")
+        grads.append(torch.autograd.grad(out, qkv, torch.ones_like(out))[0])
+    assert torch.equal(grads[0], grads[1]), "the backward must not depend on the order of atomics"
+
+
+@pytest.mark.gpu
+@needs_cuda_attention
+def test_gpu_cuda_backend_falls_back_to_triton_with_a_note():
+    q, k, v = make_qkv(1, 300, 300, 4, 4, 96, torch.bfloat16, "cuda")
+    with pytest.warns(UserWarning, match="head_dim=96"):
+        check(q, k, v, dtype=torch.bfloat16, backend="cuda")
+    q, k, v = make_qkv(1, 300, 300, 4, 4, 64, torch.bfloat16, "cuda")
+    with pytest.warns(UserWarning, match="softcap"):
+        check(q, k, v, dtype=torch.bfloat16, softcap=20.0, backend="cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda_attention
+def test_gpu_cuda_ops_trace_under_torch_compile_and_fake_tensors():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    q, k, v = (t.detach() for t in make_qkv(2, 256, 256, 4, 2, 64, torch.float16, "cuda"))
+    ops = torch.ops.fa_kernels
+    eager_out, eager_lse = ops.flash_fwd(q, k, v, 0.125, True)
+    out, lse = torch.compile(lambda q, k, v: ops.flash_fwd(q, k, v, 0.125, True), fullgraph=True)(q, k, v)
+    assert torch.equal(out, eager_out) and torch.equal(lse, eager_lse)
+    with FakeTensorMode() as mode:
+        fq, fk, fv = (mode.from_tensor(t) for t in (q, k, v))
+        fout, flse = ops.flash_fwd(fq, fk, fv, 0.125, True)
+        grads = ops.flash_bwd(fout, fq, fk, fv, fout, flse, 0.125, True)
+    assert fout.shape == q.shape and flse.shape == (2, 4, 256) and flse.dtype == torch.float32
+    assert [g.shape for g in grads] == [q.shape, k.shape, v.shape]
+    through_api = torch.compile(lambda q, k, v: fa_kernels.flash_attn_func(q, k, v, causal=True, backend="cuda"))
+    assert torch.equal(through_api(q, k, v), fa_kernels.flash_attn_func(q, k, v, causal=True, backend="cuda"))

@@ -1,0 +1,155 @@
+// Flash attention forward (FlashAttention-2 schedule) for sm_80+: a block of 64 queries per CTA, four
+// warps of 16 query rows each, 64-key tiles of K and V streamed through shared memory with cp.async
+// (the next K tile and the current V tile load while the warps compute), online softmax in registers
+// in log2 units, tensor-core mma.sync for Q.K^T and P.V with fp32 accumulation.
+#include "attention/flash_common.cuh"
+
+#include <cmath>
+
+namespace fa_kernels {
+namespace {
+
+using namespace attn;
+
+constexpr int kThreads = 128, kBlockM = 64, kBlockN = 64;
+
+template <int D>
+constexpr int fwd_smem_bytes() {
+  return (kBlockM + 2 * kBlockN) * (D + 8) * 2;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FlashParams p) {
+  constexpr int LD = D + 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* s_q = reinterpret_cast<T*>(smem);
+  T* s_k = s_q + kBlockM * LD;
+  T* s_v = s_k + kBlockN * LD;
+
+  const int m0 = blockIdx.x * kBlockM;
+  const int b = blockIdx.y / p.heads, h = blockIdx.y % p.heads;
+  const int hk = h / (p.heads / p.heads_k);
+  const int warp = threadIdx.x >> 5;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_s.batch + h * p.q_s.head + m0 * p.q_s.row;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_s.batch + hk * p.k_s.head;
+  const T* v = static_cast<const T*>(p.v) + b * p.v_s.batch + hk * p.v_s.head;
+  const int offset = p.seqlen_k - p.seqlen_q;  // causal: query i sees keys j <= i + offset
+  const int n_end = p.causal ? min(p.seqlen_k, m0 + kBlockM + offset) : p.seqlen_k;
+  const int n_blocks = n_end > 0 ? (n_end + kBlockN - 1) / kBlockN : 0;
+
+  load_tile<T, kBlockM, D, kThreads>(s_q, q, p.q_s.row, p.seqlen_q - m0);
+  if (n_blocks > 0) load_tile<T, kBlockN, D, kThreads>(s_k, k, p.k_s.row, p.seqlen_k);
+  cp_async_commit();
+
+  float acc[D / 8][4];
+#pragma unroll
+  for (int t = 0; t < D / 8; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  const int row0 = m0 + warp * 16;  // this warp's first query
+
+  for (int nb = 0; nb < n_blocks; ++nb) {
+    const int n0 = nb * kBlockN;
+    cp_async_wait<0>();
+    __syncthreads();  // K tile (and Q) in shared memory
+    load_tile<T, kBlockN, D, kThreads>(s_v, v + n0 * p.v_s.row, p.v_s.row, p.seqlen_k - n0);
+    cp_async_commit();
+
+    float s[kBlockN / 8][4];
+#pragma unroll
+    for (int t = 0; t < kBlockN / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.f;
+    gemm_abt<T, D, kBlockN>(s, s_q + warp * 16 * LD, s_k);
+    __syncthreads();  // every warp is done with this K tile
+    if (nb + 1 < n_blocks) {
+      load_tile<T, kBlockN, D, kThreads>(s_k, k + (n0 + kBlockN) * p.k_s.row, p.k_s.row, p.seqlen_k - n0 - kBlockN);
+    }
+    cp_async_commit();
+
+    const bool edge = n0 + kBlockN > p.seqlen_k || (p.causal && n0 + kBlockN - 1 > row0 + offset);
+#pragma unroll
+    for (int t = 0; t < kBlockN / 8; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = n0 + acc_col(t, e), row = row0 + acc_row(e);
+        const bool ok = !edge || (col < p.seqlen_k && (!p.causal || col <= row + offset));
+        s[t][e] = ok ? s[t][e] * scale_log2 : -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+#pragma unroll
+      for (int t = 0; t < kBlockN / 8; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * r], s[t][2 * r + 1]));
+      mx = quad_max(mx);
+      const float base = mx == -INFINITY ? 0.f : mx;
+      const float alpha = exp2f(row_max[r] - base);
+      row_max[r] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int t = 0; t < kBlockN / 8; ++t) {
+        s[t][2 * r] = exp2f(s[t][2 * r] - base);
+        s[t][2 * r + 1] = exp2f(s[t][2 * r + 1] - base);
+        sum += s[t][2 * r] + s[t][2 * r + 1];
+      }
+      row_sum[r] = row_sum[r] * alpha + sum;
+#pragma unroll
+      for (int t = 0; t < D / 8; ++t) {
+        acc[t][2 * r] *= alpha;
+        acc[t][2 * r + 1] *= alpha;
+      }
+    }
+    cp_async_wait<1>();
+    __syncthreads();  // V tile in shared memory (the next K tile may still be in flight)
+    gemm_pb<T, D, kBlockN>(acc, s, s_v);
+  }
+  cp_async_wait<0>();
+
+  float inv[2], lse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float total = quad_sum(row_sum[r]);
+    inv[r] = total > 0.f ? 1.f / total : 0.f;
+    lse[r] = total > 0.f ? (row_max[r] + log2f(total)) * kLn2 : INFINITY;
+  }
+  T* out = static_cast<T*>(p.out) + b * p.out_s.batch + h * p.out_s.head + row0 * p.out_s.row;
+  store_rows<T, D>(out, p.out_s.row, acc, inv[0], inv[1], p.seqlen_q - row0);
+  if ((threadIdx.x & 3) == 0) {
+    float* lse_row = p.lse + (static_cast<int64_t>(b) * p.heads + h) * p.seqlen_q;
+    const int r = row0 + acc_row(0);
+    if (r < p.seqlen_q) lse_row[r] = lse[0];
+    if (r + 8 < p.seqlen_q) lse_row[r + 8] = lse[1];
+  }
+}
+
+template <typename T, int D>
+cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
+  constexpr int bytes = fwd_smem_bytes<D>();
+  cudaError_t err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
+  flash_fwd_kernel<T, D><<<grid, kThreads, bytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <int D>
+cudaError_t by_dtype(const FlashParams& p, cudaStream_t stream) {
+  return p.dtype == AttnDType::kBFloat16 ? launch<__nv_bfloat16, D>(p, stream) : launch<__half, D>(p, stream);
+}
+
+}  // namespace
+
+bool flash_supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+cudaError_t flash_fwd(const FlashParams& p, cudaStream_t stream) {
+  if (p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 || p.seqlen_q <= 0 ||
+      p.seqlen_k <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  switch (p.head_dim) {
+    case 64: return by_dtype<64>(p, stream);
+    case 128: return by_dtype<128>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace fa_kernels
