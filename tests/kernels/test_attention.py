@@ -200,7 +200,7 @@ CUDA_CASES = [
     (2, 1000, 3000, 8, 1, 128, True),   # sk > sq: bottom-right causal; MQA
     (1, 3000, 1000, 4, 2, 64, True),    # sq > sk: the leading rows see no key
     (3, 77, 131, 4, 2, 128, False),     # smaller than one tile, odd lengths
-    (1, 1, 1, 1, 1, 64, True),
+    (2, 1, 37, 2, 1, 64, True),       # one query (decoding) over all keys
 ]
 
 
