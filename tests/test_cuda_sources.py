@@ -24,7 +24,8 @@ def test_kernel_sources_compile_for_sm80_and_sm90(tmp_path: Path) -> None:
     for source in kernels:
         out = tmp_path / (Path(source).stem + ".o")
         done = subprocess.run(
-            ["nvcc", "-std=c++17", *recipe.extension.device_flags, "-gencode=arch=compute_80,code=sm_80",
+            ["nvcc", "-std=c++17", *recipe.extension.device_flags,
+             *(f"-I{KERNELS / d}" for d in recipe.extension.include_dirs), "-gencode=arch=compute_80,code=sm_80",
              "-gencode=arch=compute_90,code=sm_90", "-c", str(KERNELS / source), "-o", str(out)],
             capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
