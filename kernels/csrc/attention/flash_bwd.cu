@@ -60,12 +60,9 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(FlashParams p)
                                    p.v_s.row, p.seqlen_k - n0);
   cp_async_commit();
 
-  float dk[D / 8][4], dv[D / 8][4];
-#pragma unroll
-  for (int t = 0; t < D / 8; ++t) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dk[t][e] = dv[t][e] = 0.f;
-  }
+  float dk[1][D / 8][4], dv[1][D / 8][4];
+  zero(dk);
+  zero(dv);
   const int key0 = n0 + warp * 16;  // this warp's first key
   // causal: the first query that sees key n0 is n0 - offset
   const int m_begin = p.causal ? max(0, (n0 - offset) / BM * BM) : 0;
@@ -87,33 +84,30 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(FlashParams p)
       cp_async_wait<0>();
       __syncthreads();
 
-      float st[BM / 8][4], dpt[BM / 8][4];
-#pragma unroll
-      for (int t = 0; t < BM / 8; ++t) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) st[t][e] = dpt[t][e] = 0.f;
-      }
-      gemm_abt<T, D, BM>(st, s_k + warp * 16 * LD, s_q);
-      gemm_abt<T, D, BM>(dpt, s_v + warp * 16 * LD, s_do);
+      float st[1][BM / 8][4], dpt[1][BM / 8][4];
+      zero(st);
+      zero(dpt);
+      gemm_abt<T, D, BM, 1>(st, s_k + warp * 16 * LD, s_q);
+      gemm_abt<T, D, BM, 1>(dpt, s_v + warp * 16 * LD, s_do);
 #pragma unroll
       for (int t = 0; t < BM / 8; ++t) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int i = acc_col(t, e), key = key0 + acc_row(e);
-          const float prob = visible(p, m0 + i, key) ? exp2f(st[t][e] * scale_log2 - s_lse[i]) : 0.f;
-          st[t][e] = prob;
-          dpt[t][e] = prob * (dpt[t][e] - s_delta[i]);
+          const float prob = visible(p, m0 + i, key) ? exp2f(st[0][t][e] * scale_log2 - s_lse[i]) : 0.f;
+          st[0][t][e] = prob;
+          dpt[0][t][e] = prob * (dpt[0][t][e] - s_delta[i]);
         }
       }
-      gemm_pb<T, D, BM>(dv, st, s_do);
-      gemm_pb<T, D, BM>(dk, dpt, s_q);
+      gemm_pb<T, D, BM, 1>(dv, st, s_do);
+      gemm_pb<T, D, BM, 1>(dk, dpt, s_q);
       __syncthreads();  // every warp is done with this Q / dO tile
     }
   }
   T* dk_out = static_cast<T*>(p.dk) + b * p.dk_s.batch + hk * p.dk_s.head + key0 * p.dk_s.row;
   T* dv_out = static_cast<T*>(p.dv) + b * p.dv_s.batch + hk * p.dv_s.head + key0 * p.dv_s.row;
-  store_rows<T, D>(dk_out, p.dk_s.row, dk, p.softmax_scale, p.softmax_scale, p.seqlen_k - key0);
-  store_rows<T, D>(dv_out, p.dv_s.row, dv, 1.f, 1.f, p.seqlen_k - key0);
+  store_rows<T, D>(dk_out, p.dk_s.row, dk[0], p.softmax_scale, p.softmax_scale, p.seqlen_k - key0);
+  store_rows<T, D>(dv_out, p.dv_s.row, dv[0], 1.f, 1.f, p.seqlen_k - key0);
 }
 
 template <typename T, int D>
@@ -150,9 +144,8 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(FlashParams p) {
     lse2[r] = row < p.seqlen_q ? p.lse[row_base + row] * kLog2e : INFINITY;
     delta[r] = row < p.seqlen_q ? p.delta[row_base + row] : 0.f;
   }
-  float dq[D / 8][4];
-#pragma unroll
-  for (int t = 0; t < D / 8; ++t) dq[t][0] = dq[t][1] = dq[t][2] = dq[t][3] = 0.f;
+  float dq[1][D / 8][4];
+  zero(dq);
   const int n_end = p.causal ? min(p.seqlen_k, m0 + kRows + offset) : p.seqlen_k;
 
   for (int n0 = 0; n0 < n_end; n0 += BN) {
@@ -162,29 +155,26 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(FlashParams p) {
     cp_async_wait<0>();
     __syncthreads();
 
-    float s[BN / 8][4], dp[BN / 8][4];
-#pragma unroll
-    for (int t = 0; t < BN / 8; ++t) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[t][e] = dp[t][e] = 0.f;
-    }
-    gemm_abt<T, D, BN>(s, s_q + warp * 16 * LD, s_k);
-    gemm_abt<T, D, BN>(dp, s_do + warp * 16 * LD, s_v);
+    float s[1][BN / 8][4], dp[1][BN / 8][4];
+    zero(s);
+    zero(dp);
+    gemm_abt<T, D, BN, 1>(s, s_q + warp * 16 * LD, s_k);
+    gemm_abt<T, D, BN, 1>(dp, s_do + warp * 16 * LD, s_v);
 #pragma unroll
     for (int t = 0; t < BN / 8; ++t) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int row = row0 + acc_row(e), key = n0 + acc_col(t, e);
-        const float prob = visible(p, row, key) ? exp2f(s[t][e] * scale_log2 - lse2[e >> 1]) : 0.f;
-        s[t][e] = prob * (dp[t][e] - delta[e >> 1]);
+        const float prob = visible(p, row, key) ? exp2f(s[0][t][e] * scale_log2 - lse2[e >> 1]) : 0.f;
+        s[0][t][e] = prob * (dp[0][t][e] - delta[e >> 1]);
       }
     }
-    gemm_pb<T, D, BN>(dq, s, s_k);
+    gemm_pb<T, D, BN, 1>(dq, s, s_k);
     __syncthreads();  // every warp is done with this K / V tile
   }
   cp_async_wait<0>();
   T* dq_out = static_cast<T*>(p.dq) + b * p.dq_s.batch + h * p.dq_s.head + row0 * p.dq_s.row;
-  store_rows<T, D>(dq_out, p.dq_s.row, dq, p.softmax_scale, p.softmax_scale, p.seqlen_q - row0);
+  store_rows<T, D>(dq_out, p.dq_s.row, dq[0], p.softmax_scale, p.softmax_scale, p.seqlen_q - row0);
 }
 
 template <typename T, int D>

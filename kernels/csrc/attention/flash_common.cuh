@@ -87,42 +87,64 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t stride, 
   }
 }
 
-// acc[N/8] (16 x N) += A (16 x D, shared, row stride D + 8) . B^T, B = N rows x D in shared.
-template <typename T, int D, int N>
-__device__ __forceinline__ void gemm_abt(float (&acc)[N / 8][4], const T* a, const T* b) {
+// acc[MT][N/8] (16*MT x N) += A (16*MT x D, shared, row stride D + 8) . B^T, B = N rows x D in shared.
+// A warp with MT row tiles loads each B fragment once for MT products: fewer shared-memory reads a MMA.
+template <typename T, int D, int N, int MT>
+__device__ __forceinline__ void gemm_abt(float (&acc)[MT][N / 8][4], const T* a, const T* b) {
   constexpr int LD = D + 8;
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    uint32_t af[4];
-    ldmatrix_x4(af, a + (lane & 15) * LD + kk * 16 + (lane >> 4) * 8);
+    uint32_t af[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) ldmatrix_x4(af[m], a + (m * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
     for (int np = 0; np < N / 16; ++np) {
       uint32_t bf[4];
       ldmatrix_x4(bf, b + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-      Mma<T>::run(acc[2 * np], af, bf[0], bf[1]);
-      Mma<T>::run(acc[2 * np + 1], af, bf[2], bf[3]);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        Mma<T>::run(acc[m][2 * np], af[m], bf[0], bf[1]);
+        Mma<T>::run(acc[m][2 * np + 1], af[m], bf[2], bf[3]);
+      }
     }
   }
 }
 
-// acc[D/8] (16 x D) += P (16 x N, accumulator tiles, rounded to T) . B, B = N rows x D in shared.
-template <typename T, int D, int N>
-__device__ __forceinline__ void gemm_pb(float (&acc)[D / 8][4], const float (&p)[N / 8][4], const T* b) {
+// acc[MT][D/8] (16*MT x D) += P (16*MT x N, accumulator tiles, rounded to T) . B, B = N rows x D in shared.
+template <typename T, int D, int N, int MT>
+__device__ __forceinline__ void gemm_pb(float (&acc)[MT][D / 8][4], const float (&p)[MT][N / 8][4], const T* b) {
   constexpr int LD = D + 8;
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int kk = 0; kk < N / 16; ++kk) {
-    const uint32_t af[4] = {Mma<T>::pack(p[2 * kk][0], p[2 * kk][1]), Mma<T>::pack(p[2 * kk][2], p[2 * kk][3]),
-                            Mma<T>::pack(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                            Mma<T>::pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+    uint32_t af[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      af[m][0] = Mma<T>::pack(p[m][2 * kk][0], p[m][2 * kk][1]);
+      af[m][1] = Mma<T>::pack(p[m][2 * kk][2], p[m][2 * kk][3]);
+      af[m][2] = Mma<T>::pack(p[m][2 * kk + 1][0], p[m][2 * kk + 1][1]);
+      af[m][3] = Mma<T>::pack(p[m][2 * kk + 1][2], p[m][2 * kk + 1][3]);
+    }
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
       uint32_t bf[4];
       ldmatrix_x4_trans(bf, b + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
-      Mma<T>::run(acc[2 * dp], af, bf[0], bf[1]);
-      Mma<T>::run(acc[2 * dp + 1], af, bf[2], bf[3]);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        Mma<T>::run(acc[m][2 * dp], af[m], bf[0], bf[1]);
+        Mma<T>::run(acc[m][2 * dp + 1], af[m], bf[2], bf[3]);
+      }
     }
+  }
+}
+
+template <int MT, int N>
+__device__ __forceinline__ void zero(float (&acc)[MT][N][4]) {
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[m][t][0] = acc[m][t][1] = acc[m][t][2] = acc[m][t][3] = 0.f;
   }
 }
 

@@ -1,26 +1,35 @@
-// Flash attention forward (FlashAttention-2 schedule) for sm_80+: a block of 64 queries per CTA, four
-// warps of 16 query rows each, 64-key tiles of K and V streamed through shared memory with cp.async
+// Flash attention forward (FlashAttention-2 schedule) for sm_80+: a block of 128 queries per CTA, four
+// warps of 32 query rows each (each K/V fragment read from shared memory feeds two MMAs), 64-key tiles of K and V streamed through shared memory with cp.async
 // (the next K tile and the current V tile load while the warps compute), online softmax in registers
 // in log2 units, tensor-core mma.sync for Q.K^T and P.V with fp32 accumulation.
 #include "attention/flash_common.cuh"
 
 #include <cmath>
 
+#ifndef FA_FWD_BN128
+#define FA_FWD_BN128 32
+#endif
+
 namespace fa_kernels {
 namespace {
 
 using namespace attn;
 
-constexpr int kThreads = 128, kBlockM = 64, kBlockN = 64;
+constexpr int kThreads = 128, kWarps = 4;
+constexpr int kMT = 2;                      // 16-row tiles a warp: 32 query rows each
+constexpr int kBlockM = kWarps * 16 * kMT;  // 128 queries a CTA
+// keys a step: 64, or 32 for head dim 128, where 64 would not fit the 255 registers a thread can
+// hold next to the 32 x 128 output accumulator
+template <int D> __host__ __device__ constexpr int block_n() { return D <= 64 ? 64 : FA_FWD_BN128; }
 
 template <int D>
 constexpr int fwd_smem_bytes() {
-  return (kBlockM + 2 * kBlockN) * (D + 8) * 2;
+  return (kBlockM + 2 * block_n<D>()) * (D + 8) * 2;
 }
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FlashParams p) {
-  constexpr int LD = D + 8;
+  constexpr int LD = D + 8, kBlockN = block_n<D>();
   extern __shared__ __align__(16) unsigned char smem[];
   T* s_q = reinterpret_cast<T*>(smem);
   T* s_k = s_q + kBlockM * LD;
@@ -41,12 +50,16 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FlashParams p) {
   if (n_blocks > 0) load_tile<T, kBlockN, D, kThreads>(s_k, k, p.k_s.row, p.seqlen_k);
   cp_async_commit();
 
-  float acc[D / 8][4];
+  float acc[kMT][D / 8][4];
+  zero(acc);
+  float row_max[kMT][2], row_sum[kMT][2];
 #pragma unroll
-  for (int t = 0; t < D / 8; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  for (int m = 0; m < kMT; ++m) {
+    row_max[m][0] = row_max[m][1] = -INFINITY;
+    row_sum[m][0] = row_sum[m][1] = 0.f;
+  }
   const float scale_log2 = p.softmax_scale * kLog2e;
-  const int row0 = m0 + warp * 16;  // this warp's first query
+  const int row0 = m0 + warp * 16 * kMT;  // this warp's first query
 
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int n0 = nb * kBlockN;
@@ -55,10 +68,9 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FlashParams p) {
     load_tile<T, kBlockN, D, kThreads>(s_v, v + n0 * p.v_s.row, p.v_s.row, p.seqlen_k - n0);
     cp_async_commit();
 
-    float s[kBlockN / 8][4];
-#pragma unroll
-    for (int t = 0; t < kBlockN / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.f;
-    gemm_abt<T, D, kBlockN>(s, s_q + warp * 16 * LD, s_k);
+    float s[kMT][kBlockN / 8][4];
+    zero(s);
+    gemm_abt<T, D, kBlockN, kMT>(s, s_q + warp * 16 * kMT * LD, s_k);
     __syncthreads();  // every warp is done with this K tile
     if (nb + 1 < n_blocks) {
       load_tile<T, kBlockN, D, kThreads>(s_k, k + (n0 + kBlockN) * p.k_s.row, p.k_s.row, p.seqlen_k - n0 - kBlockN);
@@ -67,57 +79,64 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FlashParams p) {
 
     const bool edge = n0 + kBlockN > p.seqlen_k || (p.causal && n0 + kBlockN - 1 > row0 + offset);
 #pragma unroll
-    for (int t = 0; t < kBlockN / 8; ++t) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = n0 + acc_col(t, e), row = row0 + acc_row(e);
-        const bool ok = !edge || (col < p.seqlen_k && (!p.causal || col <= row + offset));
-        s[t][e] = ok ? s[t][e] * scale_log2 : -INFINITY;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
-#pragma unroll
-      for (int t = 0; t < kBlockN / 8; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * r], s[t][2 * r + 1]));
-      mx = quad_max(mx);
-      const float base = mx == -INFINITY ? 0.f : mx;
-      const float alpha = exp2f(row_max[r] - base);
-      row_max[r] = mx;
-      float sum = 0.f;
+    for (int m = 0; m < kMT; ++m) {
 #pragma unroll
       for (int t = 0; t < kBlockN / 8; ++t) {
-        s[t][2 * r] = exp2f(s[t][2 * r] - base);
-        s[t][2 * r + 1] = exp2f(s[t][2 * r + 1] - base);
-        sum += s[t][2 * r] + s[t][2 * r + 1];
-      }
-      row_sum[r] = row_sum[r] * alpha + sum;
 #pragma unroll
-      for (int t = 0; t < D / 8; ++t) {
-        acc[t][2 * r] *= alpha;
-        acc[t][2 * r + 1] *= alpha;
+        for (int e = 0; e < 4; ++e) {
+          const int col = n0 + acc_col(t, e), row = row0 + m * 16 + acc_row(e);
+          const bool ok = !edge || (col < p.seqlen_k && (!p.causal || col <= row + offset));
+          s[m][t][e] = ok ? s[m][t][e] * scale_log2 : -INFINITY;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = row_max[m][r];
+#pragma unroll
+        for (int t = 0; t < kBlockN / 8; ++t) mx = fmaxf(mx, fmaxf(s[m][t][2 * r], s[m][t][2 * r + 1]));
+        mx = quad_max(mx);
+        const float base = mx == -INFINITY ? 0.f : mx;
+        const float alpha = exp2f(row_max[m][r] - base);
+        row_max[m][r] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int t = 0; t < kBlockN / 8; ++t) {
+          s[m][t][2 * r] = exp2f(s[m][t][2 * r] - base);
+          s[m][t][2 * r + 1] = exp2f(s[m][t][2 * r + 1] - base);
+          sum += s[m][t][2 * r] + s[m][t][2 * r + 1];
+        }
+        row_sum[m][r] = row_sum[m][r] * alpha + sum;
+#pragma unroll
+        for (int t = 0; t < D / 8; ++t) {
+          acc[m][t][2 * r] *= alpha;
+          acc[m][t][2 * r + 1] *= alpha;
+        }
       }
     }
     cp_async_wait<1>();
     __syncthreads();  // V tile in shared memory (the next K tile may still be in flight)
-    gemm_pb<T, D, kBlockN>(acc, s, s_v);
+    gemm_pb<T, D, kBlockN, kMT>(acc, s, s_v);
   }
   cp_async_wait<0>();
 
-  float inv[2], lse[2];
+  T* out = static_cast<T*>(p.out) + b * p.out_s.batch + h * p.out_s.head;
+  float* lse_row = p.lse + (static_cast<int64_t>(b) * p.heads + h) * p.seqlen_q;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float total = quad_sum(row_sum[r]);
-    inv[r] = total > 0.f ? 1.f / total : 0.f;
-    lse[r] = total > 0.f ? (row_max[r] + log2f(total)) * kLn2 : INFINITY;
-  }
-  T* out = static_cast<T*>(p.out) + b * p.out_s.batch + h * p.out_s.head + row0 * p.out_s.row;
-  store_rows<T, D>(out, p.out_s.row, acc, inv[0], inv[1], p.seqlen_q - row0);
-  if ((threadIdx.x & 3) == 0) {
-    float* lse_row = p.lse + (static_cast<int64_t>(b) * p.heads + h) * p.seqlen_q;
-    const int r = row0 + acc_row(0);
-    if (r < p.seqlen_q) lse_row[r] = lse[0];
-    if (r + 8 < p.seqlen_q) lse_row[r + 8] = lse[1];
+  for (int m = 0; m < kMT; ++m) {
+    float inv[2], lse[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float total = quad_sum(row_sum[m][r]);
+      inv[r] = total > 0.f ? 1.f / total : 0.f;
+      lse[r] = total > 0.f ? (row_max[m][r] + log2f(total)) * kLn2 : INFINITY;
+    }
+    const int first = row0 + m * 16;
+    store_rows<T, D>(out + first * p.out_s.row, p.out_s.row, acc[m], inv[0], inv[1], p.seqlen_q - first);
+    if ((threadIdx.x & 3) == 0) {
+      const int r = first + acc_row(0);
+      if (r < p.seqlen_q) lse_row[r] = lse[0];
+      if (r + 8 < p.seqlen_q) lse_row[r + 8] = lse[1];
+    }
   }
 }
 
