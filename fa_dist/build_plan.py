@@ -109,6 +109,15 @@ def plan(
     variant, why = for_environment(env)
     if variant is None:
         raise EnvironmentBroken(f"cannot build recipe {recipe.name!r}: {why}")
+    if recipe.min_runtime is not None and variant.runtime_version < recipe.min_runtime:
+        runtime = "ROCm" if recipe.kind is Kind.ROCM else "CUDA"
+        raise EnvironmentBroken(
+            f"recipe {recipe.name!r} needs {runtime} >= {recipe.min_runtime}, this torch is built for "
+            f"{runtime} {variant.runtime_version}",
+            fix=f"install a torch built for {runtime} {recipe.min_runtime} or newer "
+            "(https://pytorch.org/get-started/locally/), or use the pure-Triton wheel: "
+            "fa-dist build --recipe triton",
+        )
     choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
     threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
     job_plan = jobs.recommend(

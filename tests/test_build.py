@@ -3,6 +3,7 @@ pure-Triton wheel (the compiled build needs a CUDA torch: see tools/ and the GPU
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from fa_dist import build_plan, recipes, wheelhouse
 from fa_dist.errors import ConfigError, EnvironmentBroken
+from fa_dist.versions import CudaVersion
 
 from .envs import CPU, H100, mutate
 
@@ -53,6 +55,14 @@ def test_refuses_before_compiling_when_doctor_knows_it_cannot_work() -> None:
         plan_for(mutate(H100(), ninja=None))
     assert "ninja: ninja missing" in err.value.message
     assert err.value.fix is not None and "pip install ninja" in err.value.fix
+
+
+def test_recipe_minimum_runtime_is_enforced() -> None:
+    old_cuda = dataclasses.replace(RECIPES["cuda"], min_runtime=CudaVersion(13, 1))  # newer than the snapshot's
+    with pytest.raises(EnvironmentBroken, match=r"needs CUDA >= 13.1, this torch is built for CUDA 13.0") as err:
+        build_plan.plan(H100(), old_cuda, arch_request="native", jobs_override=None, kernel_version="0.1.0",
+                        source_digest="abc")
+    assert err.value.fix is not None and "--recipe triton" in err.value.fix
 
 
 def test_cpu_torch_gets_the_pure_triton_recipe_and_cannot_build_cuda() -> None:
