@@ -6,6 +6,11 @@
 
 #include <cmath>
 
+// CTAs an SM the register allocation aims for (4 caps a thread at 128 registers)
+#ifndef FA_FWD_MIN_BLOCKS
+#define FA_FWD_MIN_BLOCKS 3
+#endif
+
 namespace fa_kernels {
 namespace {
 
@@ -25,7 +30,7 @@ constexpr int fwd_smem_bytes() {
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(FlashParams p) {
+__global__ void __launch_bounds__(kThreads, FA_FWD_MIN_BLOCKS) flash_fwd_kernel(FlashParams p) {
   constexpr int LD = D + 8, kBlockN = block_n<D>();
   extern __shared__ __align__(16) unsigned char smem[];
   T* s_q = reinterpret_cast<T*>(smem);
@@ -141,6 +146,9 @@ template <typename T, int D>
 cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
   constexpr int bytes = fwd_smem_bytes<D>();
   cudaError_t err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (err == cudaSuccess) {  // all the shared memory an SM has, so registers, not shared memory, bound the CTAs
+    err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+  }
   if (err != cudaSuccess) return err;
   const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
   flash_fwd_kernel<T, D><<<grid, kThreads, bytes, stream>>>(p);
