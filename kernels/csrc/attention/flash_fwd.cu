@@ -6,9 +6,12 @@
 
 #include <cmath>
 
-// CTAs an SM the register allocation aims for (4 caps a thread at 128 registers)
-#ifndef FA_FWD_MIN_BLOCKS
-#define FA_FWD_MIN_BLOCKS 3
+// CTAs an SM the register allocation aims for. Measured on an H200 (benchmarks/README.md): 4 (128
+// registers a thread, a few spilled) is 4-7% faster at head dim 64 and 6-9% slower at 128 than 3.
+#ifdef FA_FWD_MIN_BLOCKS  // one value for every head dim, for experiments
+template <int D> constexpr int min_blocks() { return FA_FWD_MIN_BLOCKS; }
+#else
+template <int D> constexpr int min_blocks() { return D <= 64 ? 4 : 3; }
 #endif
 
 namespace fa_kernels {
@@ -30,7 +33,7 @@ constexpr int fwd_smem_bytes() {
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, FA_FWD_MIN_BLOCKS) flash_fwd_kernel(FlashParams p) {
+__global__ void __launch_bounds__(kThreads, min_blocks<D>()) flash_fwd_kernel(FlashParams p) {
   constexpr int LD = D + 8, kBlockN = block_n<D>();
   extern __shared__ __align__(16) unsigned char smem[];
   T* s_q = reinterpret_cast<T*>(smem);
