@@ -59,27 +59,17 @@ def install(
         and Variant.from_local_version(str(parse_wheel_filename(choice.filename)[1])) is not None
     )
     if from_source or choice is None or not compiled:
-        try:
-            built = _build_for_this_machine(
-                env,
-                no_build=no_build,
-                dry_run=dry_run,
-                step=step,
-                folder=folders[0],
-                out=out,
-                err=err,
-                have=choice,
+        recipe = _recipe_to_build(env, no_build=no_build, have=choice, step=step)
+        if recipe is not None and dry_run:
+            plan = build_commands.make_plan(
+                env, recipe_name=recipe, arch_request="native", jobs=None
             )
-        except _Planned as planned:
-            _print(
-                out,
-                {"plan": str(planned), "trace": resolution.lines()}
-                if as_json
-                else {"plan": str(planned)},
-                as_json,
-            )
+            archs = " ".join(map(str, plan.archs.archs)) if plan.archs else "any GPU"
+            what = f"build {plan.recipe.name} {plan.version} for {archs}, then install it"
+            step(f"plan: {what}")
+            _print_plan(out, {"plan": what}, resolution, as_json)
             return 0
-        if built is not None:
+        if recipe is not None and _build(env, recipe, folders[0], step=step, err=err):
             resolution = resolve.resolve(env, inst.local_candidates(folders[0], "wheelhouse"))
             choice = resolution.choice
     if choice is None:
@@ -90,8 +80,7 @@ def install(
         )
     step(f"plan: {choice.filename} from {choice.source}")
     if dry_run:
-        plan = {"plan": choice.filename, "source": choice.source}
-        _print(out, {**plan, "trace": resolution.lines()} if as_json else plan, as_json)
+        _print_plan(out, {"plan": choice.filename, "source": choice.source}, resolution, as_json)
         return 0
     with _download_bar(err, choice) as progress:
         outcome = inst.install(env, resolution, run_smoke=smoke, log=step, progress=progress)
@@ -140,10 +129,6 @@ def _download_bar(
         yield update
 
 
-class _Planned(Exception):
-    """A dry run reached the build it would run: the plan is that build."""
-
-
 def _describe(env: Environment) -> str:
     torch = env.torch.version if env.torch and env.torch.version else "no torch"
     gpus = ", ".join(sorted({str(g.arch) for g in env.visible_gpus if g.arch})) or "no GPU"
@@ -163,40 +148,33 @@ def _require_torch(env: Environment) -> None:
         )
 
 
-def _build_for_this_machine(
-    env: Environment,
-    *,
-    no_build: bool,
-    dry_run: bool,
-    step: Any,
-    folder: Path,
-    out: Console,
-    err: Console,
-    have: resolve.Candidate | None,
-) -> Path | None:
-    """Build a compiled wheel for this GPU when the toolchain allows, else the pure-Triton wheel."""
+def _recipe_to_build(
+    env: Environment, *, no_build: bool, have: resolve.Candidate | None, step: Any
+) -> str | None:
+    """The recipe to build when no compiled wheel matches: one for this GPU when the toolchain
+    allows, else the pure-Triton one; None when nothing should be built (forbidden, or the matching
+    pure-Triton wheel is already at hand)."""
     if no_build:
         return None
     verdict = checks.verdict(checks.run_checks(env))
-    recipe = "auto"
-    if verdict.source_blockers:
-        if have is not None:
-            step(
-                f"no compiled wheel matches, and building is blocked by {', '.join(verdict.source_blockers)}: "
-                "using the pure-Triton wheel (Triton kernels only)"
-            )
-            return None
+    if not verdict.source_blockers:
+        return "auto"
+    blockers = ", ".join(verdict.source_blockers)
+    if have is not None:
         step(
-            f"building from source is blocked by {', '.join(verdict.source_blockers)}: "
-            "building the pure-Triton wheel instead (Triton kernels only, no compiled backend)"
+            f"no compiled wheel matches, and building is blocked by {blockers}: "
+            "using the pure-Triton wheel (Triton kernels only)"
         )
-        recipe = "triton"
-    if dry_run:
-        plan = build_commands.make_plan(env, recipe_name=recipe, arch_request="native", jobs=None)
-        archs = " ".join(map(str, plan.archs.archs)) if plan.archs else "any GPU"
-        what = f"build {plan.recipe.name} {plan.version} for {archs}, then install it"
-        step(f"plan: {what}")
-        raise _Planned(what)
+        return None
+    step(
+        f"building from source is blocked by {blockers}: "
+        "building the pure-Triton wheel instead (Triton kernels only, no compiled backend)"
+    )
+    return "triton"
+
+
+def _build(env: Environment, recipe: str, folder: Path, *, step: Any, err: Console) -> bool:
+    """Build `recipe` for this machine into `folder`; False (said in a step) when it cannot."""
     try:
         build_commands.build(
             env,
@@ -212,9 +190,16 @@ def _build_for_this_machine(
         )
     except EnvironmentBroken as exc:
         step(f"cannot build: {exc.message}")
-        return None
+        return False
     step(f"build: {recipe} wheel in {folder}")
-    return folder
+    return True
+
+
+def _print_plan(
+    out: Console, plan: dict[str, Any], resolution: resolve.Resolution, as_json: bool
+) -> None:
+    """A dry run's answer; JSON adds the resolver's trace (the text form already showed it)."""
+    _print(out, {**plan, "trace": resolution.lines()} if as_json else plan, as_json)
 
 
 def _print(out: Console, data: dict[str, Any], as_json: bool) -> None:
