@@ -178,36 +178,23 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(FlashParams p) {
 }
 
 template <typename T, int D>
-cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
-  constexpr int bytes = smem_bytes<D>();
-  cudaError_t err = cudaFuncSetAttribute(flash_bwd_dkdv_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (err == cudaSuccess) {
-    err = cudaFuncSetAttribute(flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+struct Launch {
+  static cudaError_t run(const FlashParams& p, cudaStream_t stream) {
+    constexpr int bytes = smem_bytes<D>();
+    cudaError_t err = cudaFuncSetAttribute(flash_bwd_dkdv_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (err == cudaSuccess) {
+      err = cudaFuncSetAttribute(flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    }
+    if (err != cudaSuccess) return err;
+    flash_bwd_dkdv_kernel<T, D>
+        <<<dim3((p.seqlen_k + kRows - 1) / kRows, p.batch * p.heads_k), kThreads, bytes, stream>>>(p);
+    flash_bwd_dq_kernel<T, D><<<dim3((p.seqlen_q + kRows - 1) / kRows, p.batch * p.heads), kThreads, bytes, stream>>>(p);
+    return cudaGetLastError();
   }
-  if (err != cudaSuccess) return err;
-  flash_bwd_dkdv_kernel<T, D>
-      <<<dim3((p.seqlen_k + kRows - 1) / kRows, p.batch * p.heads_k), kThreads, bytes, stream>>>(p);
-  flash_bwd_dq_kernel<T, D><<<dim3((p.seqlen_q + kRows - 1) / kRows, p.batch * p.heads), kThreads, bytes, stream>>>(p);
-  return cudaGetLastError();
-}
-
-template <int D>
-cudaError_t by_dtype(const FlashParams& p, cudaStream_t stream) {
-  return p.dtype == AttnDType::kBFloat16 ? launch<__nv_bfloat16, D>(p, stream) : launch<__half, D>(p, stream);
-}
+};
 
 }  // namespace
 
-cudaError_t flash_bwd(const FlashParams& p, cudaStream_t stream) {
-  if (p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 || p.seqlen_q <= 0 ||
-      p.seqlen_k <= 0) {
-    return cudaErrorInvalidValue;
-  }
-  switch (p.head_dim) {
-    case 64: return by_dtype<64>(p, stream);
-    case 128: return by_dtype<128>(p, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
+cudaError_t flash_bwd(const FlashParams& p, cudaStream_t stream) { return dispatch<Launch>(p, stream); }
 
 }  // namespace fa_kernels

@@ -181,5 +181,20 @@ __device__ __forceinline__ void store_rows(T* dst, int64_t stride, const float (
 __device__ __forceinline__ int acc_col(int t, int e) { return t * 8 + (threadIdx.x & 3) * 2 + (e & 1); }
 __device__ __forceinline__ int acc_row(int e) { return ((threadIdx.x & 31) >> 2) + (e >= 2 ? 8 : 0); }
 
+// The head dims with compiled kernels; dispatch() below instantiates exactly these.
+constexpr bool head_dim_compiled(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+// Checks the call's shape, then runs Launch<T, D>::run for its dtype and head dim.
+template <template <typename, int> class Launch>
+cudaError_t dispatch(const FlashParams& p, cudaStream_t stream) {
+  if (p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 || p.seqlen_q <= 0 ||
+      p.seqlen_k <= 0 || !head_dim_compiled(p.head_dim)) {
+    return cudaErrorInvalidValue;
+  }
+  const bool bf16 = p.dtype == AttnDType::kBFloat16;
+  if (p.head_dim == 64) return bf16 ? Launch<__nv_bfloat16, 64>::run(p, stream) : Launch<__half, 64>::run(p, stream);
+  return bf16 ? Launch<__nv_bfloat16, 128>::run(p, stream) : Launch<__half, 128>::run(p, stream);
+}
+
 }  // namespace attn
 }  // namespace fa_kernels

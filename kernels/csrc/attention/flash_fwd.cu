@@ -146,37 +146,24 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) flash_fwd_kernel(Fl
 }
 
 template <typename T, int D>
-cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
-  constexpr int bytes = fwd_smem_bytes<D>();
-  cudaError_t err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (err == cudaSuccess) {  // all the shared memory an SM has, so registers, not shared memory, bound the CTAs
-    err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+struct Launch {
+  static cudaError_t run(const FlashParams& p, cudaStream_t stream) {
+    constexpr int bytes = fwd_smem_bytes<D>();
+    cudaError_t err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (err == cudaSuccess) {  // all the shared memory an SM has, so registers, not shared memory, bound the CTAs
+      err = cudaFuncSetAttribute(flash_fwd_kernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    }
+    if (err != cudaSuccess) return err;
+    const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
+    flash_fwd_kernel<T, D><<<grid, kThreads, bytes, stream>>>(p);
+    return cudaGetLastError();
   }
-  if (err != cudaSuccess) return err;
-  const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
-  flash_fwd_kernel<T, D><<<grid, kThreads, bytes, stream>>>(p);
-  return cudaGetLastError();
-}
-
-template <int D>
-cudaError_t by_dtype(const FlashParams& p, cudaStream_t stream) {
-  return p.dtype == AttnDType::kBFloat16 ? launch<__nv_bfloat16, D>(p, stream) : launch<__half, D>(p, stream);
-}
+};
 
 }  // namespace
 
-bool flash_supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+bool flash_supports_head_dim(int head_dim) { return head_dim_compiled(head_dim); }
 
-cudaError_t flash_fwd(const FlashParams& p, cudaStream_t stream) {
-  if (p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 || p.seqlen_q <= 0 ||
-      p.seqlen_k <= 0) {
-    return cudaErrorInvalidValue;
-  }
-  switch (p.head_dim) {
-    case 64: return by_dtype<64>(p, stream);
-    case 128: return by_dtype<128>(p, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
+cudaError_t flash_fwd(const FlashParams& p, cudaStream_t stream) { return dispatch<Launch>(p, stream); }
 
 }  // namespace fa_kernels
