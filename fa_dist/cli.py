@@ -15,10 +15,13 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from fa_dist import __version__, checks, codec, report
-from fa_dist.detect import detect
-from fa_dist.environment import Environment
+from fa_dist import __version__
+from fa_dist import output as report
+from fa_dist.decide import checks
 from fa_dist.errors import ConfigError, FaDistError
+from fa_dist.facts.detect import detect
+from fa_dist.model import codec
+from fa_dist.model.environment import Environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,7 +127,7 @@ def doctor(
     env = load_environment(python, env_file)
     findings = checks.run_checks(env)
     verdict = checks.verdict(findings, strict=strict)
-    from fa_dist.install import read_record
+    from fa_dist.act.install import read_record
 
     record = read_record(env.python.prefix) if env.python and env_file is None else None
     if as_json:
@@ -200,7 +203,7 @@ def build(
     sources reuses the finished wheel, or ninja's objects after a change. Exit 5 when compilation fails
     (the cause and the relevant log lines are shown).
     """
-    from fa_dist import build_commands
+    from fa_dist.pipelines import build as build_commands
 
     env = load_environment(python, env_file)
     return build_commands.build(
@@ -230,7 +233,7 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
     the target interpreter (a crash is reported, not fatal). Without a GPU: Triton's CPU interpreter at
     tiny sizes. Exit 6 when a case fails or the test cannot run.
     """
-    from fa_dist import smoke as smoke_mod
+    from fa_dist.act import smoke as smoke_mod
 
     result = smoke_mod.run(_resolve_python(python), quick=not full)
     if as_json:
@@ -292,7 +295,7 @@ def install(
     pure-Triton wheel; pip runs with --no-deps, so torch and triton are never changed. Exit codes:
     7 no matching wheel, 8 the install or smoke test failed (the previous state is restored).
     """
-    from fa_dist import install_commands
+    from fa_dist.pipelines import install as install_commands
 
     began = time.perf_counter()
     env = load_environment(python, env_file)
@@ -336,8 +339,8 @@ def install(
 )
 def matrix(path: Path | None, fmt: str, only: str | None) -> int:
     """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned."""
-    from fa_dist import matrix as matrix_mod
-    from fa_dist import recipes as recipes_mod
+    from fa_dist.decide import matrix as matrix_mod
+    from fa_dist.decide import recipes as recipes_mod
     from fa_dist.paths import checkout
 
     data = matrix_mod.load(path or checkout() / "matrix.yaml")
@@ -382,7 +385,7 @@ def index() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {index: [wheels]} as JSON.")
 def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
     """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first)."""
-    from fa_dist import index as index_mod
+    from fa_dist.act import index as index_mod
 
     groups = index_mod.build(wheelhouse_dir, site)
     if as_json:
@@ -399,7 +402,7 @@ def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
 @click.argument("site", type=click.Path(file_okay=False, path_type=Path))
 def index_check(site: Path) -> int:
     """Verify every file's sha256 against the manifest and every link of every page. Exit 1 on problems."""
-    from fa_dist import index as index_mod
+    from fa_dist.act import index as index_mod
 
     problems = index_mod.check(site)
     for p in problems:

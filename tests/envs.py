@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from fa_dist.environment import Environment
+from fa_dist.model.environment import Environment
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist import build_plan, recipes, wheelhouse
+from fa_dist.act import wheelhouse
+from fa_dist.decide import build_plan, recipes
 from fa_dist.errors import ConfigError, EnvironmentBroken
-from fa_dist.versions import CudaVersion
+from fa_dist.model.versions import CudaVersion
 
 from .envs import CPU, H100, mutate
 

@@ -6,10 +6,18 @@ from collections.abc import Callable
 
 import pytest
 
-from fa_dist import checks
-from fa_dist.checks import Route, Severity
-from fa_dist.environment import Environment, Gpu, ImportStatus, PackageInfo, Rocm, Tool, TorchInfo
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.decide import checks
+from fa_dist.decide.checks import Route, Severity
+from fa_dist.model.environment import (
+    Environment,
+    Gpu,
+    ImportStatus,
+    PackageInfo,
+    Rocm,
+    Tool,
+    TorchInfo,
+)
+from fa_dist.model.versions import Arch, CudaVersion
 
 from .envs import CPU, H100, load, mutate, with_env_vars
 

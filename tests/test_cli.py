@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist.environment import Environment
+from fa_dist.model.environment import Environment
 
 from .envs import FIXTURES, H100, with_env_vars
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist import recipes
+from fa_dist.decide import recipes
 
 pytestmark = pytest.mark.integration
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist import install, resolve
+from fa_dist.act import install
+from fa_dist.decide import resolve
 from fa_dist.errors import FaDistError
 
 pytestmark = pytest.mark.integration

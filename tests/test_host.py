@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist import host
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.facts import host
+from fa_dist.model.versions import Arch, CudaVersion
 
 from .envs import FIXTURES
 

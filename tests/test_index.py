@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist import index, wheelhouse
+from fa_dist.act import index, wheelhouse
 
 pytestmark = pytest.mark.integration
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fa_dist import matrix, recipes
+from fa_dist.decide import matrix, recipes
 from fa_dist.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fa_dist import parsers
-from fa_dist.versions import CudaVersion
+from fa_dist.facts import parsers
+from fa_dist.model.versions import CudaVersion
 
 from .envs import FIXTURES
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fa_dist import checks
-from fa_dist.detect import detect, probe
-from fa_dist.environment import Environment, ImportStatus
+from fa_dist.decide import checks
+from fa_dist.facts.detect import detect, probe
+from fa_dist.model.environment import Environment, ImportStatus
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fa_dist import resolve
-from fa_dist.environment import ImportStatus, TorchInfo
-from fa_dist.versions import Arch
+from fa_dist.decide import resolve
+from fa_dist.model.environment import ImportStatus, TorchInfo
+from fa_dist.model.versions import Arch
 
 from .envs import H100, mutate
 

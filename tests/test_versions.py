@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fa_dist.errors import ParseError
-from fa_dist.versions import Arch, ArchFamily, CudaVersion
+from fa_dist.model.versions import Arch, ArchFamily, CudaVersion
 
 cuda_versions = st.builds(CudaVersion, st.integers(0, 99), st.integers(0, 9))
 nvidia_archs = st.builds(Arch, st.just(ArchFamily.NVIDIA), st.integers(1, 20), st.integers(0, 9),

@@ -38,7 +38,7 @@ step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
         $PY - "$WRONG" "$WORK/whB" <<'EOF'
 import sys
 from pathlib import Path
-from fa_dist import wheelhouse
+from fa_dist.act import wheelhouse
 for entry in wheelhouse.read(Path(sys.argv[1])):
     wheelhouse.add(Path(sys.argv[2]), entry)
 EOF

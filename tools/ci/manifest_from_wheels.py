@@ -8,8 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from fa_dist import wheelhouse
-from fa_dist.variant import Variant
+from fa_dist.act import wheelhouse
+from fa_dist.model.variant import Variant
 
 
 def entry_for(wheel: Path) -> wheelhouse.WheelEntry:

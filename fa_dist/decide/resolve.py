@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from packaging import tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from fa_dist.environment import Environment, ImportStatus
-from fa_dist.variant import Runtime, TorchMinor, Variant
-from fa_dist.versions import Arch
+from fa_dist.model.environment import Environment, ImportStatus
+from fa_dist.model.variant import Runtime, TorchMinor, Variant
+from fa_dist.model.versions import Arch
 
 PACKAGE = "fa-kernels"
 

@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fa_dist import __version__, host, subproc
-from fa_dist.environment import (
+from fa_dist import __version__, subproc
+from fa_dist.errors import ProbeFailed
+from fa_dist.facts import host
+from fa_dist.model.environment import (
     Environment,
     Gpu,
     ImportStatus,
@@ -24,9 +26,8 @@ from fa_dist.environment import (
     PythonInfo,
     TorchInfo,
 )
-from fa_dist.errors import ProbeFailed
+from fa_dist.model.versions import Arch, CudaVersion
 from fa_dist.paths import build_dir, cache_dir
-from fa_dist.versions import Arch, CudaVersion
 
 log = logging.getLogger("fa_dist")
 

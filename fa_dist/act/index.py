@@ -21,9 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fa_dist import codec, wheelhouse
+from fa_dist.act import wheelhouse
 from fa_dist.errors import ConfigError
-from fa_dist.variant import Variant
+from fa_dist.model import codec
+from fa_dist.model.variant import Variant
 
 PROJECT = "fa-kernels"
 

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from fa_dist.errors import ConfigError, ParseError
-from fa_dist.variant import TorchMinor
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.model.variant import TorchMinor
+from fa_dist.model.versions import Arch, CudaVersion
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
 class Kind(Enum):

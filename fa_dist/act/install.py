@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fa_dist import resolve, smoke, subproc, wheelhouse
-from fa_dist.environment import Environment
+from fa_dist import subproc
+from fa_dist.act import smoke, wheelhouse
+from fa_dist.decide import resolve
 from fa_dist.errors import ConfigError, FaDistError
+from fa_dist.model.environment import Environment
 from fa_dist.paths import cache_dir
 
 RECORD_NAME = "fa-dist-install.json"

@@ -18,10 +18,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fa_dist import __version__, buildlog, wheelhouse
-from fa_dist.build_plan import BuildPlan
-from fa_dist.environment import Environment
+from fa_dist import __version__
+from fa_dist.act import wheelhouse
+from fa_dist.decide import buildlog
+from fa_dist.decide.build_plan import BuildPlan
 from fa_dist.errors import FaDistError
+from fa_dist.model.environment import Environment
 from fa_dist.paths import build_dir
 
 NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fa_dist import knowledge
+from fa_dist.decide import knowledge
 from fa_dist.errors import ConfigError
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.model.versions import Arch, CudaVersion
 
 
 @dataclass(frozen=True, kw_only=True)

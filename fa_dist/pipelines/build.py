@@ -10,9 +10,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fa_dist import build_plan, build_run, codec, recipes, wheelhouse
-from fa_dist.environment import Environment
+from fa_dist.act import build as build_run
+from fa_dist.act import wheelhouse
+from fa_dist.decide import build_plan, recipes
 from fa_dist.errors import ConfigError
+from fa_dist.model import codec
+from fa_dist.model.environment import Environment
 from fa_dist.paths import build_dir, default_wheelhouse, kernels_dir
 
 

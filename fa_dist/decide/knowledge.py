@@ -5,7 +5,7 @@ Each table names its source. Nothing in this module runs anything.
 
 from __future__ import annotations
 
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.model.versions import Arch, CudaVersion
 
 # Minimum Linux driver that runs ANY toolkit of a CUDA major under minor-version compatibility.
 # Source: NVIDIA CUDA Toolkit release notes, "CUDA Driver" table (Table 2/3); same floors as uv and

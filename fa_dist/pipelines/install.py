@@ -14,12 +14,13 @@ from packaging.utils import parse_wheel_filename
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from fa_dist import build_commands, checks, resolve
-from fa_dist import install as inst
-from fa_dist.environment import Environment
+from fa_dist.act import install as inst
+from fa_dist.decide import checks, resolve
 from fa_dist.errors import EnvironmentBroken
+from fa_dist.model.environment import Environment
+from fa_dist.model.variant import Variant
 from fa_dist.paths import default_wheelhouse
-from fa_dist.variant import Variant
+from fa_dist.pipelines import build as build_commands
 
 
 def install(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fa_dist.versions import CudaVersion
+from fa_dist.model.versions import CudaVersion
 
 
 def nvcc_version(text: str) -> CudaVersion | None:

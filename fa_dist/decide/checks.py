@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from fa_dist import jobs, knowledge, parsers
-from fa_dist.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
-from fa_dist.versions import Arch, ArchFamily, CudaVersion
+from fa_dist.decide import jobs, knowledge
+from fa_dist.facts import parsers
+from fa_dist.model.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
+from fa_dist.model.versions import Arch, ArchFamily, CudaVersion
 
 
 class Severity(Enum):

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from fa_dist.environment import Environment, ImportStatus
 from fa_dist.errors import ParseError
-from fa_dist.versions import CudaVersion
+from fa_dist.model.environment import Environment, ImportStatus
+from fa_dist.model.versions import CudaVersion
 
 
 class Runtime(Enum):

@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fa_dist import codec
-from fa_dist.checks import Finding, Severity, Verdict
-from fa_dist.environment import Environment, Tool
+from fa_dist.decide.checks import Finding, Severity, Verdict
+from fa_dist.model import codec
+from fa_dist.model.environment import Environment, Tool
 
 STYLE = {
     Severity.OK: "green",

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from fa_dist import knowledge
+from fa_dist.decide import knowledge
 from fa_dist.errors import ConfigError, ParseError
-from fa_dist.variant import Runtime, TorchMinor, Variant
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.model.variant import Runtime, TorchMinor, Variant
+from fa_dist.model.versions import Arch, CudaVersion
 
 TOP = {
     "version": int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fa_dist.knowledge import NVCC_JOB_PEAK_MIB
+from fa_dist.decide.knowledge import NVCC_JOB_PEAK_MIB
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fa_dist import parsers, subproc
-from fa_dist.environment import Gpu, NvidiaDriver, Resources, Rocm, Tool
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist import subproc
+from fa_dist.facts import parsers
+from fa_dist.model.environment import Gpu, NvidiaDriver, Resources, Rocm, Tool
+from fa_dist.model.versions import Arch, CudaVersion
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from fa_dist import codec
 from fa_dist.errors import ConfigError
-from fa_dist.versions import Arch, CudaVersion
+from fa_dist.model import codec
+from fa_dist.model.versions import Arch, CudaVersion
 
 SCHEMA_VERSION = 1
 

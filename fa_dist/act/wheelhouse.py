@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fa_dist import codec
 from fa_dist.errors import ConfigError
+from fa_dist.model import codec
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

@@ -1,0 +1,1 @@
+"""Effects: build, fetch, install, smoke-test, write wheelhouses and indexes."""

@@ -1,0 +1,1 @@
+"""Decisions: pure functions from facts to a decision with its reasons (checks, recipes, plans, resolver)."""

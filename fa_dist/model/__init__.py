@@ -1,0 +1,1 @@
+"""Values: the environment snapshot, versions, arches, wheel variants and their JSON codec."""
