@@ -18,7 +18,7 @@ from rich.console import Console
 from fa_dist import __version__
 from fa_dist import output as report
 from fa_dist.decide import checks
-from fa_dist.errors import ConfigError, FaDistError
+from fa_dist.errors import ConfigError, FaDistError, SmokeFailed
 from fa_dist.facts.detect import detect
 from fa_dist.model import codec
 from fa_dist.model.environment import Environment
@@ -240,7 +240,7 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
         click.echo(json.dumps({**result.data, "seconds": round(result.seconds, 2)}))
     else:
         smoke_mod.report(out, result)
-    return 0 if result.passed else smoke_mod.SmokeFailed.exit_code
+    return 0 if result.passed else SmokeFailed.exit_code
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""The one error hierarchy. ``main()`` catches FaDistError, prints its message and fix, exits with its code."""
+"""Every error fa-dist raises, each with its exit code. ``main()`` catches FaDistError, prints its
+message and fix, and exits with the code (docs: the exit codes in README.md)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,27 @@ class ProbeFailed(FaDistError):
     """The target interpreter could not be asked about itself."""
 
     exit_code = 4
+
+
+class BuildFailed(FaDistError):
+    """Compiling or packaging the kernels failed; the message names the cause found in the log."""
+
+    exit_code = 5
+
+
+class SmokeFailed(FaDistError):
+    """The smoke test could not run to the end in the target interpreter."""
+
+    exit_code = 6
+
+
+class NoMatchingWheel(FaDistError):
+    """No wheel fits this machine, and none may or can be built."""
+
+    exit_code = 7
+
+
+class InstallFailed(FaDistError):
+    """Fetching, installing or smoke-testing the chosen wheel failed (the previous state is restored)."""
+
+    exit_code = 8

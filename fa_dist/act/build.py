@@ -22,15 +22,11 @@ from fa_dist import __version__
 from fa_dist.act import wheelhouse
 from fa_dist.decide import buildlog
 from fa_dist.decide.build_plan import BuildPlan
-from fa_dist.errors import FaDistError
+from fa_dist.errors import BuildFailed
 from fa_dist.model.environment import Environment
 from fa_dist.paths import build_dir
 
 NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
-
-
-class BuildFailed(FaDistError):
-    exit_code = 5
 
 
 @dataclass(frozen=True, kw_only=True)

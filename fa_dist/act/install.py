@@ -25,19 +25,11 @@ from typing import Any
 from fa_dist import subproc
 from fa_dist.act import smoke, wheelhouse
 from fa_dist.decide import resolve
-from fa_dist.errors import ConfigError, FaDistError
+from fa_dist.errors import ConfigError, InstallFailed, SmokeFailed
 from fa_dist.model.environment import Environment
 from fa_dist.paths import cache_dir
 
 RECORD_NAME = "fa-dist-install.json"
-
-
-class NoMatchingWheel(FaDistError):
-    exit_code = 7
-
-
-class InstallFailed(FaDistError):
-    exit_code = 8
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -257,7 +249,7 @@ def install(
             t = time.perf_counter()
             try:
                 result = smoke.run(python, quick=True)
-            except smoke.SmokeFailed as exc:
+            except SmokeFailed as exc:
                 undone = rollback(python, backup)
                 raise InstallFailed(f"{exc.message}; {undone}", fix=exc.fix) from None
             timings["smoke"] = time.perf_counter() - t

@@ -11,11 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fa_dist import subproc
-from fa_dist.errors import FaDistError
-
-
-class SmokeFailed(FaDistError):
-    exit_code = 6
+from fa_dist.errors import SmokeFailed
 
 
 @dataclass(frozen=True)

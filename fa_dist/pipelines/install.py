@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from fa_dist.act import install as inst
 from fa_dist.decide import checks, resolve
-from fa_dist.errors import EnvironmentBroken
+from fa_dist.errors import EnvironmentBroken, NoMatchingWheel
 from fa_dist.model.environment import Environment
 from fa_dist.model.variant import Variant
 from fa_dist.paths import default_wheelhouse
@@ -74,7 +74,7 @@ def install(
             resolution = resolve.resolve(env, inst.local_candidates(folders[0], "wheelhouse"))
             choice = resolution.choice
     if choice is None:
-        raise inst.NoMatchingWheel(
+        raise NoMatchingWheel(
             "no wheel matches this machine:\n  " + "\n  ".join(resolution.lines()),
             fix="fa-dist build (then fa-dist install), or point --wheelhouse/--index-url "
             "at wheels built for this torch",
