@@ -16,6 +16,7 @@ from fa_dist.act import wheelhouse
 from fa_dist.decide import build_plan, recipes
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.model.versions import CudaVersion
+from fa_dist.model.wheel import WheelEntry
 
 from .envs import CPU, H100, mutate
 
@@ -89,11 +90,11 @@ def test_cuda_root_reads_through_a_wrapper_script(tmp_path: Path) -> None:
     assert build_plan.cuda_root(str(tmp_path / "nothing" / "bin" / "nvcc"), candidates=()) is None
 
 
-def _entry(**kw: object) -> wheelhouse.WheelEntry:
+def _entry(**kw: object) -> WheelEntry:
     base = dict(filename="fa_kernels-0.1.0-py3-none-any.whl", sha256="", size=0, name="fa-kernels",
                 version="0.1.0", variant=None, archs=(), python="py3", platform="any", recipe="triton",
                 source_digest="abc", built_at="2026-11-22T00:00:00+00:00")
-    return wheelhouse.WheelEntry(**{**base, **kw})  # type: ignore[arg-type]
+    return WheelEntry(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def test_reuse_needs_same_sources_and_target() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fa_dist.act import index, wheelhouse
+from fa_dist.model.wheel import WheelEntry
 
 pytestmark = pytest.mark.integration
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
@@ -41,7 +42,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for version, variant in (("0.1.0", None), ("0.1.0+cu130torch2.11cxx11abiTRUE", "cu130torch2.11cxx11abiTRUE"),
                              ("0.1.0+cu128torch2.10cxx11abiTRUE", "cu128torch2.10cxx11abiTRUE")):
         wheel = _wheel_with_version(folder, version, tmp)
-        entry = wheelhouse.WheelEntry(filename=wheel.name, sha256="", size=0, name="fa-kernels", version=version,
+        entry = WheelEntry(filename=wheel.name, sha256="", size=0, name="fa-kernels", version=version,
                                       variant=variant, archs=("sm_90a",) if variant else (), python="py3",
                                       platform="any", recipe="cuda" if variant else "triton",
                                       source_digest="test", built_at="2026-11-22T00:00:00+00:00")

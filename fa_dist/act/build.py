@@ -24,6 +24,7 @@ from fa_dist.decide import buildlog
 from fa_dist.decide.build_plan import BuildPlan
 from fa_dist.errors import BuildFailed
 from fa_dist.model.environment import Environment
+from fa_dist.model.wheel import WheelEntry
 from fa_dist.paths import build_dir
 
 NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
@@ -32,7 +33,7 @@ NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 @dataclass(frozen=True, kw_only=True)
 class BuildResult:
     wheel: Path
-    entry: wheelhouse.WheelEntry
+    entry: WheelEntry
     reused: str  # "wheel", "objects (k of n steps skipped)" or ""
     seconds: float
     log: Path | None
@@ -214,9 +215,9 @@ def _failure(log_path: Path, code: int) -> BuildFailed:
     )
 
 
-def _entry(plan: BuildPlan, wheel: Path) -> wheelhouse.WheelEntry:
+def _entry(plan: BuildPlan, wheel: Path) -> WheelEntry:
     parts = wheel.name[:-4].split("-")  # name-version-python-abi-platform
-    return wheelhouse.WheelEntry(
+    return WheelEntry(
         filename=wheel.name,
         sha256="",
         size=0,

@@ -25,6 +25,7 @@ from fa_dist.act import wheelhouse
 from fa_dist.errors import ConfigError
 from fa_dist.model import codec
 from fa_dist.model.variant import Variant
+from fa_dist.model.wheel import WheelEntry
 
 PROJECT = "fa-kernels"
 
@@ -74,7 +75,7 @@ def build(wheels: Path, site: Path) -> dict[str, list[str]]:
         target = site / entry.filename
         if not target.exists() or wheelhouse.sha256_of(target) != entry.sha256:
             shutil.copyfile(wheels / entry.filename, target)
-    groups: dict[str, list[wheelhouse.WheelEntry]] = {"simple": list(entries)}
+    groups: dict[str, list[WheelEntry]] = {"simple": list(entries)}
     pure = [e for e in entries if e.variant is None]
     for entry in entries:
         if entry.variant:

@@ -6,32 +6,16 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fa_dist.errors import ConfigError
 from fa_dist.model import codec
+from fa_dist.model.wheel import WheelEntry
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class WheelEntry:
-    filename: str
-    sha256: str
-    size: int
-    name: str
-    version: str
-    variant: str | None  # None: the pure-Triton wheel
-    archs: tuple[str, ...]
-    python: str
-    platform: str
-    recipe: str
-    source_digest: str
-    built_at: str
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def sha256_of(path: Path) -> str:

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fa_dist.act.wheelhouse import WheelEntry
 from fa_dist.decide import archs as archs_mod
 from fa_dist.decide import checks, jobs, knowledge
 from fa_dist.decide.recipes import Kind, Recipe
@@ -18,6 +17,7 @@ from fa_dist.facts import parsers
 from fa_dist.model.environment import Environment, ImportStatus
 from fa_dist.model.variant import TorchMinor, Variant, for_environment
 from fa_dist.model.versions import Arch, CudaVersion
+from fa_dist.model.wheel import WheelEntry
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from fa_dist.act import wheelhouse
 from fa_dist.model.variant import Variant
+from fa_dist.model.wheel import WheelEntry
 
 
-def entry_for(wheel: Path) -> wheelhouse.WheelEntry:
+def entry_for(wheel: Path) -> WheelEntry:
     _name, version, python, _abi, platform = wheel.name[:-4].split("-")
     with zipfile.ZipFile(wheel) as z:
         info = json.loads(z.read("fa_kernels/_build_info.json")) if "fa_kernels/_build_info.json" in z.namelist() else {}
     variant = Variant.from_local_version(version)
-    return wheelhouse.with_hash(wheelhouse.WheelEntry(
+    return wheelhouse.with_hash(WheelEntry(
         filename=wheel.name, sha256="", size=0, name="fa-kernels", version=version,
         variant=str(variant) if variant else None, archs=tuple(info.get("archs", "").split()),
         python=python, platform=platform, recipe=info.get("recipe", "triton"),
