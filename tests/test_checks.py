@@ -308,3 +308,15 @@ def test_kernel_package_failing_only_for_want_of_torch_points_at_torch() -> None
     f = the(env, "package-fa-kernels")
     assert f.severity is Severity.INFO and f.fix is None and f.why == "see torch-import"
     assert the(env, "torch-import").severity is Severity.ERROR
+
+
+def test_one_source_build_decision_for_doctor_build_and_install() -> None:
+    """Hidden GPUs block a build "for this GPU" (doctor, install) but not a CUDA compile for named archs."""
+    env = with_env_vars(mutate(H100(), torch__devices=(), torch__cuda_available=False),
+                        CUDA_VISIBLE_DEVICES="")
+    findings = checks.run_checks(env)
+    for_this_gpu = checks.source_build(findings)
+    assert not for_this_gpu.allowed and "gpu-visible" in for_this_gpu.ids
+    assert checks.verdict(findings).source_blockers == for_this_gpu.ids
+    assert checks.source_build(findings, needs_gpu=False).allowed
+    assert checks.source_build(checks.run_checks(H100())).allowed

@@ -54,12 +54,8 @@ def refuse_if_blocked(env: Environment, recipe: Recipe) -> None:
     """Stop before compiling anything when doctor already knows the build cannot work."""
     if not recipe.compiled:
         return
-    findings = checks.run_checks(env)
-    blockers = [f for f in findings if checks.Route.SOURCE in f.blocks]
-    if (
-        recipe.kind is Kind.CUDA
-    ):  # a CUDA build does not need a GPU on the machine, only the toolchain
-        blockers = [f for f in blockers if f.id not in ("gpu-visible", "gpu-arch")]
+    verdict = checks.source_build(checks.run_checks(env), needs_gpu=recipe.kind is not Kind.CUDA)
+    blockers = verdict.blockers
     if blockers:
         lines = [f"{f.id}: {f.title} ({f.evidence})" for f in blockers]
         fixes = [f.fix for f in blockers if f.fix]

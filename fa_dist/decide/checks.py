@@ -826,6 +826,37 @@ def run_checks(env: Environment) -> list[Finding]:
     return sorted(findings, key=lambda f: -f.severity.rank)
 
 
+# A CUDA compile needs the toolchain, not a GPU on this machine (CI builds wheels on CPU runners)
+GPU_PRESENCE_CHECKS = ("gpu-visible", "gpu-arch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceBuild:
+    """Whether this machine can build the kernels from source, and the findings that stop it."""
+
+    blockers: tuple[Finding, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return not self.blockers
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.id for f in self.blockers))
+
+
+def source_build(findings: Iterable[Finding], *, needs_gpu: bool = True) -> SourceBuild:
+    """The one answer to "can this machine build from source, and what blocks it", shared by doctor,
+    build and install. ``needs_gpu=False`` for a CUDA build, which compiles for archs it is told."""
+    return SourceBuild(
+        blockers=tuple(
+            f
+            for f in findings
+            if Route.SOURCE in f.blocks and (needs_gpu or f.id not in GPU_PRESENCE_CHECKS)
+        )
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
     prebuilt_blockers: tuple[str, ...]
@@ -837,7 +868,7 @@ class Verdict:
 def verdict(findings: Iterable[Finding], *, strict: bool = False) -> Verdict:
     findings = list(findings)
     pre = tuple(dict.fromkeys(f.id for f in findings if Route.PREBUILT in f.blocks))
-    src = tuple(dict.fromkeys(f.id for f in findings if Route.SOURCE in f.blocks))
+    src = source_build(findings).ids
     if not src:
         summary = (
             "ready to build from source (and for prebuilt wheels)"

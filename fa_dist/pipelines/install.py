@@ -157,10 +157,10 @@ def _recipe_to_build(
     pure-Triton wheel is already at hand)."""
     if no_build:
         return None
-    verdict = checks.verdict(checks.run_checks(env))
-    if not verdict.source_blockers:
+    source = checks.source_build(checks.run_checks(env))
+    if source.allowed:
         return "auto"
-    blockers = ", ".join(verdict.source_blockers)
+    blockers = ", ".join(source.ids)
     if have is not None:
         step(
             f"no compiled wheel matches, and building is blocked by {blockers}: "
