@@ -1,3 +1,56 @@
-"""fa-dist: FlashAttention-class kernels that install in seconds and are verified on your GPU."""
+"""fa-dist: FlashAttention-class kernels that install in seconds and are verified on your GPU.
 
-__version__ = "0.1.0"
+The library API (docs/api.md): each function takes the command's options value (fa_dist.options) and
+returns a value; nothing is printed unless a Reporter is passed, and failures raise the FaDistError
+subclasses of fa_dist.errors, each with the exit code the CLI would use.
+"""
+
+from __future__ import annotations
+
+from fa_dist._version import __version__
+from fa_dist.facts import target as _target
+from fa_dist.model.environment import Environment
+from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target
+from fa_dist.pipelines import build as _build
+from fa_dist.pipelines import doctor as _doctor
+from fa_dist.pipelines import install as _install
+from fa_dist.reporter import Reporter
+
+__all__ = [
+    "BuildOptions",
+    "DoctorOptions",
+    "Environment",
+    "InstallOptions",
+    "Reporter",
+    "Target",
+    "__version__",
+    "build",
+    "detect",
+    "doctor",
+    "install",
+]
+
+
+def detect(target: Target | None = None) -> Environment:
+    """The facts of the target interpreter and this host (or the snapshot ``target.env_file``)."""
+    return _target.environment(target or Target())
+
+
+def doctor(options: DoctorOptions | None = None) -> _doctor.Report:
+    """Every finding about the target, the verdict (with its exit code), and the last install record."""
+    options = options or DoctorOptions()
+    return _doctor.run(detect(options.target), options)
+
+
+def build(options: BuildOptions | None = None, reporter: Reporter | None = None) -> _build.Outcome:
+    """Build (or reuse) the kernel wheel for the target and put it into the wheelhouse."""
+    options = options or BuildOptions()
+    return _build.run(_build.plan(detect(options.target), options), reporter)
+
+
+def install(
+    options: InstallOptions | None = None, reporter: Reporter | None = None
+) -> _install.Outcome:
+    """Install the best matching wheel (building one when needed), smoke-test it, roll back on failure."""
+    options = options or InstallOptions()
+    return _install.run(_install.plan(detect(options.target), options), reporter)

@@ -1,13 +1,11 @@
-"""The fa-dist command line: a thin layer over detect -> decide -> act."""
+"""The fa-dist command line: parse the flags into an options value (fa_dist/options.py), run the
+command's pipeline, and render what it returns (fa_dist/output.py). Nothing else lives here."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,13 +13,21 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from fa_dist import __version__
-from fa_dist import output as report
-from fa_dist.decide import checks
-from fa_dist.errors import ConfigError, FaDistError, SmokeFailed
-from fa_dist.facts.detect import detect
+from fa_dist import output
+from fa_dist._version import __version__
+from fa_dist.act import index as index_mod
+from fa_dist.act import smoke as act_smoke
+from fa_dist.decide import matrix as matrix_mod
+from fa_dist.decide import recipes as recipes_mod
+from fa_dist.errors import FaDistError, SmokeFailed
+from fa_dist.facts import target as target_mod
 from fa_dist.model import codec
 from fa_dist.model.environment import Environment
+from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target
+from fa_dist.paths import checkout
+from fa_dist.pipelines import build as build_pipeline
+from fa_dist.pipelines import doctor as doctor_pipeline
+from fa_dist.pipelines import install as install_pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,29 +53,13 @@ def target_options(func: F) -> F:
     return func
 
 
-def load_environment(python: str | None, env_file: Path | None) -> Environment:
-    if env_file is not None:
-        if python:
-            raise ConfigError(
-                "--python and --env-file exclude each other",
-                fix="drop one: a snapshot already names its interpreter",
-            )
-        return Environment.load(env_file)
-    target = _resolve_python(python)
-    with err.status(f"detecting the environment of {target}", spinner="dots"):
-        return detect(target)
-
-
-def _resolve_python(python: str | None) -> str:
-    if not python:
-        return sys.executable
-    found = shutil.which(python) if os.sep not in python else python
-    if not found or not os.access(found, os.X_OK) or Path(found).is_dir():
-        raise ConfigError(
-            f"--python {python}: no such executable",
-            fix="pass the path of the target environment's python, e.g. .venv/bin/python",
-        )
-    return found
+def load_environment(target: Target) -> Environment:
+    """The target's environment, with a spinner while the probe runs (seconds)."""
+    if target.env_file is not None:
+        return target_mod.environment(target)
+    python = target_mod.resolve_python(target.python)
+    with err.status(f"detecting the environment of {python}", spinner="dots"):
+        return target_mod.environment(Target(python=python))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -98,7 +88,7 @@ def detect_cmd(python: str | None, env_file: Path | None, output: Path | None) -
 
     A snapshot taken on one machine can be replayed anywhere with --env-file.
     """
-    env = load_environment(python, env_file)
+    env = load_environment(Target(python=python, env_file=env_file))
     text = json.dumps(env.to_json(), indent=2, sort_keys=False)
     if output:
         output.write_text(text + "\n")
@@ -124,29 +114,13 @@ def doctor(
     Exit codes: 0 nothing is an error (with --strict: nor a warning), 3 something is,
     2 bad input, 4 the target interpreter could not be probed.
     """
-    env = load_environment(python, env_file)
-    findings = checks.run_checks(env)
-    verdict = checks.verdict(findings, strict=strict)
-    from fa_dist.act.install import read_record
-
-    record = read_record(env.python.prefix) if env.python and env_file is None else None
+    options = DoctorOptions(target=Target(python=python, env_file=env_file), strict=strict)
+    report = doctor_pipeline.run(load_environment(options.target), options)
     if as_json:
-        click.echo(
-            json.dumps(
-                {**report.doctor_json(env, findings, verdict), "install_record": record}, indent=2
-            )
-        )
+        output.write_json(output.doctor_report_json(report))
     else:
-        report.print_doctor(out, env, findings, verdict, verbose=verbose)
-        if record:
-            smoke = record.get("smoke") or {}
-            out.print(
-                f"last fa-dist install: {record['wheel']} from {record['source']} at "
-                f"{record['installed_at']}, sha256 {record['sha256'][:12]}..., smoke "
-                f"{'passed' if smoke.get('passed') else 'not run'}",
-                highlight=False,
-            )
-    return verdict.exit_code
+        output.print_doctor_report(out, report, verbose=verbose)
+    return report.verdict.exit_code
 
 
 @cli.command()
@@ -203,23 +177,29 @@ def build(
     sources reuses the finished wheel, or ninja's objects after a change. Exit 5 when compilation fails
     (the cause and the relevant log lines are shown).
     """
-    from fa_dist.pipelines import build as build_commands
-
-    env = load_environment(python, env_file)
-    return build_commands.build(
-        env,
-        recipe_name=recipe,
-        arch_request=arch_request,
+    options = BuildOptions(
+        target=Target(python=python, env_file=env_file),
+        recipe=recipe,
+        arch=arch_request,
         jobs=jobs,
-        wheelhouse_dir=wheelhouse,
+        wheelhouse=wheelhouse,
         clean=clean,
         ptx=ptx,
-        write_config=write_config,
-        plan_only=plan_only or env_file is not None,
-        as_json=as_json,
-        out=out,
-        err=err,
     )
+    plan = build_pipeline.plan(load_environment(options.target), options)
+    if write_config is not None:
+        build_pipeline.write_config(plan, write_config)
+        output.write_json({"config": str(write_config), "env": plan.build.build_env})
+        return 0
+    if plan_only or env_file is not None:
+        data = output.build_plan_json(plan)
+    else:
+        data = output.build_outcome_json(build_pipeline.run(plan, output.ConsoleReporter(err)))
+    if as_json:
+        output.write_json(data)
+    else:
+        output.print_keyed_table(out, data, title="Build plan" if "wheel" not in data else "Built")
+    return 0
 
 
 @cli.command()
@@ -233,13 +213,11 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
     the target interpreter (a crash is reported, not fatal). Without a GPU: Triton's CPU interpreter at
     tiny sizes. Exit 6 when a case fails or the test cannot run.
     """
-    from fa_dist.act import smoke as smoke_mod
-
-    result = smoke_mod.run(_resolve_python(python), quick=not full)
+    result = act_smoke.run(target_mod.resolve_python(python), quick=not full)
     if as_json:
-        click.echo(json.dumps({**result.data, "seconds": round(result.seconds, 2)}))
+        output.write_json({**result.data, "seconds": round(result.seconds, 2)}, indent=None)
     else:
-        smoke_mod.report(out, result)
+        output.print_smoke(out, result)
     return 0 if result.passed else SmokeFailed.exit_code
 
 
@@ -295,26 +273,28 @@ def install(
     pure-Triton wheel; pip runs with --no-deps, so torch and triton are never changed. Exit codes:
     7 no matching wheel, 8 the install or smoke test failed (the previous state is restored).
     """
-    from fa_dist.pipelines import install as install_commands
-
-    began = time.perf_counter()
-    env = load_environment(python, env_file)
-    return install_commands.install(
-        env,
-        began=began,
-        wheelhouses=list(wheelhouses),
-        find_links=list(find_links),
-        index_urls=list(index_urls),
+    reporter = output.ConsoleReporter(err)
+    options = InstallOptions(
+        target=Target(python=python, env_file=env_file),
+        wheelhouses=wheelhouses,
+        find_links=find_links,
+        index_urls=index_urls,
         offline=offline,
         allow_insecure_http=allow_insecure_http,
         no_build=no_build,
         from_source=from_source,
         smoke=not no_smoke,
         dry_run=dry_run or env_file is not None,
-        as_json=as_json,
-        out=out,
-        err=err,
     )
+    env = load_environment(options.target)
+    reporter.step(f"detect: {install_pipeline.describe(env)}")
+    outcome = install_pipeline.run(install_pipeline.plan(env, options), reporter)
+    data = output.install_outcome_json(outcome, as_json=as_json)
+    if as_json:
+        output.write_json(data)
+    else:
+        output.print_keyed_lines(out, data)
+    return 0
 
 
 @cli.command()
@@ -339,30 +319,23 @@ def install(
 )
 def matrix(path: Path | None, fmt: str, only: str | None) -> int:
     """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned."""
-    from fa_dist.decide import matrix as matrix_mod
-    from fa_dist.decide import recipes as recipes_mod
-    from fa_dist.paths import checkout
-
     data = matrix_mod.load(path or checkout() / "matrix.yaml")
     known = recipes_mod.load_all()
     matrix_mod.check_against_recipes(data, {name: r.archs for name, r in known.items()})
     expansion = matrix_mod.expand(data, matrix_mod.parse_only(only))
     cells = [codec.encode(c) for c in expansion.cells]
     if fmt == "github":
-        click.echo(json.dumps({"include": cells}))
+        output.write_json({"include": cells}, indent=None)
     elif fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "cells": cells,
-                    "pruned": expansion.pruned,
-                    "pure_triton_wheel": expansion.pure_triton_wheel,
-                },
-                indent=2,
-            )
+        output.write_json(
+            {
+                "cells": cells,
+                "pruned": expansion.pruned,
+                "pure_triton_wheel": expansion.pure_triton_wheel,
+            }
         )
     else:
-        report.print_matrix(out, expansion)
+        output.print_matrix(out, expansion)
     return 0
 
 
@@ -385,16 +358,11 @@ def index() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {index: [wheels]} as JSON.")
 def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
     """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first)."""
-    from fa_dist.act import index as index_mod
-
     groups = index_mod.build(wheelhouse_dir, site)
     if as_json:
-        click.echo(json.dumps(groups, indent=2))
+        output.write_json(groups)
     else:
-        for name, files in groups.items():
-            out.print(f"[bold]{site / name}/[/]  {len(files)} wheel(s)", highlight=False)
-            for f in files:
-                out.print(f"    {f}", highlight=False)
+        output.print_index(out, site, groups)
     return 0
 
 
@@ -402,8 +370,6 @@ def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
 @click.argument("site", type=click.Path(file_okay=False, path_type=Path))
 def index_check(site: Path) -> int:
     """Verify every file's sha256 against the manifest and every link of every page. Exit 1 on problems."""
-    from fa_dist.act import index as index_mod
-
     problems = index_mod.check(site)
     for p in problems:
         err.print(f"[red]problem[/] {p.where}: {p.what}", highlight=False)

@@ -1,16 +1,38 @@
-"""Rendering: rich tables for people, a stable JSON shape for machines."""
+"""Every rendering fa-dist does: rich tables and step lines for people (on standard error while work
+runs, colour only on a terminal), and one JSON writer for machines, whose shapes docs/ documents."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
+from fa_dist.act.smoke import SmokeResult
 from fa_dist.decide.checks import Finding, Severity, Verdict
+from fa_dist.decide.matrix import Expansion
 from fa_dist.model import codec
 from fa_dist.model.environment import Environment, Tool
+from fa_dist.pipelines import build as build_pipeline
+from fa_dist.pipelines import install as install_pipeline
+from fa_dist.pipelines.doctor import Report
+from fa_dist.reporter import Progress as ProgressCallback
 
 STYLE = {
     Severity.OK: "green",
@@ -168,7 +190,7 @@ def doctor_json(env: Environment, findings: list[Finding], verdict: Verdict) -> 
     }
 
 
-def print_matrix(console: Console, expansion: Any) -> None:
+def print_matrix(console: Console, expansion: Expansion) -> None:
     table = Table(title="Wheel matrix", title_justify="left")
     for col in ("cell", "variant", "archs", "runner"):
         table.add_column(col, overflow="fold")
@@ -183,3 +205,171 @@ def print_matrix(console: Console, expansion: Any) -> None:
     )
     for reason, count in sorted(expansion.pruned.items()):
         console.print(f"  pruned {count}: {reason}", highlight=False)
+
+
+def smoke_table(result: SmokeResult) -> Table:
+    data = result.data
+    t = Table(
+        title=f"Smoke test: fa_kernels {data['fa_kernels']} on {data['device']} "
+        f"({result.seconds:.1f} s)",
+        title_justify="left",
+    )
+    for col in ("", "op", "backend", "case", "max rel err", "tolerance", "speed"):
+        t.add_column(col)
+    for case in data["cases"]:
+        mark = "[green]pass[/]" if case["passed"] else "[bold red]FAIL[/]"
+        err = f"{case['max_err']:.2e}" if case["max_err"] == case["max_err"] else "-"
+        t.add_row(
+            mark,
+            case["op"],
+            case["backend"],
+            case["shape"] + (f"\n{case['error']}" if case["error"] else ""),
+            err,
+            f"{case['tolerance']:.0e}",
+            case["speed"],
+        )
+    return t
+
+
+def print_smoke(console: Console, result: SmokeResult) -> None:
+    console.print(smoke_table(result))
+    verdict = (
+        "[bold green]smoke test passed[/]" if result.passed else "[bold red]smoke test FAILED[/]"
+    )
+    console.print(f"{verdict} (backends here: {', '.join(result.data['backends'])})")
+
+
+def write_json(data: Any, *, indent: int | None = 2) -> None:
+    """The one JSON writer: standard output, one document."""
+    click.echo(json.dumps(data, indent=indent))
+
+
+class ConsoleReporter:
+    """Reports a pipeline's steps to a console: timed step lines, detail lines, progress bars."""
+
+    def __init__(self, console: Console, started: float | None = None) -> None:
+        self.console = console
+        self.started = time.perf_counter() if started is None else started
+
+    def step(self, text: str) -> None:
+        self.console.print(f"[dim]{self.elapsed():6.1f}s[/] {text}", highlight=False)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    @contextlib.contextmanager
+    def progress(self, label: str, *, unit: str) -> Iterator[ProgressCallback]:
+        columns = (
+            (TextColumn(f"        {label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+            if unit == "bytes"
+            else (
+                TextColumn(f"[bold]{label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+        )
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(label, total=None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None)
+
+            yield update
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def print_doctor_report(console: Console, report: Report, *, verbose: bool) -> None:
+    print_doctor(console, report.env, list(report.findings), report.verdict, verbose=verbose)
+    record = report.install_record
+    if record:
+        smoke = record.get("smoke") or {}
+        console.print(
+            f"last fa-dist install: {record['wheel']} from {record['source']} at "
+            f"{record['installed_at']}, sha256 {record['sha256'][:12]}..., smoke "
+            f"{'passed' if smoke.get('passed') else 'not run'}",
+            highlight=False,
+        )
+
+
+def doctor_report_json(report: Report) -> dict[str, Any]:
+    data = doctor_json(report.env, list(report.findings), report.verdict)
+    return {**data, "install_record": report.install_record}
+
+
+def build_plan_json(plan: build_pipeline.Plan) -> dict[str, Any]:
+    """The documented shape of ``fa-dist build --plan --json`` (docs/build.md)."""
+    build = plan.build
+    return {
+        "recipe": build.recipe.name,
+        "kind": build.recipe.kind.value,
+        "python": build.python,
+        "python_tag": build.python_tag,
+        "version": build.version,
+        "variant": str(build.variant) if build.variant else None,
+        "archs": [str(a) for a in build.archs.archs] if build.archs else [],
+        "ptx": str(build.archs.ptx) if build.archs and build.archs.ptx else None,
+        "max_jobs": build.jobs.max_jobs if build.jobs else None,
+        "nvcc_threads": build.jobs.nvcc_threads if build.jobs else None,
+        "jobs_reason": build.jobs.reason if build.jobs else None,
+        "build_env": build.build_env,
+        "source_digest": build.source_digest,
+        "notes": list(build.notes),
+    }
+
+
+def build_outcome_json(outcome: build_pipeline.Outcome) -> dict[str, Any]:
+    """The documented shape of ``fa-dist build --json`` (docs/build.md)."""
+    data: dict[str, Any] = {
+        "wheel": str(outcome.wheel),
+        "reused": outcome.reused,
+        "seconds": round(outcome.seconds, 1),
+    }
+    if outcome.reused != "wheel":
+        data["log"] = str(outcome.log) if outcome.log else None
+    return {**data, "entry": codec.encode(outcome.entry), "plan": build_plan_json(outcome.plan)}
+
+
+def print_keyed_table(console: Console, data: dict[str, Any], *, title: str) -> None:
+    """A two-column table of a result, leaving out its nested parts (the JSON has them)."""
+    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        if key in ("entry", "plan"):
+            continue
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    console.print(table)
+
+
+def install_outcome_json(outcome: install_pipeline.Outcome, *, as_json: bool) -> dict[str, Any]:
+    """The documented shape of ``fa-dist install --json`` (docs/install.md); a dry run's JSON adds
+    the resolver's trace (its text form already showed it)."""
+    if outcome.would is not None:
+        data: dict[str, Any] = {"plan": outcome.would}
+        if outcome.source is not None:
+            data["source"] = outcome.source
+        return {**data, "trace": list(outcome.trace)} if as_json else data
+    return {
+        "installed": outcome.wheel,
+        "source": outcome.source,
+        "sha256": outcome.sha256,
+        "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
+        "total_seconds": round(outcome.total_seconds, 2),
+        "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,
+        "record": outcome.record,
+    }
+
+
+def print_keyed_lines(console: Console, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        console.print(f"[bold]{key}[/]: {value}", highlight=False)
+
+
+def print_index(console: Console, site: Path, groups: dict[str, list[str]]) -> None:
+    for name, files in groups.items():
+        console.print(f"[bold]{site / name}/[/]  {len(files)} wheel(s)", highlight=False)
+        for f in files:
+            console.print(f"    {f}", highlight=False)

@@ -1,6 +1,6 @@
 """Acting on a BuildPlan: write the build config, run pip's wheel build under the target interpreter
-(no build isolation: torch must be the installed one), stream ninja's [n/m] into a progress bar, keep
-the whole log, and on failure name the cause from the log."""
+(no build isolation: torch must be the installed one), feed ninja's [n/m] to a progress callback, keep
+the whole log, name the cause from the log on failure, and put the wheel into the wheelhouse."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from fa_dist import __version__
+from fa_dist._version import __version__
 from fa_dist.act import wheelhouse
 from fa_dist.decide import buildlog
 from fa_dist.decide.build_plan import BuildPlan
@@ -26,17 +21,9 @@ from fa_dist.errors import BuildFailed
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
 from fa_dist.paths import build_dir
+from fa_dist.reporter import Progress
 
 NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuildResult:
-    wheel: Path
-    entry: WheelEntry
-    reused: str  # "wheel", "objects (k of n steps skipped)" or ""
-    seconds: float
-    log: Path | None
 
 
 def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, object]:
@@ -74,16 +61,19 @@ def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, obj
     }
 
 
-def run(
-    plan: BuildPlan,
-    env: Environment,
-    *,
-    kernels: Path,
-    wheelhouse_dir: Path,
-    clean: bool,
-    console: Console,
-) -> BuildResult:
-    started = time.perf_counter()
+@dataclass(frozen=True, kw_only=True)
+class Compiled:
+    """pip's wheel, still in the build folder, and what the compile did."""
+
+    wheel: Path
+    log: Path
+    reused: str  # "objects: compiled k of n sources, reused the rest" or ""
+
+
+def compile_wheel(
+    plan: BuildPlan, env: Environment, *, kernels: Path, clean: bool, progress: Progress
+) -> Compiled:
+    """Compile and package the kernels with pip's wheel build in the target interpreter."""
     temp = build_dir() / plan.build_key
     if clean and temp.exists():
         shutil.rmtree(temp)
@@ -95,29 +85,14 @@ def run(
         config.write_text(json.dumps(build_config(plan, env, temp / "objects"), indent=1))
         extra["FA_KERNELS_BUILD_CONFIG"] = str(config)
     staged = stage_sources(kernels, temp / "src")
-    with tempfile.TemporaryDirectory(prefix="fa-dist-wheel-") as out:
-        argv = [
-            plan.python,
-            "-m",
-            "pip",
-            "wheel",
-            str(staged),
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-cache-dir",
-            "-v",
-            "-w",
-            out,
-        ]
-        steps = _stream(argv, {**os.environ, **extra}, log_path, console)
-        wheels = list(Path(out).glob("*.whl"))
-        if steps.returncode != 0 or len(wheels) != 1:
-            raise _failure(log_path, steps.returncode)
-        wheelhouse_dir.mkdir(parents=True, exist_ok=True)
-        target = wheelhouse_dir / wheels[0].name
-        shutil.move(str(wheels[0]), target)
-    entry = wheelhouse.with_hash(_entry(plan, target), target)
-    wheelhouse.add(wheelhouse_dir, entry)
+    out = temp / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [plan.python, "-m", "pip", "wheel", str(staged), "--no-deps", "--no-build-isolation"]
+    argv += ["--no-cache-dir", "-v", "-w", str(out)]
+    steps = _stream(argv, {**os.environ, **extra}, log_path, progress)
+    wheels = list(out.glob("*.whl")) if out.is_dir() else []
+    if steps.returncode != 0 or len(wheels) != 1:
+        raise _failure(log_path, steps.returncode)
     sources = len(plan.recipe.extension.sources) if plan.recipe.extension else 0
     # ninja numbers only the steps it has to run: [n/m] with m < sources means objects were reused
     reused = (
@@ -125,13 +100,17 @@ def run(
         if plan.recipe.compiled and steps.total < sources
         else ""
     )
-    return BuildResult(
-        wheel=target,
-        entry=entry,
-        reused=reused,
-        seconds=time.perf_counter() - started,
-        log=log_path,
-    )
+    return Compiled(wheel=wheels[0], log=log_path, reused=reused)
+
+
+def into_wheelhouse(plan: BuildPlan, wheel: Path, folder: Path) -> tuple[Path, WheelEntry]:
+    """Move the wheel into the wheelhouse and record it (with its sha256) in the manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / wheel.name
+    shutil.move(str(wheel), target)
+    entry = wheelhouse.with_hash(_entry(plan, target), target)
+    wheelhouse.add(folder, entry)
+    return target, entry
 
 
 SKIP_PARTS = ("build", "dist", "__pycache__")
@@ -168,18 +147,11 @@ class _Streamed:
     total: int
 
 
-def _stream(argv: list[str], env: dict[str, str], log_path: Path, console: Console) -> _Streamed:
-    """Run the build, every line to the log, ninja's [n/m] to a progress bar."""
+def _stream(argv: list[str], env: dict[str, str], log_path: Path, progress: Progress) -> _Streamed:
+    """Run the build, every line to the log, ninja's [n/m] to the progress callback."""
     total = 0
-    columns = (
-        TextColumn("[bold]compiling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with log_path.open("w") as log, Progress(*columns, console=console, transient=True) as progress:
+    with log_path.open("w") as log:
         log.write("$ " + " ".join(argv) + "\n")
-        task = progress.add_task("build", total=None)
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -195,7 +167,7 @@ def _stream(argv: list[str], env: dict[str, str], log_path: Path, console: Conso
             m = NINJA_STEP.match(line.strip())
             if m:
                 step, total = int(m[1]), int(m[2])
-                progress.update(task, completed=step, total=total)
+                progress(step, total)
         code = proc.wait()
     return _Streamed(returncode=code, total=total)
 

@@ -1,8 +1,6 @@
-"""`fa-dist install`: detect -> resolve -> fetch | build -> install -> smoke -> record, each a short step.
-
-Transactional: the files of the kernel package already installed are copied aside first, and a failed
-install or smoke test puts them back. pip runs with --no-deps, so torch and triton are never touched.
-"""
+"""The effects of an install: find candidate wheels (folders, a static index), fetch one with its
+sha256 checked, copy the installed kernel package aside, pip-install with --no-deps (torch and triton
+are never touched), put the old files back on failure, and write the install record."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from fa_dist import subproc
-from fa_dist.act import smoke, wheelhouse
+from fa_dist.act import wheelhouse
 from fa_dist.decide import resolve
-from fa_dist.errors import ConfigError, InstallFailed, SmokeFailed
+from fa_dist.errors import ConfigError, InstallFailed
 from fa_dist.model.environment import Environment
 from fa_dist.paths import cache_dir
 
@@ -206,70 +203,6 @@ def rollback(python: str, backup: Backup) -> str:
         (backup.site / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup.folder / rel, backup.site / rel)
     return f"restored fa-kernels {backup.version}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    wheel: str
-    source: str
-    sha256: str
-    smoke: dict[str, Any] | None
-    seconds: dict[str, float]
-    record: str
-
-
-def install(
-    env: Environment,
-    resolution: resolve.Resolution,
-    *,
-    run_smoke: bool,
-    log: Callable[[str], None],
-    progress: Callable[[int, int], None] | None = None,
-) -> Outcome:
-    assert env.python is not None and resolution.choice is not None
-    python, cand = env.python.executable, resolution.choice
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    wheel = fetch(cand, progress=progress)
-    timings["fetch"] = time.perf_counter() - t
-    digest = cand.sha256 or wheelhouse.sha256_of(wheel)  # fetch verified a recorded hash
-    with tempfile.TemporaryDirectory(prefix="fa-dist-backup-") as folder:
-        backup = backup_installed(env, Path(folder))
-        t = time.perf_counter()
-        done = pip_install(python, wheel)
-        timings["install"] = time.perf_counter() - t
-        if not done.ok:
-            undone = rollback(python, backup)
-            raise InstallFailed(
-                f"pip could not install {wheel.name}: {done.describe_failure()}; {undone}"
-            )
-        log(f"installed {wheel.name} ({timings['install']:.1f} s)")
-        result = None
-        if run_smoke:
-            t = time.perf_counter()
-            try:
-                result = smoke.run(python, quick=True)
-            except SmokeFailed as exc:
-                undone = rollback(python, backup)
-                raise InstallFailed(f"{exc.message}; {undone}", fix=exc.fix) from None
-            timings["smoke"] = time.perf_counter() - t
-            if not result.passed:
-                undone = rollback(python, backup)
-                failed = [c for c in result.data["cases"] if not c["passed"]]
-                raise InstallFailed(
-                    f"the smoke test failed ({len(failed)} case(s), e.g. {failed[0]['op']} "
-                    f"{failed[0]['shape']}: {failed[0]['error'] or 'error too large'}); {undone}",
-                    fix=f"see every case: fa-dist smoke --python {python}",
-                )
-    record = write_record(env, cand, digest, result.data if result else None)
-    return Outcome(
-        wheel=wheel.name,
-        source=cand.source,
-        sha256=digest,
-        smoke=result.data if result else None,
-        seconds=timings,
-        record=str(record),
-    )
 
 
 def write_record(

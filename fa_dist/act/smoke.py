@@ -1,4 +1,4 @@
-"""`fa-dist smoke`: run fa_kernels' own smoke test in the target interpreter, as a subprocess, so a crash
+"""Run fa_kernels' own smoke test in the target interpreter, as a subprocess, so a crash
 or an illegal memory access is reported instead of taking fa-dist down."""
 
 from __future__ import annotations
@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
 
 from fa_dist import subproc
 from fa_dist.errors import SmokeFailed
@@ -43,35 +40,3 @@ def run(python: str, *, quick: bool, timeout: float = 600) -> SmokeResult:
     return SmokeResult(
         passed=bool(data.get("passed")) and done.returncode == 0, data=data, seconds=seconds
     )
-
-
-def table(result: SmokeResult) -> Table:
-    data = result.data
-    t = Table(
-        title=f"Smoke test: fa_kernels {data['fa_kernels']} on {data['device']} "
-        f"({result.seconds:.1f} s)",
-        title_justify="left",
-    )
-    for col in ("", "op", "backend", "case", "max rel err", "tolerance", "speed"):
-        t.add_column(col)
-    for case in data["cases"]:
-        mark = "[green]pass[/]" if case["passed"] else "[bold red]FAIL[/]"
-        err = f"{case['max_err']:.2e}" if case["max_err"] == case["max_err"] else "-"
-        t.add_row(
-            mark,
-            case["op"],
-            case["backend"],
-            case["shape"] + (f"\n{case['error']}" if case["error"] else ""),
-            err,
-            f"{case['tolerance']:.0e}",
-            case["speed"],
-        )
-    return t
-
-
-def report(console: Console, result: SmokeResult) -> None:
-    console.print(table(result))
-    verdict = (
-        "[bold green]smoke test passed[/]" if result.passed else "[bold red]smoke test FAILED[/]"
-    )
-    console.print(f"{verdict} (backends here: {', '.join(result.data['backends'])})")

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fa_dist import __version__, subproc
+from fa_dist import subproc
+from fa_dist._version import __version__
 from fa_dist.errors import ProbeFailed
 from fa_dist.facts import host
 from fa_dist.model.environment import (

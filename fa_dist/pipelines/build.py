@@ -1,22 +1,43 @@
-"""`fa-dist build`: detect -> refuse early -> plan -> reuse or compile -> wheelhouse, one step each."""
+"""The build pipeline behind `fa-dist build`: ``plan(env, options)`` decides everything from facts, then
+``run(plan, reporter)`` takes the named steps in STEPS (reuse a finished wheel, or compile, then put
+the wheel into the wheelhouse) and returns the wheel as a value."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from fa_dist.act import build as build_run
+from fa_dist.act import build as act_build
 from fa_dist.act import wheelhouse
 from fa_dist.decide import build_plan, recipes
 from fa_dist.errors import ConfigError
-from fa_dist.model import codec
 from fa_dist.model.environment import Environment
+from fa_dist.model.wheel import WheelEntry
+from fa_dist.options import BuildOptions
 from fa_dist.paths import build_dir, default_wheelhouse, kernels_dir
+from fa_dist.reporter import Reporter, Silent
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    env: Environment
+    build: build_plan.BuildPlan
+    kernels: Path  # the sources to build
+    wheelhouse: Path
+    clean: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    plan: Plan
+    wheel: Path
+    entry: WheelEntry
+    reused: str  # "wheel", "objects: compiled k of n sources, reused the rest", or ""
+    seconds: float
+    log: Path | None  # None when a finished wheel was reused
 
 
 def kernel_version(kernels: Path) -> str:
@@ -27,125 +48,111 @@ def kernel_version(kernels: Path) -> str:
     return match[1]
 
 
-def make_plan(
-    env: Environment,
-    *,
-    recipe_name: str,
-    arch_request: str,
-    jobs: int | None,
-    ptx: str | None = None,
-) -> build_plan.BuildPlan:
+def plan(env: Environment, options: BuildOptions) -> Plan:
+    """What the build will do, refusing early (EnvironmentBroken) when doctor knows it cannot work.
+    Reads only the kernel sources (their version and digest); changes nothing."""
     kernels = kernels_dir()
     if not (kernels / "setup.py").is_file():
         raise ConfigError(
             f"no kernel sources at {kernels}",
             fix="run fa-dist build from a source checkout of fa-dist (it builds kernels/)",
         )
-    recipe = build_plan.choose_recipe(recipe_name, env, recipes.load_all(source_root=kernels))
+    recipe = build_plan.choose_recipe(options.recipe, env, recipes.load_all(source_root=kernels))
     build_plan.refuse_if_blocked(env, recipe)
-    return build_plan.plan(
+    decided = build_plan.plan(
         env,
         recipe,
-        arch_request=arch_request,
-        jobs_override=jobs,
+        arch_request=options.arch,
+        jobs_override=options.jobs,
         kernel_version=kernel_version(kernels),
         source_digest=build_plan.source_digest(kernels),
-        ptx=ptx,
+        ptx=options.ptx,
+    )
+    return Plan(
+        env=env,
+        build=decided,
+        kernels=kernels,
+        wheelhouse=options.wheelhouse or default_wheelhouse(),
+        clean=options.clean,
     )
 
 
-def build(
-    env: Environment,
-    *,
-    recipe_name: str,
-    arch_request: str,
-    jobs: int | None,
-    wheelhouse_dir: Path | None,
-    clean: bool,
-    plan_only: bool,
-    as_json: bool,
-    out: Console,
-    err: Console,
-    ptx: str | None = None,
-    write_config: Path | None = None,
-) -> int:
-    folder = wheelhouse_dir or default_wheelhouse()
-    plan = make_plan(env, recipe_name=recipe_name, arch_request=arch_request, jobs=jobs, ptx=ptx)
-    if write_config is not None:
-        # for builds driven by another frontend (cibuildwheel): the same config, hence the same
-        # wheel name and build metadata as `fa-dist build`
-        if not plan.recipe.compiled:
-            raise ConfigError(
-                f"recipe {plan.recipe.name!r} compiles nothing: there is no build config to write"
-            )
-        config = build_run.build_config(plan, env, build_dir() / plan.build_key / "objects")
-        write_config.write_text(json.dumps(config, indent=1) + "\n")
-        out.print_json(json.dumps({"config": str(write_config), "env": plan.build_env}))
-        return 0
-    if plan_only:
-        _report(out, plan_json(plan), as_json, title="Build plan")
-        return 0
-    reuse = None if clean else build_plan.reusable(plan, wheelhouse.read(folder))
-    if reuse is not None and wheelhouse.verified(folder, reuse):
-        result: dict[str, Any] = {
-            "wheel": str(folder / reuse.filename),
-            "reused": "wheel",
-            "seconds": 0.0,
-            "entry": codec.encode(reuse),
-        }
-        err.print(
-            f"[green]reused[/] the finished wheel {reuse.filename} (same sources, same target; "
-            "--clean rebuilds)"
+def write_config(plan: Plan, path: Path) -> None:
+    """The build config for a build driven by another frontend (cibuildwheel): the same config, hence
+    the same wheel name and build metadata as `fa-dist build`."""
+    if not plan.build.recipe.compiled:
+        raise ConfigError(
+            f"recipe {plan.build.recipe.name!r} compiles nothing: there is no build config to write"
         )
-    else:
-        err.print(
-            f"building [bold]{plan.recipe.name}[/] {plan.version} for {plan.python_tag}"
-            + (f", archs {plan.archs.torch_arch_list}" if plan.archs else "")
-            + (f", MAX_JOBS={plan.jobs.max_jobs}" if plan.jobs else "")
-        )
-        done = build_run.run(
-            plan, env, kernels=kernels_dir(), wheelhouse_dir=folder, clean=clean, console=err
-        )
-        result = {
-            "wheel": str(done.wheel),
-            "reused": done.reused,
-            "seconds": round(done.seconds, 1),
-            "log": str(done.log) if done.log else None,
-            "entry": codec.encode(done.entry),
-        }
-    result["plan"] = plan_json(plan)
-    _report(out, result, as_json, title="Built")
-    return 0
+    objects = build_dir() / plan.build.build_key / "objects"
+    config = act_build.build_config(plan.build, plan.env, objects)
+    path.write_text(json.dumps(config, indent=1) + "\n")
 
 
-def plan_json(plan: build_plan.BuildPlan) -> dict[str, Any]:
-    return {
-        "recipe": plan.recipe.name,
-        "kind": plan.recipe.kind.value,
-        "python": plan.python,
-        "python_tag": plan.python_tag,
-        "version": plan.version,
-        "variant": str(plan.variant) if plan.variant else None,
-        "archs": [str(a) for a in plan.archs.archs] if plan.archs else [],
-        "ptx": str(plan.archs.ptx) if plan.archs and plan.archs.ptx else None,
-        "max_jobs": plan.jobs.max_jobs if plan.jobs else None,
-        "nvcc_threads": plan.jobs.nvcc_threads if plan.jobs else None,
-        "jobs_reason": plan.jobs.reason if plan.jobs else None,
-        "build_env": plan.build_env,
-        "source_digest": plan.source_digest,
-        "notes": list(plan.notes),
-    }
+@dataclass
+class _Run:
+    """What the steps of one run hand each other."""
+
+    plan: Plan
+    reporter: Reporter
+    started: float = field(default_factory=time.perf_counter)
+    compiled: act_build.Compiled | None = None
+    outcome: Outcome | None = None
 
 
-def _report(out: Console, data: dict[str, Any], as_json: bool, *, title: str) -> None:
-    if as_json:
-        out.print_json(json.dumps(data))
+def reuse(run: _Run) -> None:
+    """A finished wheel from the same sources for the same target, if the wheelhouse has it intact."""
+    folder = run.plan.wheelhouse
+    entry = None if run.plan.clean else build_plan.reusable(run.plan.build, wheelhouse.read(folder))
+    if entry is None or not wheelhouse.verified(folder, entry):
         return
-    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key, value in data.items():
-        if key in ("entry", "plan"):
-            continue
-        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
-    out.print(table)
+    run.reporter.note(
+        f"[green]reused[/] the finished wheel {entry.filename} (same sources, same target; "
+        "--clean rebuilds)"
+    )
+    wheel = folder / entry.filename
+    run.outcome = Outcome(
+        plan=run.plan, wheel=wheel, entry=entry, reused="wheel", seconds=0.0, log=None
+    )
+
+
+def compile_wheel(run: _Run) -> None:
+    build = run.plan.build
+    run.reporter.note(
+        f"building [bold]{build.recipe.name}[/] {build.version} for {build.python_tag}"
+        + (f", archs {build.archs.torch_arch_list}" if build.archs else "")
+        + (f", MAX_JOBS={build.jobs.max_jobs}" if build.jobs else "")
+    )
+    with run.reporter.progress("compiling", unit="steps") as progress:
+        run.compiled = act_build.compile_wheel(
+            build, run.plan.env, kernels=run.plan.kernels, clean=run.plan.clean, progress=progress
+        )
+
+
+def into_wheelhouse(run: _Run) -> None:
+    assert run.compiled is not None
+    wheel, entry = act_build.into_wheelhouse(
+        run.plan.build, run.compiled.wheel, run.plan.wheelhouse
+    )
+    run.outcome = Outcome(
+        plan=run.plan,
+        wheel=wheel,
+        entry=entry,
+        reused=run.compiled.reused,
+        seconds=time.perf_counter() - run.started,
+        log=run.compiled.log,
+    )
+
+
+STEPS = (reuse, compile_wheel, into_wheelhouse)
+
+
+def run(plan: Plan, reporter: Reporter | None = None) -> Outcome:
+    """Take the steps in order until one of them has the wheel (reuse can end the run early)."""
+    state = _Run(plan=plan, reporter=reporter or Silent())
+    for step in STEPS:
+        if state.outcome is not None:
+            break
+        step(state)
+    assert state.outcome is not None
+    return state.outcome

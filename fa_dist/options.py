@@ -1,0 +1,47 @@
+"""What each command was asked to do: one frozen value per command, built once by cli.py (or by a
+library caller) and read by the pipelines. Defaults are the CLI's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Which environment a command looks at: an interpreter (default: the running one), or a saved
+    snapshot (``fa-dist detect -o F``), which makes build and install plan-only."""
+
+    python: str | None = None
+    env_file: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DoctorOptions:
+    target: Target = Target()
+    strict: bool = False  # warnings fail too (exit 3), not only errors
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    target: Target = Target()
+    recipe: str = "auto"  # cuda, rocm, triton, or auto (what torch is built for)
+    arch: str = "native"  # native, all, or a list such as sm_80,sm_90
+    jobs: int | None = None  # None: from cores and free memory
+    wheelhouse: Path | None = None  # None: paths.default_wheelhouse()
+    clean: bool = False
+    ptx: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallOptions:
+    target: Target = Target()
+    wheelhouses: tuple[Path, ...] = ()  # empty: paths.default_wheelhouse()
+    find_links: tuple[Path, ...] = ()
+    index_urls: tuple[str, ...] = ()
+    offline: bool = False
+    allow_insecure_http: bool = False
+    no_build: bool = False
+    from_source: bool = False
+    smoke: bool = True
+    dry_run: bool = False

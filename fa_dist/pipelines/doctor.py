@@ -1,0 +1,31 @@
+"""The doctor pipeline behind `fa-dist doctor`: every check on the facts, the verdict, and the record
+of the last install fa-dist made in the target environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fa_dist.act.install import read_record
+from fa_dist.decide import checks
+from fa_dist.model.environment import Environment
+from fa_dist.options import DoctorOptions
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    env: Environment
+    findings: tuple[checks.Finding, ...]  # most severe first
+    verdict: checks.Verdict
+    install_record: dict[str, Any] | None  # None for a snapshot (it names no live environment)
+
+
+def run(env: Environment, options: DoctorOptions) -> Report:
+    findings = checks.run_checks(env)
+    live = env.python is not None and options.target.env_file is None
+    return Report(
+        env=env,
+        findings=tuple(findings),
+        verdict=checks.verdict(findings, strict=options.strict),
+        install_record=read_record(env.python.prefix) if live and env.python else None,
+    )
