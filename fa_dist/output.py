@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -29,10 +29,12 @@ from fa_dist.decide.checks import Finding, Severity, Verdict
 from fa_dist.decide.matrix import Expansion
 from fa_dist.model import codec
 from fa_dist.model.environment import Environment, Tool
-from fa_dist.pipelines import build as build_pipeline
-from fa_dist.pipelines import install as install_pipeline
-from fa_dist.pipelines.doctor import Report
 from fa_dist.reporter import Progress as ProgressCallback
+
+if TYPE_CHECKING:  # types only: no import at run time, so no layer
+    from fa_dist.pipelines import build as build_pipeline
+    from fa_dist.pipelines import install as install_pipeline
+    from fa_dist.pipelines.doctor import Report
 
 STYLE = {
     Severity.OK: "green",
@@ -93,16 +95,7 @@ def facts(env: Environment) -> list[tuple[str, str]]:
         rows.append(
             ("rocm", f"{env.rocm.version} {' '.join(env.rocm.gfx)}" if env.rocm else "none")
         )
-    for label, tool in (
-        ("nvcc", env.nvcc),
-        ("hipcc", env.hipcc),
-        ("gcc", env.gcc),
-        ("g++", env.gxx),
-        ("ninja", env.ninja),
-    ):
-        if tool is None and label == "hipcc" and env.rocm is None:
-            continue
-        rows.append((label, _tool_row(tool) if tool else unknown(label.replace("g++", "gxx"))))
+    rows += _tool_rows(env, unknown)
     res = env.resources
     mem = (
         f"{res.mem_available_mib / 1024:.1f} of {res.mem_total_mib / 1024:.1f} GiB free"
@@ -114,6 +107,21 @@ def facts(env: Environment) -> list[tuple[str, str]]:
     rows.append(("disk free", disk or "unknown"))
     for key, value in sorted(env.env_vars.items()):
         rows.append((f"${key}", value if len(value) < 80 else value[:77] + "..."))
+    return rows
+
+
+def _tool_rows(env: Environment, unknown: Callable[[str], str]) -> list[tuple[str, str]]:
+    rows = []
+    for label, tool in (
+        ("nvcc", env.nvcc),
+        ("hipcc", env.hipcc),
+        ("gcc", env.gcc),
+        ("g++", env.gxx),
+        ("ninja", env.ninja),
+    ):
+        if tool is None and label == "hipcc" and env.rocm is None:
+            continue
+        rows.append((label, _tool_row(tool) if tool else unknown(label.replace("g++", "gxx"))))
     return rows
 
 

@@ -17,6 +17,7 @@ from fa_dist.decide import build_plan, recipes
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.model.versions import CudaVersion
 from fa_dist.model.wheel import WheelEntry
+from fa_dist.pipelines import build as build_pipeline
 
 from .envs import CPU, H100, mutate
 
@@ -26,7 +27,7 @@ RECIPES = recipes.load_all(source_root=KERNELS)
 
 def plan_for(env, recipe="auto", arch="native", jobs=None):  # type: ignore[no-untyped-def]
     chosen = build_plan.choose_recipe(recipe, env, RECIPES)
-    build_plan.refuse_if_blocked(env, chosen)
+    build_pipeline.refuse_if_blocked(env, chosen)
     return build_plan.plan(env, chosen, arch_request=arch, jobs_override=jobs, kernel_version="0.1.0",
                            source_digest="abc")
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from fa_dist.decide import archs, buildlog, recipes
 from fa_dist.errors import ConfigError, ParseError
-from fa_dist.model.variant import Runtime, TorchMinor, Variant, for_environment
-from fa_dist.model.versions import Arch, CudaVersion
+from fa_dist.model.variant import Runtime, Variant, for_environment
+from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 
 from .envs import CPU, FIXTURES, H100, load
 

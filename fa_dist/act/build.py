@@ -12,16 +12,19 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fa_dist._version import __version__
 from fa_dist.act import wheelhouse
 from fa_dist.decide import buildlog
-from fa_dist.decide.build_plan import BuildPlan
 from fa_dist.errors import BuildFailed
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
 from fa_dist.paths import build_dir
 from fa_dist.reporter import Progress
+
+if TYPE_CHECKING:  # types only: no import at run time, so no layer
+    from fa_dist.decide.build_plan import BuildPlan
 
 NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fa_dist.decide import archs as archs_mod
-from fa_dist.decide import checks, jobs, knowledge
+from fa_dist.decide import jobs, knowledge
 from fa_dist.decide.recipes import Kind, Recipe
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.facts import parsers
 from fa_dist.model.environment import Environment, ImportStatus
-from fa_dist.model.variant import TorchMinor, Variant, for_environment
-from fa_dist.model.versions import Arch, CudaVersion
+from fa_dist.model.variant import Variant, for_environment
+from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 from fa_dist.model.wheel import WheelEntry
 
 
@@ -50,21 +50,6 @@ def choose_recipe(name: str, env: Environment, recipes: dict[str, Recipe]) -> Re
     return recipes["triton"]
 
 
-def refuse_if_blocked(env: Environment, recipe: Recipe) -> None:
-    """Stop before compiling anything when doctor already knows the build cannot work."""
-    if not recipe.compiled:
-        return
-    verdict = checks.source_build(checks.run_checks(env), needs_gpu=recipe.kind is not Kind.CUDA)
-    blockers = verdict.blockers
-    if blockers:
-        lines = [f"{f.id}: {f.title} ({f.evidence})" for f in blockers]
-        fixes = [f.fix for f in blockers if f.fix]
-        raise EnvironmentBroken(
-            "cannot build from source here:\n  " + "\n  ".join(lines),
-            fix=" ; ".join(fixes) or "see fa-dist doctor",
-        )
-
-
 def plan(
     env: Environment,
     recipe: Recipe,
@@ -90,42 +75,10 @@ def plan(
             f"recipe {recipe.name!r} needs torch >= {recipe.min_torch}, found {torch.version}"
         )
     if not recipe.compiled:
-        return BuildPlan(
-            recipe=recipe,
-            python=env.python.executable,
-            python_tag="py3",
-            version=kernel_version,
-            variant=None,
-            archs=None,
-            jobs=None,
-            build_env={},
-            build_key="triton",
-            source_digest=source_digest,
-            notes=("pure Python + Triton: one py3-none-any wheel runs on every platform",),
-        )
-    variant, why = for_environment(env)
-    if variant is None:
-        raise EnvironmentBroken(f"cannot build recipe {recipe.name!r}: {why}")
-    if recipe.min_runtime is not None and variant.runtime_version < recipe.min_runtime:
-        runtime = "ROCm" if recipe.kind is Kind.ROCM else "CUDA"
-        raise EnvironmentBroken(
-            f"recipe {recipe.name!r} needs {runtime} >= {recipe.min_runtime}, this torch is built for "
-            f"{runtime} {variant.runtime_version}",
-            fix=f"install a torch built for {runtime} {recipe.min_runtime} or newer "
-            "(https://pytorch.org/get-started/locally/), or use the pure-Triton wheel: "
-            "fa-dist build --recipe triton",
-        )
+        return _pure_plan(env.python.executable, recipe, kernel_version, source_digest)
+    variant = _variant(env, recipe)
     choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
-    threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
-    job_plan = jobs.recommend(
-        cpus=env.resources.cpus,
-        mem_available_mib=env.resources.mem_available_mib,
-        nvcc_threads=threads,
-    )
-    if jobs_override is not None:
-        if jobs_override < 1:
-            raise ConfigError(f"--jobs {jobs_override}: must be at least 1")
-        job_plan = jobs.JobPlan(max_jobs=jobs_override, nvcc_threads=threads, reason="--jobs")
+    job_plan = _jobs(env, jobs_override)
     build_env.update({"MAX_JOBS": str(job_plan.max_jobs)})
     if recipe.kind is Kind.CUDA:
         build_env["NVCC_APPEND_FLAGS"] = " ".join(
@@ -147,6 +100,53 @@ def plan(
         build_key=f"{recipe.name}-{variant}-{env.python.abi_tag}-{archs_key}",
         source_digest=source_digest,
         notes=notes,
+    )
+
+
+def _variant(env: Environment, recipe: Recipe) -> Variant:
+    """The variant a compiled build is for, refused when the recipe needs a newer runtime."""
+    variant, why = for_environment(env)
+    if variant is None:
+        raise EnvironmentBroken(f"cannot build recipe {recipe.name!r}: {why}")
+    if recipe.min_runtime is not None and variant.runtime_version < recipe.min_runtime:
+        runtime = "ROCm" if recipe.kind is Kind.ROCM else "CUDA"
+        raise EnvironmentBroken(
+            f"recipe {recipe.name!r} needs {runtime} >= {recipe.min_runtime}, this torch is built for "
+            f"{runtime} {variant.runtime_version}",
+            fix=f"install a torch built for {runtime} {recipe.min_runtime} or newer "
+            "(https://pytorch.org/get-started/locally/), or use the pure-Triton wheel: "
+            "fa-dist build --recipe triton",
+        )
+    return variant
+
+
+def _pure_plan(python: str, recipe: Recipe, kernel_version: str, source_digest: str) -> BuildPlan:
+    return BuildPlan(
+        recipe=recipe,
+        python=python,
+        python_tag="py3",
+        version=kernel_version,
+        variant=None,
+        archs=None,
+        jobs=None,
+        build_env={},
+        build_key="triton",
+        source_digest=source_digest,
+        notes=("pure Python + Triton: one py3-none-any wheel runs on every platform",),
+    )
+
+
+def _jobs(env: Environment, override: int | None) -> jobs.JobPlan:
+    """MAX_JOBS from cores and free memory, or --jobs."""
+    threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
+    if override is not None:
+        if override < 1:
+            raise ConfigError(f"--jobs {override}: must be at least 1")
+        return jobs.JobPlan(max_jobs=override, nvcc_threads=threads, reason="--jobs")
+    return jobs.recommend(
+        cpus=env.resources.cpus,
+        mem_available_mib=env.resources.mem_available_mib,
+        nvcc_threads=threads,
     )
 
 

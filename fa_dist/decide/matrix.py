@@ -14,8 +14,8 @@ import yaml
 
 from fa_dist.decide import knowledge
 from fa_dist.errors import ConfigError, ParseError
-from fa_dist.model.variant import Runtime, TorchMinor, Variant
-from fa_dist.model.versions import Arch, CudaVersion
+from fa_dist.model.variant import Runtime, Variant
+from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 
 TOP = {
     "version": int,

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fa_dist.errors import ConfigError, ParseError
-from fa_dist.model.variant import TorchMinor
-from fa_dist.model.versions import Arch, CudaVersion
+from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,8 +10,8 @@ from packaging import tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from fa_dist.model.environment import Environment, ImportStatus
-from fa_dist.model.variant import Runtime, TorchMinor, Variant
-from fa_dist.model.versions import Arch
+from fa_dist.model.variant import Runtime, Variant
+from fa_dist.model.versions import Arch, TorchMinor
 
 PACKAGE = "fa-kernels"
 

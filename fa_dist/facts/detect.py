@@ -25,6 +25,7 @@ from fa_dist.model.environment import (
     OsInfo,
     PackageInfo,
     PythonInfo,
+    Resources,
     TorchInfo,
 )
 from fa_dist.model.versions import Arch, CudaVersion
@@ -113,17 +114,19 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         gcc=seen["gcc"][0],  # type: ignore[arg-type]
         gxx=seen["gxx"][0],  # type: ignore[arg-type]
         ninja=seen["ninja"][0],  # type: ignore[arg-type]
-        resources=host.resources(
-            view,
-            {
-                "build": build_dir(),
-                "cache": cache_dir(),
-                "tmp": Path(os.environ.get("TMPDIR", "/tmp")),
-            },
-        ),
+        resources=_resources(view),
         env_vars=host.relevant_env(view),
         unknown=unknown,
     )
+
+
+def _resources(view: host.HostView) -> Resources:
+    folders = {
+        "build": build_dir(),
+        "cache": cache_dir(),
+        "tmp": Path(os.environ.get("TMPDIR", "/tmp")),
+    }
+    return host.resources(view, folders)
 
 
 _HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]] = {

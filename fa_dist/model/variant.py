@@ -12,28 +12,12 @@ from enum import Enum
 
 from fa_dist.errors import ParseError
 from fa_dist.model.environment import Environment, ImportStatus
-from fa_dist.model.versions import CudaVersion
+from fa_dist.model.versions import CudaVersion, TorchMinor
 
 
 class Runtime(Enum):
     CUDA = "cu"
     ROCM = "rocm"
-
-
-@dataclass(frozen=True, order=True)
-class TorchMinor:
-    major: int
-    minor: int
-
-    @classmethod
-    def parse(cls, text: str) -> TorchMinor:
-        m = re.match(r"(\d+)\.(\d+)", text.strip())
-        if not m:
-            raise ParseError(f"not a torch version: {text!r} (expected e.g. 2.11 or 2.11.0+cu130)")
-        return cls(int(m[1]), int(m[2]))
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}"
 
 
 # Wheel filenames and installed versions carry the local version lower-cased (PEP 440 normalisation):

@@ -96,3 +96,19 @@ class Arch:
     @property
     def is_nvidia(self) -> bool:
         return self.family is ArchFamily.NVIDIA
+
+
+@dataclass(frozen=True, order=True)
+class TorchMinor:
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> TorchMinor:
+        m = re.match(r"(\d+)\.(\d+)", text.strip())
+        if not m:
+            raise ParseError(f"not a torch version: {text!r} (expected e.g. 2.11 or 2.11.0+cu130)")
+        return cls(int(m[1]), int(m[2]))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"

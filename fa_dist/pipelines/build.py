@@ -12,8 +12,9 @@ from pathlib import Path
 
 from fa_dist.act import build as act_build
 from fa_dist.act import wheelhouse
-from fa_dist.decide import build_plan, recipes
-from fa_dist.errors import ConfigError
+from fa_dist.decide import build_plan, checks, recipes
+from fa_dist.decide.recipes import Kind, Recipe
+from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
 from fa_dist.options import BuildOptions
@@ -48,6 +49,21 @@ def kernel_version(kernels: Path) -> str:
     return match[1]
 
 
+def refuse_if_blocked(env: Environment, recipe: Recipe) -> None:
+    """Stop before compiling anything when doctor already knows the build cannot work."""
+    if not recipe.compiled:
+        return
+    verdict = checks.source_build(checks.run_checks(env), needs_gpu=recipe.kind is not Kind.CUDA)
+    blockers = verdict.blockers
+    if blockers:
+        lines = [f"{f.id}: {f.title} ({f.evidence})" for f in blockers]
+        fixes = [f.fix for f in blockers if f.fix]
+        raise EnvironmentBroken(
+            "cannot build from source here:\n  " + "\n  ".join(lines),
+            fix=" ; ".join(fixes) or "see fa-dist doctor",
+        )
+
+
 def plan(env: Environment, options: BuildOptions) -> Plan:
     """What the build will do, refusing early (EnvironmentBroken) when doctor knows it cannot work.
     Reads only the kernel sources (their version and digest); changes nothing."""
@@ -58,7 +74,7 @@ def plan(env: Environment, options: BuildOptions) -> Plan:
             fix="run fa-dist build from a source checkout of fa-dist (it builds kernels/)",
         )
     recipe = build_plan.choose_recipe(options.recipe, env, recipes.load_all(source_root=kernels))
-    build_plan.refuse_if_blocked(env, recipe)
+    refuse_if_blocked(env, recipe)
     decided = build_plan.plan(
         env,
         recipe,

@@ -1,0 +1,45 @@
+"""The pipelines' plans from real snapshots (pure: nothing runs), and a dry run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fa_dist.errors import EnvironmentBroken, NoMatchingWheel
+from fa_dist.options import BuildOptions, InstallOptions
+from fa_dist.pipelines import build as build_pipeline
+from fa_dist.pipelines import install as install_pipeline
+
+from .envs import H100, load, mutate
+
+
+def test_build_plan_from_the_h100_snapshot(tmp_path: Path) -> None:
+    plan = build_pipeline.plan(H100(), BuildOptions(wheelhouse=tmp_path, jobs=3))
+    assert plan.build.recipe.name == "cuda" and plan.wheelhouse == tmp_path
+    assert plan.build.build_env["MAX_JOBS"] == "3" and not plan.clean
+
+
+def test_build_plan_refuses_before_compiling() -> None:
+    with pytest.raises(EnvironmentBroken, match="ninja"):
+        build_pipeline.plan(mutate(H100(), ninja=None), BuildOptions())
+
+
+def test_install_plan_needs_torch_and_decides_source_builds_once() -> None:
+    with pytest.raises(EnvironmentBroken, match="torch is not installed"):
+        install_pipeline.plan(load("cpu-no-torch"), InstallOptions())
+    plan = install_pipeline.plan(mutate(H100(), nvcc=None), InstallOptions())
+    assert not plan.source_build.allowed and "nvcc" in plan.source_build.ids
+
+
+def test_install_dry_run_plans_a_build_with_builds_own_plan(tmp_path: Path) -> None:
+    options = InstallOptions(wheelhouses=(tmp_path,), dry_run=True)
+    outcome = install_pipeline.run(install_pipeline.plan(H100(), options))
+    assert outcome.would is not None and outcome.would.startswith("build cuda 0.1.0+cu130torch2.11")
+    assert outcome.wheel is None
+
+
+def test_install_without_a_wheel_or_a_build_says_so(tmp_path: Path) -> None:
+    options = InstallOptions(wheelhouses=(tmp_path,), no_build=True, dry_run=True)
+    with pytest.raises(NoMatchingWheel):
+        install_pipeline.run(install_pipeline.plan(H100(), options))
