@@ -8,6 +8,7 @@ and covers the Triton and reference backends, which have no checks of their own.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -114,7 +115,7 @@ def _cu_seqlens(name: str, cu: torch.Tensor, total: int, max_seqlen: int, max_na
     offsets = cu.tolist()  # one small copy: the kernels would read out of bounds on a bad table
     if offsets[0] != 0:
         raise ValueError(f"{name} must start at 0, got {offsets[0]}")
-    lengths = [b - a for a, b in zip(offsets, offsets[1:])]
+    lengths = [b - a for a, b in itertools.pairwise(offsets)]
     if any(n < 0 for n in lengths):
         raise ValueError(f"{name} must be non-decreasing, got {offsets[:8]}{'...' if len(offsets) > 8 else ''}")
     if offsets[-1] != total:

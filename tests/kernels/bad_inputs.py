@@ -23,9 +23,9 @@ if __name__ == "__main__":  # before fa_kernels decorates its kernels
     if shutil.which("nvidia-smi") is None:
         os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import torch  # noqa: E402
+import torch
 
-import fa_kernels  # noqa: E402
+import fa_kernels
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def run_one(name: str, ctx: Ctx) -> dict[str, str]:
     case = CASES[name]
     try:
         case.fn(ctx)
-    except Exception as exc:  # noqa: BLE001 - the point is to report whichever exception it was
+    except Exception as exc:  # the point is to report whichever exception it was
         return {"case": name, "raised": type(exc).__name__, "message": str(exc)[:400]}
     return {"case": name, "raised": "", "message": "no exception"}
 
