@@ -18,6 +18,7 @@ from fa_dist._version import __version__
 from fa_dist.act import wheelhouse
 from fa_dist.decide import buildlog
 from fa_dist.errors import BuildFailed
+from fa_dist.facts import libstdcxx
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
 from fa_dist.paths import build_dir
@@ -96,6 +97,7 @@ def compile_wheel(
     wheels = list(out.glob("*.whl")) if out.is_dir() else []
     if steps.returncode != 0 or len(wheels) != 1:
         raise _failure(log_path, steps.returncode)
+    _refuse_static_runtime(wheels[0], log_path)
     sources = len(plan.recipe.extension.sources) if plan.recipe.extension else 0
     # ninja numbers only the steps it has to run: [n/m] with m < sources means objects were reused
     reused = (
@@ -173,6 +175,20 @@ def _stream(argv: list[str], env: dict[str, str], log_path: Path, progress: Prog
                 progress(step, total)
         code = proc.wait()
     return _Streamed(returncode=code, total=total)
+
+
+def _refuse_static_runtime(wheel: Path, log_path: Path) -> None:
+    """The built extension must link the shared libstdc++: a static copy turns its errors into
+    crashes (issue #10). Such a wheel never reaches the wheelhouse."""
+    problem = libstdcxx.wheel_problem(wheel)
+    if problem:
+        raise BuildFailed(
+            f"the built extension carries its own static libstdc++: {problem}; its failing checks would "
+            f"crash the process (SIGSEGV) instead of raising, so the wheel was not kept\n  full log: "
+            f"{log_path}",
+            fix="build with a C++ compiler that has a shared libstdc++: export CXX=g++ CC=gcc "
+            "(see fa-dist doctor, check cxx-runtime)",
+        )
 
 
 def _failure(log_path: Path, code: int) -> BuildFailed:

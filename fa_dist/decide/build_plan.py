@@ -13,7 +13,7 @@ from fa_dist.decide import archs as archs_mod
 from fa_dist.decide import jobs, knowledge
 from fa_dist.decide.recipes import Kind, Recipe
 from fa_dist.errors import ConfigError, EnvironmentBroken
-from fa_dist.facts import parsers
+from fa_dist.facts import libstdcxx, parsers
 from fa_dist.model.environment import Environment, ImportStatus
 from fa_dist.model.variant import Variant, for_environment
 from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
@@ -78,6 +78,7 @@ def plan(
         return _pure_plan(env.python.executable, recipe, kernel_version, source_digest)
     variant = _variant(env, recipe)
     choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
+    build_env, notes = _with_shared_libstdcxx(env, build_env, notes)
     job_plan = _jobs(env, jobs_override)
     build_env.update({"MAX_JOBS": str(job_plan.max_jobs)})
     if recipe.kind is Kind.CUDA:
@@ -202,6 +203,19 @@ def _toolchain(
     if limit and gxx and (parsers.major(gxx.version) or 0) > limit:
         notes.append(f"g++ {gxx.version} is newer than nvcc {toolkit} accepts (<= {limit})")
     return choice, build_env, tuple(notes)
+
+
+def _with_shared_libstdcxx(
+    env: Environment, build_env: dict[str, str], notes: tuple[str, ...]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Link with a compiler whose libstdc++ is shared (issue #10), or refuse before compiling."""
+    cxx = libstdcxx.choose(env.cxx_compilers)
+    if cxx.problem:
+        raise EnvironmentBroken(
+            f"no C++ compiler here links a shared libstdc++: {cxx.problem}",
+            fix=libstdcxx.fix_for(env.cxx_compilers),
+        )
+    return {**build_env, **cxx.overrides}, (*notes, cxx.note) if cxx.note else notes
 
 
 def cuda_root(nvcc_path: str, candidates: Sequence[str] = ("/usr/local/cuda",)) -> str | None:

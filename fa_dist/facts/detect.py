@@ -17,7 +17,7 @@ from typing import Any
 from fa_dist import subproc
 from fa_dist._version import __version__
 from fa_dist.errors import ProbeFailed
-from fa_dist.facts import host
+from fa_dist.facts import host, libstdcxx
 from fa_dist.model.environment import (
     Environment,
     Gpu,
@@ -114,6 +114,8 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         gcc=seen["gcc"][0],  # type: ignore[arg-type]
         gxx=seen["gxx"][0],  # type: ignore[arg-type]
         ninja=seen["ninja"][0],  # type: ignore[arg-type]
+        cxx_compilers=seen["cxx"][0] or (),  # type: ignore[arg-type]
+        extensions=libstdcxx.installed_extensions(packages),
         resources=_resources(view),
         env_vars=host.relevant_env(view),
         unknown=unknown,
@@ -136,6 +138,7 @@ _HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]]
     "gcc": lambda v: host.compiler(v, "gcc", "CC"),
     "gxx": lambda v: host.compiler(v, "g++", "CXX"),
     "ninja": host.ninja,
+    "cxx": libstdcxx.compilers,
 }
 
 

@@ -15,6 +15,7 @@ from fa_dist.act import wheelhouse
 from fa_dist.decide import build_plan, checks, recipes
 from fa_dist.decide.recipes import Kind, Recipe
 from fa_dist.errors import ConfigError, EnvironmentBroken
+from fa_dist.facts import libstdcxx
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
 from fa_dist.options import BuildOptions
@@ -122,6 +123,8 @@ def reuse(run: _Run) -> None:
     entry = None if run.plan.clean else build_plan.reusable(run.plan.build, wheelhouse.read(folder))
     if entry is None or not wheelhouse.verified(folder, entry):
         return
+    if libstdcxx.wheel_problem(folder / entry.filename) is not None:
+        return  # built before fa-dist checked the C++ runtime it links (issue #10): rebuild it
     run.reporter.note(
         f"[green]reused[/] the finished wheel {entry.filename} (same sources, same target; "
         "--clean rebuilds)"
@@ -139,6 +142,9 @@ def compile_wheel(run: _Run) -> None:
         + (f", archs {build.archs.torch_arch_list}" if build.archs else "")
         + (f", MAX_JOBS={build.jobs.max_jobs}" if build.jobs else "")
     )
+    for note in build.notes:
+        if note.startswith("C++ compiler:"):
+            run.reporter.note(f"  {note}")
     with run.reporter.progress("compiling", unit="steps") as progress:
         run.compiled = act_build.compile_wheel(
             build, run.plan.env, kernels=run.plan.kernels, clean=run.plan.clean, progress=progress
