@@ -144,9 +144,10 @@ def judge(
     )
     stable = (1, variant.torch.major, variant.torch.minor) if variant.stable_abi else (0, 0, 0)
     rank = (1, int(exact), *stable, *version.release)
+    matches = _matches(variant, torch.version or "")
     if not cand.archs and gpus:
-        return True, f"{_matches(variant, torch.version)}; archs unknown (no manifest entry)", rank
-    return True, _matches(variant, torch.version), rank
+        return True, f"{matches}; archs unknown (no manifest entry)", rank
+    return True, matches, rank
 
 
 def _matches(variant: Variant, torch_version: str) -> str:
