@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fa_dist import build_plan, build_run, codec, recipes, stable_abi, wheelhouse
+from fa_dist import build_plan, build_run, codec, libstdcxx, recipes, stable_abi, wheelhouse
 from fa_dist.environment import Environment
 from fa_dist.errors import ConfigError
 from fa_dist.paths import build_dir, default_wheelhouse, kernels_dir
@@ -88,7 +88,11 @@ def build(
         _report(out, plan_json(plan), as_json, title="Build plan")
         return 0
     reuse = None if clean else build_plan.reusable(plan, wheelhouse.read(folder))
-    if reuse is not None and wheelhouse.verified(folder, reuse):
+    if (
+        reuse is not None
+        and wheelhouse.verified(folder, reuse)
+        and libstdcxx.wheel_problem(folder / reuse.filename) is None
+    ):
         result: dict[str, Any] = {
             "wheel": str(folder / reuse.filename),
             "reused": "wheel",
@@ -105,6 +109,9 @@ def build(
             + (f", archs {plan.archs.torch_arch_list}" if plan.archs else "")
             + (f", MAX_JOBS={plan.jobs.max_jobs}" if plan.jobs else "")
         )
+        for note in plan.notes:
+            if note.startswith("C++ compiler:"):
+                err.print(f"  {note}")
         done = build_run.run(
             plan, env, kernels=kernels_dir(), wheelhouse_dir=folder, clean=clean, console=err
         )

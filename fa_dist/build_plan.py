@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fa_dist import archs as archs_mod
-from fa_dist import checks, jobs, knowledge, parsers, stable_abi
+from fa_dist import checks, jobs, knowledge, libstdcxx, parsers, stable_abi
 from fa_dist.environment import Environment, ImportStatus
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.recipes import Kind, Recipe
@@ -128,6 +128,7 @@ def plan(
         )
     choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
     notes = (abi_why, *notes)
+    build_env, notes = _with_shared_libstdcxx(env, build_env, notes)
     threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
     job_plan = jobs.recommend(
         cpus=env.resources.cpus,
@@ -216,6 +217,19 @@ def _toolchain(
     if limit and gxx and (parsers.major(gxx.version) or 0) > limit:
         notes.append(f"g++ {gxx.version} is newer than nvcc {toolkit} accepts (<= {limit})")
     return choice, build_env, tuple(notes)
+
+
+def _with_shared_libstdcxx(
+    env: Environment, build_env: dict[str, str], notes: tuple[str, ...]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Link with a compiler whose libstdc++ is shared (issue #10), or refuse before compiling."""
+    cxx = libstdcxx.choose(env.cxx_compilers)
+    if cxx.problem:
+        raise EnvironmentBroken(
+            f"no C++ compiler here links a shared libstdc++: {cxx.problem}",
+            fix=libstdcxx.fix_for(env.cxx_compilers),
+        )
+    return {**build_env, **cxx.overrides}, (*notes, cxx.note) if cxx.note else notes
 
 
 def cuda_root(nvcc_path: str, candidates: Sequence[str] = ("/usr/local/cuda",)) -> str | None:

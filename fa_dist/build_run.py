@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fa_dist import __version__, buildlog, stable_abi, wheelhouse
+from fa_dist import __version__, buildlog, libstdcxx, stable_abi, wheelhouse
 from fa_dist.build_plan import BuildPlan
 from fa_dist.environment import Environment
 from fa_dist.errors import FaDistError
@@ -123,6 +123,7 @@ def run(
         wheels = list(Path(out).glob("*.whl"))
         if steps.returncode != 0 or len(wheels) != 1:
             raise _failure(log_path, steps.returncode)
+        _refuse_static_runtime(wheels[0], log_path)
         wheelhouse_dir.mkdir(parents=True, exist_ok=True)
         target = wheelhouse_dir / wheels[0].name
         shutil.move(str(wheels[0]), target)
@@ -208,6 +209,20 @@ def _stream(argv: list[str], env: dict[str, str], log_path: Path, console: Conso
                 progress.update(task, completed=step, total=total)
         code = proc.wait()
     return _Streamed(returncode=code, total=total)
+
+
+def _refuse_static_runtime(wheel: Path, log_path: Path) -> None:
+    """The built extension must link the shared libstdc++: a static copy turns its errors into
+    crashes (issue #10). Such a wheel never reaches the wheelhouse."""
+    problem = libstdcxx.wheel_problem(wheel)
+    if problem:
+        raise BuildFailed(
+            f"the built extension carries its own static libstdc++: {problem}; its failing checks would "
+            f"crash the process (SIGSEGV) instead of raising, so the wheel was not kept\n  full log: "
+            f"{log_path}",
+            fix="build with a C++ compiler that has a shared libstdc++: export CXX=g++ CC=gcc "
+            "(see fa-dist doctor, check cxx-runtime)",
+        )
 
 
 def _failure(log_path: Path, code: int) -> BuildFailed:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from fa_dist import jobs, knowledge, parsers
+from fa_dist import jobs, knowledge, libstdcxx, parsers
 from fa_dist.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
 from fa_dist.versions import Arch, ArchFamily, CudaVersion
 
@@ -488,6 +488,51 @@ def check_host_compiler(env: Environment) -> Iterator[Finding]:
         yield _ok("host-compiler", "host GCC accepted by nvcc", evidence)
 
 
+STATIC_RUNTIME_WHY = (
+    "an extension linked with it carries a private static libstdc++ next to the shared one torch "
+    "uses: a failing check inside it whose message formats a number kills the process with SIGSEGV "
+    "instead of raising a Python exception (issue #10)"
+)
+
+
+def check_cxx_runtime(env: Environment) -> Iterator[Finding]:
+    """The C++ compiler a build links with must use the shared libstdc++."""
+    if not env.cxx_compilers:
+        return
+    default = env.cxx_compilers[0]
+    if default.libstdcxx:
+        yield _ok(
+            "cxx-runtime", "C++ compiler links the shared libstdc++", libstdcxx.describe(default)
+        )
+        return
+    choice = libstdcxx.choose(env.cxx_compilers)
+    yield Finding(
+        id="cxx-runtime",
+        severity=Severity.ERROR if choice.problem else Severity.WARNING,
+        title="the C++ compiler has no shared libstdc++"
+        + ("" if choice.problem else " (fa-dist build switches to one that has)"),
+        evidence=libstdcxx.describe(default),
+        why=STATIC_RUNTIME_WHY,
+        fix=libstdcxx.fix_for(env.cxx_compilers),
+        blocks=SOURCE_ONLY if choice.problem else frozenset(),
+    )
+
+
+def check_installed_runtime(env: Environment) -> Iterator[Finding]:
+    """An installed fa_kernels extension built with a static libstdc++ crashes on bad input."""
+    for ext in env.extensions:
+        evidence = libstdcxx.static_runtime_evidence(ext.needed, ext.runtime_defined)
+        if evidence:
+            yield Finding(
+                id="package-fa-kernels-runtime",
+                severity=Severity.ERROR,
+                title="installed fa_kernels extension carries its own static libstdc++",
+                evidence=f"{ext.path} {evidence}",
+                why=STATIC_RUNTIME_WHY,
+                fix=f"{_pip(env, 'uninstall -y fa-kernels')} && fa-dist install",
+            )
+
+
 def check_ninja(env: Environment) -> Iterator[Finding]:
     if env.ninja and env.ninja.ok:
         yield _ok("ninja", "ninja works", f"{env.ninja.path} {env.ninja.version}")
@@ -846,6 +891,8 @@ CHECKS: tuple[Callable[[Environment], Iterable[Finding]], ...] = (
     check_rocm,
     check_nvcc,
     check_host_compiler,
+    check_cxx_runtime,
+    check_installed_runtime,
     check_ninja,
     check_max_jobs,
     check_disk,

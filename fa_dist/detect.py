@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fa_dist import __version__, host, subproc
+from fa_dist import __version__, host, libstdcxx, subproc
 from fa_dist.environment import (
     Environment,
     Gpu,
@@ -111,6 +111,8 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         gcc=seen["gcc"][0],  # type: ignore[arg-type]
         gxx=seen["gxx"][0],  # type: ignore[arg-type]
         ninja=seen["ninja"][0],  # type: ignore[arg-type]
+        cxx_compilers=seen["cxx"][0] or (),  # type: ignore[arg-type]
+        extensions=libstdcxx.installed_extensions(packages),
         resources=host.resources(
             view,
             {
@@ -131,6 +133,7 @@ _HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]]
     "gcc": lambda v: host.compiler(v, "gcc", "CC"),
     "gxx": lambda v: host.compiler(v, "g++", "CXX"),
     "ninja": host.ninja,
+    "cxx": libstdcxx.compilers,
 }
 
 

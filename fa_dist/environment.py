@@ -104,6 +104,25 @@ class Tool:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CxxCompiler:
+    """A C++ compiler a build could link with, and the libstdc++ it links (issue #10)."""
+
+    path: str
+    source: str  # "CXX" (what the build uses when set) or "PATH"
+    libstdcxx: str | None  # the shared libstdc++.so it links; None: only the static library
+    cc: str | None = None  # its C compiler (gcc next to g++), for CC
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtensionLink:
+    """How an installed compiled extension links the C++ runtime, read from its ELF (not imported)."""
+
+    path: str
+    needed: tuple[str, ...]
+    runtime_defined: tuple[str, ...]  # libstdc++ symbols it defines itself: a private static copy
+
+
+@dataclass(frozen=True, kw_only=True)
 class Resources:
     cpus: int
     mem_total_mib: int | None
@@ -136,6 +155,8 @@ class Environment:
     gcc: Tool | None = None
     gxx: Tool | None = None
     ninja: Tool | None = None
+    cxx_compilers: tuple[CxxCompiler, ...] = ()  # the one the build would use first
+    extensions: tuple[ExtensionLink, ...] = ()
     resources: Resources
     env_vars: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)

@@ -58,6 +58,29 @@ __device__ __forceinline__ void store(T* ptr, const float (&in)[VEC]) {
   }
 }
 
+// Weight, y and dy have a dtype chosen at run time (mixed precision): one uniform branch per load or
+// store instead of three more template parameters (the kernels are memory bound; 3x the instantiations
+// would triple the compile time for nothing).
+template <int VEC>
+__device__ __forceinline__ void load_any(const void* base, DType dtype, int64_t offset, float (&out)[VEC]) {
+  switch (dtype) {
+    case DType::kFloat32: load<float, VEC>(static_cast<const float*>(base) + offset, out); break;
+    case DType::kFloat16: load<__half, VEC>(static_cast<const __half*>(base) + offset, out); break;
+    case DType::kBFloat16:
+      load<__nv_bfloat16, VEC>(static_cast<const __nv_bfloat16*>(base) + offset, out);
+      break;
+  }
+}
+
+template <int VEC>
+__device__ __forceinline__ void store_any(void* base, DType dtype, int64_t offset, const float (&in)[VEC]) {
+  switch (dtype) {
+    case DType::kFloat32: store<float, VEC>(static_cast<float*>(base) + offset, in); break;
+    case DType::kFloat16: store<__half, VEC>(static_cast<__half*>(base) + offset, in); break;
+    case DType::kBFloat16: store<__nv_bfloat16, VEC>(static_cast<__nv_bfloat16*>(base) + offset, in); break;
+  }
+}
+
 // Philox4x32-10 (Salmon et al., SC'11): 10 rounds of two 32x32->64 multiplies, Weyl-sequence keys.
 __device__ __forceinline__ uint4 philox4x32_10(uint4 ctr, uint2 key) {
   constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
@@ -160,17 +183,16 @@ __global__ void __launch_bounds__(1024) rms_norm_fwd_kernel(RmsNormFwdParams p, 
   }
   const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(p.cols) + p.eps);
   if (threadIdx.x == 0) p.rstd[row] = rstd;
-  T* y = static_cast<T*>(p.y) + row * p.y_stride;
-  const T* w = static_cast<const T*>(p.weight);
+  const bool has_w = p.weight != nullptr;
 #pragma unroll
   for (int it = 0; it < ITEMS; ++it) {
     const int64_t col = (static_cast<int64_t>(it) * blockDim.x + threadIdx.x) * VEC;
     if (col >= p.cols) continue;
     float out[VEC], wv[VEC];
-    if (w) load<T, VEC>(w + col, wv);
+    if (has_w) load_any<VEC>(p.weight, p.weight_dtype, col, wv);
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) out[j] = s[it][j] * rstd * (w ? wv[j] : 1.f);
-    store<T, VEC>(y + col, out);
+    for (int j = 0; j < VEC; ++j) out[j] = s[it][j] * rstd * (has_w ? wv[j] : 1.f);
+    store_any<VEC>(p.y, p.out_dtype, row * p.y_stride + col, out);
   }
 }
 
@@ -178,7 +200,6 @@ template <typename T, typename R, int VEC, int ITEMS>
 __global__ void __launch_bounds__(1024) rms_norm_bwd_kernel(RmsNormBwdParams p, uint32_t threshold,
                                                             float scale) {
   __shared__ float scratch[33];
-  const T* w = static_cast<const T*>(p.weight);
   float wv[ITEMS][VEC], dw[ITEMS][VEC];
 #pragma unroll
   for (int it = 0; it < ITEMS; ++it) {
@@ -188,11 +209,10 @@ __global__ void __launch_bounds__(1024) rms_norm_bwd_kernel(RmsNormBwdParams p, 
       wv[it][j] = 1.f;
       dw[it][j] = 0.f;
     }
-    if (w && col < p.cols) load<T, VEC>(w + col, wv[it]);
+    if (p.weight && col < p.cols) load_any<VEC>(p.weight, p.weight_dtype, col, wv[it]);
   }
   for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
     const R* s_row = static_cast<const R*>(p.s) + row * p.s_stride;
-    const T* dy_row = static_cast<const T*>(p.dy) + row * p.dy_stride;
     const float rstd = p.rstd[row];
     float xhat[ITEMS][VEC], wdy[ITEMS][VEC];
     float dot = 0.f;
@@ -206,7 +226,7 @@ __global__ void __launch_bounds__(1024) rms_norm_bwd_kernel(RmsNormBwdParams p, 
       }
       float dy[VEC];
       load<R, VEC>(s_row + col, xhat[it]);
-      load<T, VEC>(dy_row + col, dy);
+      load_any<VEC>(p.dy, p.dy_dtype, row * p.dy_stride + col, dy);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         xhat[it][j] *= rstd;
@@ -281,6 +301,11 @@ bool aligned16(const void* ptr, int64_t stride, int elem_size) {
 
 int elem_size(DType t) { return t == DType::kFloat32 ? 4 : 2; }
 
+// the residual stream is x's dtype or float32 (the R template parameter's two choices)
+bool residual_dtype_ok(DType dtype, DType residual_dtype) {
+  return residual_dtype == dtype || residual_dtype == DType::kFloat32;
+}
+
 // Dispatch T (dtype) x R (residual dtype: same as T or float) x VEC x ITEMS.
 template <template <typename, typename, int, int> class Launch, typename Params>
 cudaError_t dispatch(const Params& p, DType dtype, DType rdtype, Shape shape, cudaStream_t stream) {
@@ -345,11 +370,14 @@ int rms_norm_bwd_blocks(int64_t rows, int sm_count) {
 
 cudaError_t rms_norm_fwd(const RmsNormFwdParams& p, cudaStream_t stream) {
   if (p.cols <= 0 || p.cols > kMaxCols || p.rows <= 0) return cudaErrorInvalidValue;
+  if (!residual_dtype_ok(p.dtype, p.residual_dtype)) return cudaErrorInvalidValue;
   const int es = elem_size(p.dtype), rs = elem_size(p.residual_dtype);
-  // the vector width follows T; a float residual next to 16-bit data moves as two 16-byte packs
+  const int ws = elem_size(p.weight_dtype), os = elem_size(p.out_dtype);
+  // the vector width follows T; a float residual, weight or y next to 16-bit data moves as two
+  // 16-byte packs, a 16-bit y next to float data as one 8-byte pack
   const bool aligned = p.cols % (16 / es) == 0 && aligned16(p.x, p.x_stride, es) &&
-                       aligned16(p.residual, p.residual_stride, rs) && aligned16(p.y, p.y_stride, es) &&
-                       aligned16(p.residual_out, p.residual_out_stride, rs) && aligned16(p.weight, 0, es);
+                       aligned16(p.residual, p.residual_stride, rs) && aligned16(p.y, p.y_stride, os) &&
+                       aligned16(p.residual_out, p.residual_out_stride, rs) && aligned16(p.weight, 0, ws);
   const Shape shape = shape_for(p.cols, es, aligned);
   if (shape.items == 0) return cudaErrorInvalidValue;
   return dispatch<FwdLaunch>(p, p.dtype, p.residual_dtype, shape, stream);
@@ -357,11 +385,13 @@ cudaError_t rms_norm_fwd(const RmsNormFwdParams& p, cudaStream_t stream) {
 
 cudaError_t rms_norm_bwd(const RmsNormBwdParams& p, cudaStream_t stream) {
   if (p.cols <= 0 || p.cols > kMaxCols || p.rows <= 0 || p.partial_rows <= 0) return cudaErrorInvalidValue;
+  if (!residual_dtype_ok(p.dtype, p.residual_dtype)) return cudaErrorInvalidValue;
   const int es = elem_size(p.dtype), rs = elem_size(p.residual_dtype);
+  const int ws = elem_size(p.weight_dtype), ds = elem_size(p.dy_dtype);
   const bool aligned = p.cols % (16 / es) == 0 && aligned16(p.s, p.s_stride, rs) &&
-                       aligned16(p.dy, p.dy_stride, es) && aligned16(p.dx, p.dx_stride, es) &&
+                       aligned16(p.dy, p.dy_stride, ds) && aligned16(p.dx, p.dx_stride, es) &&
                        aligned16(p.dresidual_out, p.dresidual_out_stride, rs) &&
-                       aligned16(p.dresidual, p.dresidual_stride, rs) && aligned16(p.weight, 0, es);
+                       aligned16(p.dresidual, p.dresidual_stride, rs) && aligned16(p.weight, 0, ws);
   const Shape shape = shape_for(p.cols, es, aligned);
   if (shape.items == 0) return cudaErrorInvalidValue;
   return dispatch<BwdLaunch>(p, p.dtype, p.residual_dtype, shape, stream);

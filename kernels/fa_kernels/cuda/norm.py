@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from fa_kernels import backend
+from fa_kernels.cuda._errors import call
 
 
 def _ops():  # type: ignore[no-untyped-def]
@@ -16,10 +17,11 @@ def _ops():  # type: ignore[no-untyped-def]
 
 def _register_fakes() -> None:
     @torch.library.register_fake("fa_kernels::rms_norm_fwd")
-    def _fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype, store_residual_out, store_keep):  # type: ignore[no-untyped-def]
+    def _fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype, out_dtype, store_residual_out,  # type: ignore[no-untyped-def]
+             store_keep):
         rows, cols = x.shape
         empty = x.new_empty(0)
-        return (torch.empty_like(x),
+        return (x.new_empty((rows, cols), dtype=out_dtype),
                 x.new_empty((rows, cols), dtype=residual_dtype) if store_residual_out else empty,
                 x.new_empty((rows,), dtype=torch.float32),
                 x.new_empty((rows, cols), dtype=torch.bool) if store_keep else empty)
@@ -37,16 +39,20 @@ if backend.cuda_extension() is not None:
 
 
 class CudaRmsNormFunction(torch.autograd.Function):
-    """(x, residual, weight) -> (y, s, keep) with the Triton backend's conventions (see triton/norm.py)."""
+    """(x, residual, weight) -> (y, s, keep) with the Triton backend's conventions (see triton/norm.py).
+
+    Mixed precision as flash_attn: weight in x's dtype or float32, the residual stream in x's dtype or
+    float32, y in out_dtype; each gradient comes back in its input's dtype."""
 
     @staticmethod
-    def forward(ctx, x, weight, residual, eps, dropout_p, seed, residual_dtype, prenorm, store_keep):  # type: ignore[override]
+    def forward(ctx, x, weight, residual, eps, dropout_p, seed, residual_dtype, prenorm, store_keep,  # type: ignore[override]
+                out_dtype=None):
         keep_s = residual is not None or dropout_p > 0 or prenorm or residual_dtype != x.dtype
-        y, s, rstd, keep = _ops().rms_norm_fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype,
-                                               keep_s, store_keep)
+        y, s, rstd, keep = call(_ops().rms_norm_fwd, x, residual, weight, eps, dropout_p, seed, residual_dtype,
+                                out_dtype or x.dtype, keep_s, store_keep)
         s = s if keep_s else None
         ctx.save_for_backward(s if s is not None else x, weight, rstd)
-        ctx.dropout_p, ctx.seed, ctx.x_dtype = dropout_p, seed, x.dtype
+        ctx.dropout_p, ctx.seed, ctx.x_dtype, ctx.out_dtype = dropout_p, seed, x.dtype, y.dtype
         ctx.has_residual = residual is not None
         ctx.separate = residual is not None and (dropout_p > 0 or residual_dtype != x.dtype)
         ctx.set_materialize_grads(False)
@@ -56,9 +62,9 @@ class CudaRmsNormFunction(torch.autograd.Function):
     def backward(ctx, dy, ds, _dkeep):  # type: ignore[override]
         s, weight, rstd = ctx.saved_tensors
         if dy is None:
-            dy = torch.zeros(s.shape, dtype=ctx.x_dtype, device=s.device)
-        dx, dres, dw = _ops().rms_norm_bwd(dy.contiguous(), s, rstd, weight,
-                                            ds.contiguous() if ds is not None else None, ctx.dropout_p,
-                                            ctx.seed, ctx.x_dtype, ctx.separate)
+            dy = torch.zeros(s.shape, dtype=ctx.out_dtype, device=s.device)
+        dx, dres, dw = call(_ops().rms_norm_bwd, dy.contiguous(), s, rstd, weight,
+                            ds.contiguous() if ds is not None else None, ctx.dropout_p, ctx.seed, ctx.x_dtype,
+                            ctx.separate)
         dres = (dres if ctx.separate else dx) if ctx.has_residual else None
-        return dx, dw if weight is not None else None, dres, None, None, None, None, None, None
+        return dx, dw if weight is not None else None, dres, None, None, None, None, None, None, None
