@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from fa_kernels import backend as _backend
-from fa_kernels import reference
+from fa_kernels import empty, reference, validate
 from fa_kernels.calls import AttnProblem
 
 MAX_HEAD_DIM = 256
@@ -76,11 +76,15 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, cu_q: torch
                alibi_slopes: torch.Tensor | None, return_attn_probs: bool,
                backend: str | None) -> Any:
     varlen = cu_q is not None
+    validate.attention(q, k, v, cu_q, cu_k, max_sq, max_sk, backend)
     _check(q, k, v, varlen=varlen)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p={dropout_p} must be in [0, 1)")
     if softcap < 0:
         raise ValueError(f"softcap={softcap} must be >= 0")
+    if validate.attention_is_empty(q, k, varlen):
+        return empty.attention(q, k, v, varlen=varlen, softmax_scale=softmax_scale,
+                               return_attn_probs=return_attn_probs)
     batch = (cu_q.numel() - 1) if cu_q is not None else q.shape[0]
     head_dim = q.shape[-1]
     window = _window(window_size, causal)
@@ -158,6 +162,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     """
     if block_table is not None:
         raise NotImplementedError("block_table (paged KV cache) is not supported by fa_kernels")
+    validate.cu_seqlens_types(cu_seqlens_q, cu_seqlens_k)
     for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
         if cu.dtype != torch.int32 or cu.dim() != 1:
             raise TypeError(f"{name} must be a 1-D int32 tensor, got {cu.dtype} {tuple(cu.shape)}")

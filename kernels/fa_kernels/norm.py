@@ -3,13 +3,14 @@ RMSNorm / DropoutAddRMSNorm modules, on fa_kernels' backends."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
 from fa_kernels import backend as _backend
-from fa_kernels import reference
+from fa_kernels import reference, validate
 
 
 def _flat(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -36,6 +37,7 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
         raise NotImplementedError("x1 / weight1 / bias1 (parallel residual branches) are not supported")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p={dropout_p} must be in [0, 1)")
+    validate.norm(x, weight, bias, residual, rowscale, out, residual_out, out_dtype, backend)
     shape, n = x.shape, x.shape[-1]
     for name, t in (("residual", residual), ("out", out), ("residual_out", residual_out)):
         if t is not None and t.shape != shape:
@@ -52,11 +54,15 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
     out_dtype = out_dtype or (out.dtype if out is not None else x.dtype)
     chosen = _backend.resolve(backend, x.device, "norm")
     unsupported = chosen == "cuda" and _cuda_unsupported(
-        is_rms_norm, bias, rowscale, zero_centered_weight, out, residual_out, out_dtype, x.dtype)
+        is_rms_norm, bias, rowscale, zero_centered_weight, out, residual_out, x.dtype, weight,
+        residual_dtype)
     if unsupported:
         if (backend or _backend.get_backend()) == "cuda":  # asked for by name: say why not
             raise NotImplementedError(f"the cuda norm kernel does not support {unsupported}; use backend='triton'")
-        chosen = "triton"  # "auto" takes the best backend that can run the call
+        chosen = "triton"  # "auto" takes the best backend that can run the call, and says so once
+        _note_fallback(unsupported)
+    if validate.norm_is_empty(x):
+        chosen = "reference"  # no rows: plain PyTorch answers with empty tensors, no kernel launch
     seed = _new_seed() if dropout_p > 0 else 0
     if chosen == "cuda":
         from fa_kernels.cuda.norm import CudaRmsNormFunction
@@ -64,7 +70,7 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
         n = shape[-1]
         y, s, keep = CudaRmsNormFunction.apply(_flat(x, n), weight, _flat(residual, n), float(eps),
                                                float(dropout_p), seed, residual_dtype, prenorm,
-                                               return_dropout_mask and dropout_p > 0)
+                                               return_dropout_mask and dropout_p > 0, out_dtype)
     elif chosen == "triton":
         y, s, keep = _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms_norm,
                              zero_centered_weight, residual_dtype, out_dtype, return_dropout_mask,
@@ -81,13 +87,28 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
     return result[0] if len(result) == 1 else tuple(result)
 
 
-def _cuda_unsupported(is_rms, bias, rowscale, zero_centered, out, residual_out, out_dtype, x_dtype) -> str:  # type: ignore[no-untyped-def]
-    """What of this call the CUDA kernel lacks ('' when it can run it)."""
+def _cuda_unsupported(is_rms, bias, rowscale, zero_centered, out, residual_out, x_dtype, weight,  # type: ignore[no-untyped-def]
+                      residual_dtype) -> str:
+    """What of this call the CUDA kernel lacks ('' when it can run it). Mixed precision it has: weight
+    and the residual stream in x's dtype or float32, any out_dtype."""
+    mixed_ok = (x_dtype, torch.float32)
     checks = {"layer norm (is_rms_norm=False)": not is_rms, "bias": bias is not None,
               "rowscale": rowscale is not None, "zero_centered_weight": zero_centered,
               "out / residual_out buffers": out is not None or residual_out is not None,
-              "out_dtype other than x's": out_dtype != x_dtype}
+              f"weight dtype {weight.dtype if weight is not None else ''} with x {x_dtype}":
+                  weight is not None and weight.dtype not in mixed_ok,
+              f"residual dtype {residual_dtype} with x {x_dtype}": residual_dtype not in mixed_ok}
     return ", ".join(name for name, hit in checks.items() if hit)
+
+
+_noted: set[str] = set()
+
+
+def _note_fallback(why: str) -> None:
+    if why not in _noted:  # once per reason: a training loop would repeat it every step
+        _noted.add(why)
+        warnings.warn(f"fa_kernels: the cuda norm kernel does not support {why}; running the triton backend",
+                      stacklevel=4)
 
 
 def _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms, zero_centered,

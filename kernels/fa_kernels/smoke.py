@@ -1,7 +1,8 @@
 """Smoke test of the installed kernels on this machine: ``python -m fa_kernels.smoke [--json] [--quick]``.
 
 Attention forward and backward (causal and not, GQA, an odd seqlen, head dims 64 and 128) and
-DropoutAddRMSNorm forward and backward (p=0 against the reference; p>0 through the returned mask), for
+DropoutAddRMSNorm forward and backward (p=0 against the reference; p>0 through the returned mask), the
+mixed-precision norm call (float32 weight, bfloat16 activations), for
 every backend that can run here, against fa_kernels.reference. Without a GPU the Triton kernels run
 under the CPU interpreter at tiny sizes. Exit status 1 when any case fails.
 """
@@ -146,6 +147,38 @@ def norm_cases(backend: str, device: str, quick: bool) -> list[Case]:
     return cases
 
 
+def mixed_precision_case(backend: str, device: str) -> Case:
+    """What mixed-precision training calls (issue #10): float32 weight, bfloat16 activations and
+    residual, residual kept in float32; forward and backward against the reference. Runs in --quick too,
+    so an install whose compiled backend mishandles it fails its smoke test and is rolled back."""
+    import torch
+
+    import fa_kernels
+    from fa_kernels import reference
+
+    m, n = (512, 4096) if device == "cuda" else (16, 256)
+    name, tol = f"{m}x{n} w fp32, x bf16, residual_in_fp32", 2.4e-2
+    try:
+        x = torch.randn(m, n, device=device, dtype=torch.bfloat16, requires_grad=True)
+        res = torch.randn(m, n, device=device, dtype=torch.bfloat16, requires_grad=True)
+        w = torch.rand(n, device=device, dtype=torch.float32, requires_grad=True)
+        y, s = fa_kernels.rms_norm_fn(x, w, None, residual=res, prenorm=True, residual_in_fp32=True,
+                                      backend=backend)
+        dy, ds = torch.randn_like(y), torch.randn_like(s)
+        grads = torch.autograd.grad((y, s), (x, res, w), (dy, ds))
+        wide = [t.detach().float().requires_grad_() for t in (x, res, w)]
+        ry, rs = reference.rms_norm(wide[0], wide[2], None, residual=wide[1], eps=1e-6)
+        ref_grads = torch.autograd.grad((ry, rs), wide, (dy.float(), ds.float()))
+        errs = [_rel(y, ry), _rel(s, rs)] + [_rel(g, r) for g, r in zip(grads, ref_grads, strict=True)]
+        dtypes_ok = [t.dtype for t in (y, *grads)] == [x.dtype, x.dtype, res.dtype, w.dtype]
+        passed = max(errs) < tol and dtypes_ok
+        return Case("RMSNorm mixed precision", backend, name, "bf16+fp32", max(errs), tol, "-", passed,
+                    "" if dtypes_ok else "a gradient came back in the wrong dtype")
+    except Exception as exc:
+        return Case("RMSNorm mixed precision", backend, name, "bf16+fp32", float("nan"), tol, "-", False,
+                    f"{type(exc).__name__}: {exc}"[:300])
+
+
 def run(quick: bool) -> dict[str, object]:
     device = _setup_device()
     import torch
@@ -160,6 +193,7 @@ def run(quick: bool) -> dict[str, object]:
         norm_backends = ["triton"]
     for name in norm_backends:
         cases += norm_cases(name, device, quick)
+        cases.append(mixed_precision_case(name, device))
     from fa_kernels.cuda import attention as cuda_attention
 
     attention_backends = ["cuda"] if device == "cuda" and cuda_attention.compiled() else []
