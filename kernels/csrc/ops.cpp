@@ -32,20 +32,19 @@ using torch::headeronly::ScalarType;
 using torch::stable::Tensor;
 
 // -- errors ------------------------------------------------------------------------------------
-// An exception leaves a stable-ABI kernel as std::runtime_error, which torch raises as RuntimeError. The
-// Python kind rides in the message ("fa_kernels ValueError: ..."); fa_kernels/cuda/_errors.py raises it
-// as ValueError / TypeError again. Every message is built from strings only (std::to_string, toString),
-// never by streaming a number: an extension linked against its own static copy of libstdc++ crashed in
-// std::ostream's number formatting instead of raising (issue #10). That is also why these checks do not
-// use STD_TORCH_CHECK, which streams __LINE__.
-[[noreturn]] void fail(const char* kind, const std::string& message) {
-  throw std::runtime_error(std::string("fa_kernels ") + kind + ": " + message);
-}
+// An exception leaves a stable-ABI kernel as the standard C++ exception it is, and torch's Python binding
+// maps those: std::invalid_argument -> ValueError, any other std::exception -> RuntimeError. There is no
+// standard exception for TypeError, so a type error is an invalid_argument whose message starts with
+// "fa_kernels TypeError: ": a direct torch.ops call raises it as ValueError with that text, and the
+// public API raises TypeError (fa_kernels/cuda/_errors.py). Every message is built from strings only
+// (std::to_string, toString), never by streaming a number: an extension linked against its own static
+// copy of libstdc++ crashed in std::ostream's number formatting instead of raising (issue #10). That is
+// also why these checks do not use STD_TORCH_CHECK, which streams __LINE__.
 void check_value(bool ok, const std::string& message) {
-  if (!ok) fail("ValueError", message);
+  if (!ok) throw std::invalid_argument(message);
 }
 void check_type(bool ok, const std::string& message) {
-  if (!ok) fail("TypeError", message);
+  if (!ok) throw std::invalid_argument("fa_kernels TypeError: " + message);
 }
 
 std::string num(int64_t v) { return std::to_string(v); }
@@ -85,7 +84,9 @@ fa_kernels::DType to_dtype(ScalarType t) {
     case ScalarType::Float: return fa_kernels::DType::kFloat32;
     case ScalarType::Half: return fa_kernels::DType::kFloat16;
     case ScalarType::BFloat16: return fa_kernels::DType::kBFloat16;
-    default: fail("TypeError", "fa_kernels: unsupported dtype " + name_of(t) + " (float32, float16 or bfloat16)");
+    default:
+      check_type(false, "fa_kernels: unsupported dtype " + name_of(t) + " (float32, float16 or bfloat16)");
+      return fa_kernels::DType::kFloat32;  // not reached
   }
 }
 
@@ -110,7 +111,7 @@ cudaStream_t current_stream(int32_t device) {
 }
 
 void check_cuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) fail("RuntimeError", std::string(what) + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
 // -- checks ------------------------------------------------------------------------------------

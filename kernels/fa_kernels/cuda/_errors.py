@@ -1,36 +1,35 @@
-"""Python exception types for the compiled ops' errors.
+"""TypeError for the compiled ops' type errors.
 
-torch's stable ABI carries a C++ exception out of a kernel only as std::runtime_error, which torch raises
-as RuntimeError; csrc/ops.cpp names the intended kind in the message ("fa_kernels ValueError: x must
-be ..."), and ``call`` raises that kind again: bad arguments surface as ValueError / TypeError, as they
-did when the glue used ATen's TORCH_CHECK_VALUE / TORCH_CHECK_TYPE.
+An exception leaves a kernel on torch's stable ABI as a standard C++ exception, which torch raises by
+kind: std::invalid_argument as ValueError, anything else as RuntimeError. No standard exception becomes
+TypeError, so csrc/ops.cpp raises a type error as invalid_argument whose message starts with
+"fa_kernels TypeError: ", and ``call`` raises it as TypeError: the public API keeps the kinds the ATen
+glue had (TORCH_CHECK_VALUE / TORCH_CHECK_TYPE). A direct torch.ops.fa_kernels call sees ValueError.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
-_KIND = re.compile(r"fa_kernels (ValueError|TypeError): (.*)", re.DOTALL)
-_TYPES: dict[str, type[Exception]] = {"ValueError": ValueError, "TypeError": TypeError}
+TYPE_TAG = "fa_kernels TypeError: "
 
 
-def typed(error: RuntimeError) -> Exception | None:
-    """The ValueError / TypeError an op's RuntimeError stands for, or None for any other error."""
-    match = _KIND.search(str(error))
-    return _TYPES[match[1]](match[2]) if match else None
+def typed(error: ValueError) -> TypeError | None:
+    """The TypeError an op's ValueError stands for, or None when it is a plain ValueError."""
+    text = str(error)
+    return TypeError(text[len(TYPE_TAG) :]) if text.startswith(TYPE_TAG) else None
 
 
 def call(op: Any, *args: Any) -> Any:
-    """``op(*args)``, with a tagged RuntimeError raised as its own kind. Under torch.compile the op is
-    called as is: tracing sees no try/except, and a traced graph runs the op outside Python anyway."""
+    """``op(*args)``, with a tagged type error raised as TypeError. Under torch.compile the op is called
+    as is: tracing sees no try/except, and a traced graph runs the op outside Python anyway."""
     if torch.compiler.is_compiling():
         return op(*args)
     try:
         return op(*args)
-    except RuntimeError as exc:
+    except ValueError as exc:
         kind = typed(exc)
         if kind is None:
             raise
