@@ -7,7 +7,7 @@
 #      `fa-dist install` choose (the trace says why the stable-ABI one wins); doctor explains it;
 #   3. the CUDA backend's GPU tests and `fa-dist smoke --full` on the installed stable-ABI wheel;
 #   4. speed: the same norm and attention shapes on the stable-ABI build and on the ATen-glue build of
-#      branch i10 (git archive 8ea4fcc, when .git is here), each in its own venv, same run.
+#      branch i10 (git archive 8975790, when .git is here), each in its own venv, same run.
 # Environments are venvs that see the image's torch through a .pth file (torch is never changed).
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue14.sh      (about 5 minutes on an H200)
 # Logs under $OUT: build.log, symbols.log, install.log, tests.log, smoke.log, bench.log (6 files).
@@ -18,7 +18,7 @@ PY=$(command -v python3)
 ROOT=$PWD
 WORK=$(mktemp -d)
 TORCH_SITE=$($PY -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
-OLD_REV=8ea4fcc  # i10: the ATen glue with the same kernels, for the speed comparison
+OLD_REV=8975790  # i10 as merged: the ATen glue with the same kernels, for the speed comparison
 
 newenv() {  # a venv that sees the image's torch and nothing of fa-kernels
     $PY -m venv --without-pip "$1" || return 1
