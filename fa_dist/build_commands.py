@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fa_dist import build_plan, build_run, codec, libstdcxx, recipes, wheelhouse
+from fa_dist import build_plan, build_run, codec, libstdcxx, recipes, stable_abi, wheelhouse
 from fa_dist.environment import Environment
 from fa_dist.errors import ConfigError
 from fa_dist.paths import build_dir, default_wheelhouse, kernels_dir
@@ -31,6 +31,7 @@ def make_plan(
     arch_request: str,
     jobs: int | None,
     ptx: str | None = None,
+    abi: str = "auto",
 ) -> build_plan.BuildPlan:
     kernels = kernels_dir()
     if not (kernels / "setup.py").is_file():
@@ -48,6 +49,7 @@ def make_plan(
         kernel_version=kernel_version(kernels),
         source_digest=build_plan.source_digest(kernels),
         ptx=ptx,
+        abi_request=abi,
     )
 
 
@@ -65,9 +67,12 @@ def build(
     err: Console,
     ptx: str | None = None,
     write_config: Path | None = None,
+    abi: str = "auto",
 ) -> int:
     folder = wheelhouse_dir or default_wheelhouse()
-    plan = make_plan(env, recipe_name=recipe_name, arch_request=arch_request, jobs=jobs, ptx=ptx)
+    plan = make_plan(
+        env, recipe_name=recipe_name, arch_request=arch_request, jobs=jobs, ptx=ptx, abi=abi
+    )
     if write_config is not None:
         # for builds driven by another frontend (cibuildwheel): the same config, hence the same
         # wheel name and build metadata as `fa-dist build`
@@ -130,6 +135,8 @@ def plan_json(plan: build_plan.BuildPlan) -> dict[str, Any]:
         "python_tag": plan.python_tag,
         "version": plan.version,
         "variant": str(plan.variant) if plan.variant else None,
+        "abi": plan.abi.value if plan.abi else None,
+        "serves": stable_abi.serves(plan.variant) if plan.variant else "any torch (pure Triton)",
         "archs": [str(a) for a in plan.archs.archs] if plan.archs else [],
         "ptx": str(plan.archs.ptx) if plan.archs and plan.archs.ptx else None,
         "max_jobs": plan.jobs.max_jobs if plan.jobs else None,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fa_dist import archs as archs_mod
-from fa_dist import checks, jobs, knowledge, libstdcxx, parsers
+from fa_dist import checks, jobs, knowledge, libstdcxx, parsers, stable_abi
 from fa_dist.environment import Environment, ImportStatus
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.recipes import Kind, Recipe
@@ -26,6 +26,7 @@ class BuildPlan:
     python_tag: str
     version: str
     variant: Variant | None
+    abi: stable_abi.Abi | None  # None: nothing compiled
     archs: archs_mod.ArchChoice | None
     jobs: jobs.JobPlan | None
     build_env: dict[str, str]
@@ -77,6 +78,7 @@ def plan(
     kernel_version: str,
     source_digest: str,
     ptx: str | None = None,
+    abi_request: str = "auto",
 ) -> BuildPlan:
     if env.python is None:
         raise ConfigError("the environment snapshot has no Python facts")
@@ -99,6 +101,7 @@ def plan(
             python_tag="py3",
             version=kernel_version,
             variant=None,
+            abi=None,
             archs=None,
             jobs=None,
             build_env={},
@@ -109,6 +112,11 @@ def plan(
     variant, why = for_environment(env)
     if variant is None:
         raise EnvironmentBroken(f"cannot build recipe {recipe.name!r}: {why}")
+    abi, abi_why = stable_abi.choose(
+        abi_request, torch=variant.torch, target=recipe.stable_abi_target
+    )
+    if abi is stable_abi.Abi.STABLE and recipe.stable_abi_target is not None:
+        variant = replace(variant, torch=recipe.stable_abi_target, stable_abi=True)
     if recipe.min_runtime is not None and variant.runtime_version < recipe.min_runtime:
         runtime = "ROCm" if recipe.kind is Kind.ROCM else "CUDA"
         raise EnvironmentBroken(
@@ -119,6 +127,7 @@ def plan(
             "fa-dist build --recipe triton",
         )
     choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
+    notes = (abi_why, *notes)
     build_env, notes = _with_shared_libstdcxx(env, build_env, notes)
     threads = _int(env.env_vars.get("NVCC_THREADS")) or 2
     job_plan = jobs.recommend(
@@ -139,16 +148,18 @@ def plan(
             )
         )
     archs_key = "-".join(str(a) for a in choice.archs)
+    # the glue's only Python is an empty module init: every compiled wheel is cp310-abi3
     return BuildPlan(
         recipe=recipe,
         python=env.python.executable,
-        python_tag=env.python.abi_tag,
+        python_tag=stable_abi.LIMITED_API_TAG,
         version=f"{kernel_version}+{variant}",
         variant=variant,
+        abi=abi,
         archs=choice,
         jobs=job_plan,
         build_env=build_env,
-        build_key=f"{recipe.name}-{variant}-{env.python.abi_tag}-{archs_key}",
+        build_key=f"{recipe.name}-{variant}-{stable_abi.LIMITED_API_TAG}-{archs_key}",
         source_digest=source_digest,
         notes=notes,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fa_dist import __version__, buildlog, libstdcxx, wheelhouse
+from fa_dist import __version__, buildlog, libstdcxx, stable_abi, wheelhouse
 from fa_dist.build_plan import BuildPlan
 from fa_dist.environment import Environment
 from fa_dist.errors import FaDistError
@@ -44,10 +44,14 @@ def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, obj
     ext = plan.recipe.extension
     assert ext is not None and plan.variant is not None and plan.archs is not None
     torch = env.torch
+    stable = plan.abi is stable_abi.Abi.STABLE
     info = {
         "fa_kernels": plan.version,
         "recipe": plan.recipe.name,
         "variant": str(plan.variant),
+        "abi": plan.abi.value if plan.abi else "",
+        # the oldest torch a stable-ABI build serves; "torch" below is the one it was compiled against
+        "torch_target": str(plan.variant.torch) if stable else "",
         "torch": torch.version if torch else "",
         "cuda": str(torch.cuda) if torch and torch.cuda else "",
         "hip": torch.hip or "" if torch else "",
@@ -64,8 +68,13 @@ def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, obj
         "name": ext.name,
         "sources": list(ext.sources),
         "include_dirs": list(ext.include_dirs),
-        "cxx_flags": list(ext.cxx_flags),
+        "cxx_flags": [
+            *ext.cxx_flags,
+            *([stable_abi.target_flag(plan.variant.torch)] if stable else []),
+        ],
         "device_flags": list(ext.device_flags),
+        # setup.py: CUDAExtension(py_limited_api=True) and bdist_wheel --py-limited-api cp310
+        "py_limited_api": stable_abi.LIMITED_API_TAG,
         "version": plan.version,
         "build_temp": str(temp),
         "build_info": info,

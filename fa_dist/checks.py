@@ -722,14 +722,25 @@ def _describe_mismatch(env: Environment, pkg: PackageInfo) -> str | None:
         m = re.search(r"cu(\d+)torch(\d+\.\d+)cxx11abi(true|false)", pkg.version, re.I)
         if m:
             info = {"torch": m[2], "cuda": m[1], "cxx11_abi": str(m[3].upper() == "TRUE")}
+        m = re.search(r"cu(\d+)torch(\d+\.\d+)stableabi", pkg.version, re.I)
+        if m:
+            info = {"torch_target": m[2], "cuda": m[1]}
     if not info or not torch:
         return None
     diffs = []
-    built_torch = info.get("torch", "")
-    if built_torch and _vtuple(built_torch)[:2] != _vtuple(_public(torch.version))[:2]:
+    built_torch, target = info.get("torch", ""), info.get("torch_target", "")
+    have = _vtuple(_public(torch.version))[:2]
+    if target and have < _vtuple(target)[:2]:
+        # a stable-ABI build calls C shim functions its target torch has and older ones may not
+        diffs.append(
+            f"stable-ABI build for torch >= {target}, installed torch {torch.version} is older "
+            "than its target"
+        )
+    elif not target and built_torch and _vtuple(built_torch)[:2] != have:
         diffs.append(f"built for torch {built_torch}, installed torch is {torch.version}")
     if (
-        "cxx11_abi" in info
+        not target
+        and "cxx11_abi" in info
         and torch.cxx11_abi is not None
         and info["cxx11_abi"] != str(torch.cxx11_abi)
     ):
@@ -756,12 +767,35 @@ def _build_info_mismatch(env: Environment, pkg: PackageInfo) -> Iterator[Finding
             why="its compiled ops will fail to load or crash",
             fix=f"{_pip(env, f'uninstall -y {pkg.name}')} && fa-dist install",
         )
+    elif pkg.build_info.get("torch_target"):
+        yield _ok(
+            f"package-{pkg.name}",
+            f"{pkg.name} {pkg.version} imports: a stable-ABI build that serves this torch",
+            _stable_abi_evidence(env, pkg),
+        )
     else:
         yield _ok(
             f"package-{pkg.name}",
             f"{pkg.name} {pkg.version} imports and matches torch",
             pkg.location or "",
         )
+
+
+def _stable_abi_evidence(env: Environment, pkg: PackageInfo) -> str:
+    """What a stable-ABI build serves, what it was compiled on, and where this torch stands."""
+    info = pkg.build_info
+    torch = _torch_ok(env)
+    served = f"torch >= {info['torch_target']}"
+    if info.get("cuda"):
+        cuda = CudaVersion.parse(info["cuda"])
+        served += f" with CUDA {cuda.major}.x ({cuda} or newer)"
+    elif info.get("hip"):
+        served += f" with ROCm {'.'.join(info['hip'].split('.')[:2])}"
+    return (
+        f"serves {served}, CPython >= 3.10 (abi3); compiled against torch {info.get('torch', '?')} "
+        f"with TORCH_TARGET_VERSION {info['torch_target']}; this is torch "
+        f"{torch.version if torch else '?'}; {pkg.location or ''}"
+    )
 
 
 # -- ROCm --------------------------------------------------------------------------------------

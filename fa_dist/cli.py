@@ -174,6 +174,14 @@ def doctor(
     "--ptx", help="Also embed PTX of this arch (one of --arch's), for GPUs newer than the list."
 )
 @click.option(
+    "--abi",
+    type=click.Choice(["auto", "stable", "torch"]),
+    default="auto",
+    show_default=True,
+    help="stable: torch's stable ABI, one wheel for every torch >= the recipe's target; torch: a "
+    "wheel for this torch only; auto: stable where this torch is at least the target.",
+)
+@click.option(
     "--write-config",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the build config (for a build run by cibuildwheel) and stop.",
@@ -189,6 +197,7 @@ def build(
     wheelhouse: Path | None,
     clean: bool,
     ptx: str | None,
+    abi: str,
     write_config: Path | None,
     plan_only: bool,
     as_json: bool,
@@ -211,6 +220,7 @@ def build(
         wheelhouse_dir=wheelhouse,
         clean=clean,
         ptx=ptx,
+        abi=abi,
         write_config=write_config,
         plan_only=plan_only or env_file is not None,
         as_json=as_json,

@@ -6,7 +6,9 @@
     SITE/<variant>/fa-kernels/index.html   one index per variant, like PyTorch's whl/cu130/: plain
                                            `pip install fa-kernels --index-url SITE/cu130-torch2.11/`
                                            sees only the wheels for that torch + CUDA (and the
-                                           pure-Triton fallback)
+                                           pure-Triton fallback); a stable-ABI wheel's index,
+                                           SITE/cu130-torch2.10-stableabi/, serves every torch >= 2.10
+                                           built for CUDA 13
 
 Output is deterministic (sorted, no timestamps): building twice gives the same bytes.
 """
@@ -30,11 +32,14 @@ PROJECT = "fa-kernels"
 
 def variant_index_name(variant: Variant) -> str:
     """cu130-torch2.11 (the ABI is not in the name: PyPI-style torch wheels are cxx11abi=TRUE since 2.7;
-    a wheel of the other ABI gets its own -abi0 index)."""
+    a wheel of the other ABI gets its own -abi0 index). A stable-ABI wheel gets cu130-torch2.10-stableabi:
+    it serves torch 2.10 and every later torch built for CUDA 13.0 or a newer 13.x."""
     rt = variant.runtime_version
     base = (
         f"cu{rt.major}{rt.minor}" if variant.runtime.value == "cu" else f"rocm{rt.major}.{rt.minor}"
     )
+    if variant.stable_abi:
+        return f"{base}-torch{variant.torch}-stableabi"
     return f"{base}-torch{variant.torch}" + ("" if variant.cxx11_abi else "-abi0")
 
 

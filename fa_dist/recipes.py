@@ -44,6 +44,8 @@ class Recipe:
     description: str
     min_torch: TorchMinor
     min_runtime: CudaVersion | None
+    # the oldest torch a stable-ABI build serves (TORCH_TARGET_VERSION); None: torch-specific builds only
+    stable_abi_target: TorchMinor | None
     archs: tuple[Arch, ...]
     extension: Extension | None
     path: Path
@@ -54,7 +56,14 @@ class Recipe:
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "recipe": {"name": str, "kind": str, "description": str, "min_torch": str, "min_runtime": str},
+    "recipe": {
+        "name": str,
+        "kind": str,
+        "description": str,
+        "min_torch": str,
+        "min_runtime": str,
+        "stable_abi_target": str,
+    },
     "extension": {
         "name": str,
         "sources": list,
@@ -113,6 +122,11 @@ def load(path: Path, *, source_root: Path | None = None) -> Recipe:
         min_torch=_parse(path, "recipe.min_torch", TorchMinor.parse, meta["min_torch"]),
         min_runtime=_parse(path, "recipe.min_runtime", CudaVersion.parse, meta["min_runtime"])
         if "min_runtime" in meta
+        else None,
+        stable_abi_target=_parse(
+            path, "recipe.stable_abi_target", TorchMinor.parse, meta["stable_abi_target"]
+        )
+        if "stable_abi_target" in meta
         else None,
         archs=archs,
         extension=extension,

@@ -11,6 +11,7 @@ from rich.text import Text
 from fa_dist import codec
 from fa_dist.checks import Finding, Severity, Verdict
 from fa_dist.environment import Environment, Tool
+from fa_dist.variant import Variant
 
 STYLE = {
     Severity.OK: "green",
@@ -170,14 +171,25 @@ def doctor_json(env: Environment, findings: list[Finding], verdict: Verdict) -> 
 
 def print_matrix(console: Console, expansion: Any) -> None:
     table = Table(title="Wheel matrix", title_justify="left")
-    for col in ("cell", "variant", "archs", "runner"):
+    for col in ("cell", "built on", "serves torch", "serves runtime", "archs", "runner"):
         table.add_column(col, overflow="fold")
     for cell in expansion.cells:
-        table.add_row(cell.id, cell.variant, cell.archs, cell.runner)
+        runtime = "CUDA" if cell.runtime.startswith("cu") else "ROCm"
+        target = Variant.parse(cell.variant).torch
+        serves = f">= {target}: {cell.torches}" if cell.abi == "stable" else cell.torch
+        table.add_row(
+            cell.id,
+            f"torch {cell.torch}, Python {cell.python}",
+            serves,
+            f"{runtime} {', '.join(cell.runtimes.split())}",
+            cell.archs,
+            cell.runner,
+        )
     console.print(table)
     extra = 1 if expansion.pure_triton_wheel else 0
     console.print(
-        f"[bold]{len(expansion.cells)} compiled wheels[/] + {extra} pure-Triton wheel "
+        f"[bold]{len(expansion.cells)} compiled wheels[/] (cp310-abi3; one per torch x Python x "
+        f"runtime x platform would be {expansion.uncollapsed}) + {extra} pure-Triton wheel "
         f"= {len(expansion.cells) + extra} wheels",
         highlight=False,
     )
