@@ -332,7 +332,6 @@ def install(
     "path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("matrix.yaml"),
-    show_default=True,
     help="The matrix file (default: matrix.yaml in the current folder).",
 )
 @click.option(
