@@ -124,17 +124,27 @@ def doctor(
     env = load_environment(python, env_file)
     findings = checks.run_checks(env)
     verdict = checks.verdict(findings, strict=strict)
+    from fa_dist import sources
     from fa_dist.install import read_record
+    from fa_dist.paths import default_wheelhouse
 
     record = read_record(env.python.prefix) if env.python and env_file is None else None
+    # this fa-dist's own facts (not the target's): what `fa-dist build` builds from, where wheels go
+    own: dict[str, Any] = {
+        "kernel_source": sources.describe(),
+        "wheelhouse": str(default_wheelhouse()),
+    }
     if as_json:
         click.echo(
             json.dumps(
-                {**report.doctor_json(env, findings, verdict), "install_record": record}, indent=2
+                {**report.doctor_json(env, findings, verdict), "install_record": record, **own},
+                indent=2,
             )
         )
     else:
         report.print_doctor(out, env, findings, verdict, verbose=verbose)
+        if env_file is None:  # a snapshot is about another machine: the report stays about it
+            out.print(report.own_facts_text(**own), highlight=False, soft_wrap=True)
         if record:
             smoke = record.get("smoke") or {}
             out.print(
@@ -165,7 +175,8 @@ def doctor(
 @click.option(
     "--wheelhouse",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the wheel and its manifest entry go (default: wheels/ in the checkout).",
+    help="Where the wheel and its manifest entry go (default: $FA_DIST_WHEELHOUSE, else wheels/ "
+    "in a checkout, else the user data dir's wheels/; fa-dist doctor shows it).",
 )
 @click.option(
     "--clean", is_flag=True, help="Forget objects and finished wheels: rebuild everything."
@@ -257,7 +268,8 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
     "wheelhouses",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Local wheelhouse (default: wheels/ in the checkout, and $FA_DIST_WHEELHOUSE).",
+    help="Local wheelhouse (default: the one fa-dist build fills: $FA_DIST_WHEELHOUSE, else "
+    "wheels/ in a checkout, else the user data dir's wheels/).",
 )
 @click.option(
     "--find-links",
@@ -329,8 +341,8 @@ def install(
     "--file",
     "path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The matrix file (default: matrix.yaml in the checkout).",
+    default=Path("matrix.yaml"),
+    help="The matrix file (default: matrix.yaml in the current folder).",
 )
 @click.option(
     "--format",
@@ -344,13 +356,15 @@ def install(
     "--only",
     help="Keep a slice, e.g. torch=2.11,cuda=13.0 (keys: torch, python, platform, cuda, rocm).",
 )
-def matrix(path: Path | None, fmt: str, only: str | None) -> int:
-    """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned."""
+def matrix(path: Path, fmt: str, only: str | None) -> int:
+    """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned.
+
+    The archs are checked against the recipes `fa-dist build` uses (its checkout's or its bundle's).
+    """
     from fa_dist import matrix as matrix_mod
     from fa_dist import recipes as recipes_mod
-    from fa_dist.paths import checkout
 
-    data = matrix_mod.load(path or checkout() / "matrix.yaml")
+    data = matrix_mod.load(path)
     known = recipes_mod.load_all()
     matrix_mod.check_against_recipes(data, {name: r.archs for name, r in known.items()})
     expansion = matrix_mod.expand(data, matrix_mod.parse_only(only))
@@ -380,7 +394,10 @@ def index() -> None:
 
 @index.command("build")
 @click.argument(
-    "wheelhouse_dir", metavar="WHEELHOUSE", type=click.Path(file_okay=False, path_type=Path)
+    "wheelhouse_dir",
+    metavar="[WHEELHOUSE]",
+    required=False,
+    type=click.Path(file_okay=False, path_type=Path),
 )
 @click.option(
     "--out",
@@ -390,11 +407,15 @@ def index() -> None:
     help="Folder to write the site into (created; rebuilding is idempotent).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print {index: [wheels]} as JSON.")
-def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
-    """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first)."""
-    from fa_dist import index as index_mod
+def index_build(wheelhouse_dir: Path | None, site: Path, as_json: bool) -> int:
+    """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first).
 
-    groups = index_mod.build(wheelhouse_dir, site)
+    WHEELHOUSE defaults to the one `fa-dist build` fills (see `fa-dist build --help`).
+    """
+    from fa_dist import index as index_mod
+    from fa_dist.paths import default_wheelhouse
+
+    groups = index_mod.build(wheelhouse_dir or default_wheelhouse(), site)
     if as_json:
         click.echo(json.dumps(groups, indent=2))
     else:

@@ -83,6 +83,12 @@ def load(path: Path) -> dict[str, Any]:
         text = path.read_text()
         node = yaml.compose(text)
         data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no matrix file at {path.absolute()}",
+            fix="run fa-dist matrix in the folder that holds matrix.yaml (an fa-dist checkout's "
+            "root), or pass --file PATH/TO/matrix.yaml",
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

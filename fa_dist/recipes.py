@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from fa_dist import paths
 from fa_dist.errors import ConfigError, ParseError
 from fa_dist.variant import TorchMinor
 from fa_dist.versions import Arch, CudaVersion
@@ -18,8 +19,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class Kind(Enum):
@@ -134,7 +133,9 @@ def load(path: Path, *, source_root: Path | None = None) -> Recipe:
     )
 
 
-def load_all(folder: Path = RECIPES_DIR, *, source_root: Path | None = None) -> dict[str, Recipe]:
+def load_all(folder: Path | None = None, *, source_root: Path | None = None) -> dict[str, Recipe]:
+    """Every recipe in ``folder`` (default: the ones `fa-dist build` uses, see paths.recipes_dir)."""
+    folder = folder if folder is not None else paths.recipes_dir()
     recipes: dict[str, Recipe] = {}
     for path in sorted(folder.glob("*.toml")):
         recipe = load(path, source_root=source_root)
@@ -145,7 +146,9 @@ def load_all(folder: Path = RECIPES_DIR, *, source_root: Path | None = None) -> 
         recipes[recipe.name] = recipe
     if not recipes:
         raise ConfigError(
-            f"no recipes in {folder}", fix="run fa-dist from a checkout with recipes/"
+            f"no recipes in {folder}",
+            fix="reinstall fa-dist (its wheel and sdist bundle the recipes), or run it from a "
+            "source checkout",
         )
     return recipes
 

@@ -195,3 +195,19 @@ def print_matrix(console: Console, expansion: Any) -> None:
     )
     for reason, count in sorted(expansion.pruned.items()):
         console.print(f"  pruned {count}: {reason}", highlight=False)
+
+
+def own_facts_text(*, kernel_source: dict[str, Any], wheelhouse: str) -> str:
+    """Doctor's lines about fa-dist itself: where `fa-dist build` takes the kernels from, where
+    wheels go."""
+    kind = kernel_source["kind"]
+    if kind == "checkout":
+        what = f"the checkout's {kernel_source['path']}"
+    elif kind == "bundle":
+        what = (
+            f"bundled fa-kernels {kernel_source['version']} ({kernel_source['path']}, "
+            f"sha256 {kernel_source['sha256'][:12]}... verified)"
+        )
+    else:
+        what = f"[bold red]none[/]: {kernel_source['problem']}"
+    return f"kernel sources: {what}\nwheelhouse: {wheelhouse}"

@@ -92,9 +92,19 @@ def test_validation_names_line_key_and_expectation(tmp_path: Path, edit, message
     assert message in err.value.message and str(path) in err.value.message
 
 
-def fa_dist(*args: str) -> subprocess.CompletedProcess[str]:
+def fa_dist(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fa_dist", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}, cwd=cwd)
+
+
+@pytest.mark.integration
+def test_matrix_reads_the_current_folder_or_file_and_names_the_fix(tmp_path: Path) -> None:
+    missing = fa_dist("matrix", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert f"no matrix file at {tmp_path / 'matrix.yaml'}" in missing.stderr
+    assert "fix: run fa-dist matrix in the folder that holds matrix.yaml" in missing.stderr
+    given = fa_dist("matrix", "--file", str(ROOT / "matrix.yaml"), "--format", "github", cwd=tmp_path)
+    assert given.returncode == 0 and len(json.loads(given.stdout)["include"]) == 48
 
 
 @pytest.mark.integration
