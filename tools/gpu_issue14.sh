@@ -10,7 +10,7 @@
 #      branch i10 (git archive 8975790, when .git is here), each in its own venv, same run.
 # Environments are venvs that see the image's torch through a .pth file (torch is never changed).
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue14.sh      (about 5 minutes on an H200)
-# Logs under $OUT: build.log, symbols.log, install.log, tests.log, smoke.log, bench.log (6 files).
+# Logs under $OUT: build.log, symbols.log, install.log, tests.log, smoke.log (5 files).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
@@ -18,7 +18,6 @@ PY=$(command -v python3)
 ROOT=$PWD
 WORK=$(mktemp -d)
 TORCH_SITE=$($PY -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
-OLD_REV=8975790  # i10 as merged: the ATen glue with the same kernels, for the speed comparison
 
 newenv() {  # a venv that sees the image's torch and nothing of fa-kernels
     $PY -m venv --without-pip "$1" || return 1
@@ -88,49 +87,4 @@ SPECIFIC=$(ls "$WORK"/wh/*cxx11abi*.whl | head -1)
 step $PY -m fa_dist smoke --python "$WORK/env/bin/python" --full 2>&1 | tee "$OUT/smoke.log"
 
 # 4. speed: stable-ABI glue vs the ATen glue (same kernels), same shapes, same run -------------------------
-{
-    newenv "$WORK/old" || exit 1
-    if git rev-parse --verify -q "$OLD_REV^{commit}" >/dev/null; then
-        mkdir -p "$WORK/oldsrc" && git archive "$OLD_REV" | tar -x -C "$WORK/oldsrc"
-        (cd "$WORK/oldsrc" && step $PY -m fa_dist build --arch native --wheelhouse "$WORK/whold" --clean)
-        install_wheel "$WORK/old" "$(ls "$WORK"/whold/*.whl | head -1)"
-        BASE="ATen glue ($OLD_REV)"
-    else
-        echo "no git history here: comparing with the --abi torch build instead of the ATen glue"
-        install_wheel "$WORK/old" "$SPECIFIC"
-        BASE="--abi torch build"
-    fi
-    cat > "$WORK/bench.py" <<'PY'
-import sys, torch, fa_kernels
-from triton.testing import do_bench
-assert "cuda" in fa_kernels.available(), fa_kernels.available()
-torch.manual_seed(0)
-rows = []
-for m, n, p in [(16384, 4096, 0.0), (16384, 4096, 0.1), (65536, 2048, 0.1)]:
-    x, r = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
-    w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    f = lambda: fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p, prenorm=True, eps=1e-6, backend="cuda")
-    y, s = f()
-    g = torch.randn_like(y)
-    fwd = min(do_bench(f, warmup=50, rep=200) for _ in range(3))
-    bwd = min(do_bench(lambda: torch.autograd.grad((y, s), (x, r, w), (g, g), retain_graph=True), warmup=50, rep=200) for _ in range(3))
-    rows.append(f"norm {m}x{n} p={p}: fwd {fwd:.3f} ms  bwd {bwd:.3f} ms")
-for seqlen in (2048, 8192):
-    b, h, d = 16384 // seqlen, 16, 128
-    q, k, v = (torch.randn(b, seqlen, h, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    flops = 4 * b * seqlen * seqlen * h * d / 2  # causal
-    fwd = lambda: fa_kernels.flash_attn_func(q, k, v, causal=True, backend="cuda")
-    out = fwd()
-    do = torch.randn_like(out)
-    t_f = do_bench(fwd, warmup=20, rep=200)
-    t_b = do_bench(lambda: torch.autograd.grad(fwd(), (q, k, v), do), warmup=20, rep=200)
-    rows.append(f"attn hd128 causal s={seqlen}: fwd {flops / t_f / 1e9:.0f} TFLOP/s  fwd+bwd {3.5 * flops / t_b / 1e9:.0f} TFLOP/s")
-print(sys.argv[1], torch.__version__, fa_kernels.__version__)
-print("\n".join("  " + r for r in rows))
-PY
-    for round in 1 2; do  # interleaved, twice: a slow stretch on one side shows as disagreement
-        "$WORK/old/bin/python" "$WORK/bench.py" "$BASE"
-        "$WORK/env/bin/python" "$WORK/bench.py" "stable ABI"
-    done
-} 2>&1 | tee "$OUT/bench.log"
 echo "logs in $OUT"; ls -la "$OUT"
