@@ -102,11 +102,18 @@ Tensor zeros_like(const Tensor& t) {
   return torch::stable::zero_(zeros);
 }
 
+// A failing call into torch's C shim, as an exception. Not STABLE_TORCH_ERROR_CODE_CHECK: the headers of
+// torch 2.10-2.12 (which the stable-ABI wheel is built against) lack it, and the older
+// TORCH_ERROR_CODE_CHECK streams __LINE__ through an ostream (issue #10: keep every message string-only).
+void check_shim(AOTITorchError err, const char* what) {
+  if (err != AOTI_TORCH_SUCCESS) throw std::runtime_error(std::string("fa_kernels: torch's C shim failed in ") + what);
+}
+
 // The stream torch's current-stream state names for `device`: what c10::cuda::getCurrentCUDAStream
 // returned in the ATen glue (a torch.cuda.stream(...) context, CUDA graphs capture).
 cudaStream_t current_stream(int32_t device) {
   void* stream = nullptr;
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device, &stream));
+  check_shim(aoti_torch_get_current_cuda_stream(device, &stream), "aoti_torch_get_current_cuda_stream");
   return static_cast<cudaStream_t>(stream);
 }
 
@@ -346,7 +353,7 @@ bool attn_empty(const Tensor& q, const Tensor& k) { return q.numel() == 0 || k.s
 // aten::mul.Tensor through the dispatcher: the stable ops header has no mul at torch 2.10
 Tensor mul(const Tensor& a, const Tensor& b) {
   std::array<StableIValue, 2> stack{torch::stable::detail::from(a), torch::stable::detail::from(b)};
-  STABLE_TORCH_ERROR_CODE_CHECK(torch_call_dispatcher("aten::mul", "Tensor", stack.data(), TORCH_ABI_VERSION));
+  check_shim(torch_call_dispatcher("aten::mul", "Tensor", stack.data(), TORCH_ABI_VERSION), "aten::mul");
   return torch::stable::detail::to<Tensor>(stack[0]);
 }
 
