@@ -35,7 +35,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     shadow = root / "shared-site"
     shadow.mkdir()
-    for sp in site.getsitepackages():
+    # every site folder this interpreter sees, those reached through a .pth (a shared base venv) too
+    folders = dict.fromkeys([*site.getsitepackages(), *(p for p in sys.path if p.endswith("site-packages"))])
+    for sp in folders:
         for entry in Path(sp).iterdir():
             low = entry.name.lower()
             if low.startswith(("fa_kernels", "fa_dist", "__editable__", "fa-kernels", "fa-dist", "pip")) \
