@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fa_dist import knowledge
+from fa_dist import knowledge, matrix_values, safeyaml
 from fa_dist.errors import ConfigError, ParseError
 from fa_dist.variant import Runtime, TorchMinor, Variant
 from fa_dist.versions import Arch, CudaVersion
@@ -60,29 +58,11 @@ class Expansion:
     pure_triton_wheel: bool = True
 
 
-def _lines(node: yaml.Node, path: str = "") -> dict[str, int]:
-    """key path -> 1-based line, from the YAML node tree."""
-    out = {path or "$": node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = f"{path}.{key.value}" if path else str(key.value)
-            out[sub] = key.start_mark.line + 1
-            out.update(_lines(value, sub))
-    return out
-
-
 def load(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or node is None:
+    data, lines = safeyaml.load(path)
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top")
-    validate(data, _lines(node), str(path))
+    validate(data, lines, str(path))
     return data
 
 
@@ -158,6 +138,8 @@ def validate(data: dict[str, Any], lines: dict[str, int], where: str) -> None:
                         raise _err(
                             where, lines, f"{key}.archs", f"nvcc {toolkit} cannot build {arch}"
                         )
+    for key, message in matrix_values.problems(data, list(PLATFORMS)):
+        raise _err(where, lines, key, message)
 
 
 def _parse(where: str, lines: dict[str, int], key: str, parse: Any, value: str) -> Any:
@@ -198,6 +180,10 @@ def expand(data: dict[str, Any], only: dict[str, str] | None = None) -> Expansio
                             prune("filtered out by --only")
                             continue
                         cells.append(cell)
+    ids = [c.id for c in cells]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"matrix.yaml: cells with the same id: {', '.join(twice[:5])}")
     return Expansion(
         cells=tuple(cells),
         pruned=pruned,
@@ -233,7 +219,8 @@ def _cell(
         )
     build = f"{tag}-{plat}"
     return Cell(
-        id=f"{build}-{runtime}-torch{torch_minor}",
+        # the old C++ ABI gets its own id (as its index does), so both ABIs' artifacts can coexist
+        id=f"{build}-{runtime}-torch{torch_minor}" + ("" if abi else "-abi0"),
         python=py,
         torch=torch_minor,
         runtime=runtime,
