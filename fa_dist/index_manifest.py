@@ -67,8 +67,11 @@ def _candidate(entry: Any, *, base: str, source: str, allow_unverified: bool) ->
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         problems.append("archs is not a list of strings")
         archs = []
-    extra = entry.get("extra") or {}
-    ptx = extra.get("ptx") if isinstance(extra, dict) else None
+    extra = entry.get("extra", {})
+    if not isinstance(extra, dict):
+        problems.append("extra is not an object")
+        extra = {}
+    ptx = extra.get("ptx")
     if ptx is not None and not isinstance(ptx, str):
         problems.append("extra.ptx is not a string")
         ptx = None
