@@ -162,7 +162,8 @@ def _copy(
             f"{url} announces {total} bytes, more than the {limits.max_bytes} allowed"
         )
     done = 0
-    while block := resp.read(min(1 << 20, limits.max_bytes + 1 - done)):
+    read = getattr(resp, "read1", resp.read)  # read1: what has arrived, so the deadline is seen
+    while block := read(min(1 << 20, limits.max_bytes + 1 - done)):
         done += len(block)
         if done > limits.max_bytes:
             raise DownloadFailed(
