@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -25,7 +26,7 @@ NAME = "fa_kernels-0.1.0-py3-none-any.whl"
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    redirects: dict[str, str] = {}
+    redirects: ClassVar[dict[str, str]] = {}
 
     def log_message(self, *args: object) -> None:
         pass
@@ -78,7 +79,7 @@ def cand(url: str, **kw: object) -> resolve.Candidate:
                                  "ftp://127.0.0.1/manifest.json", "http://127.evil.example/manifest.json"])
 def test_a_redirect_of_the_manifest_is_checked(server: str, hop: str) -> None:  # item 6
     Handler.redirects = {"/idx/manifest.json": hop}
-    with pytest.raises(ConfigError, match="not allowed|plain http to a non-local host"):
+    with pytest.raises(ConfigError, match=r"not allowed|plain http to a non-local host"):
         install.index_candidates(server + "/idx/")
 
 
