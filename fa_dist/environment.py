@@ -162,7 +162,7 @@ class Environment:
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, a huge int
-            raise ConfigError(f"{path} is not a JSON snapshot: {str(exc)[:200]}") from None
+            raise ConfigError(f"{path} is not JSON: {str(exc)[:200]}") from None
         if isinstance(data, dict) and "environment" in data:  # a `doctor --json` report
             data = data["environment"]
         try:

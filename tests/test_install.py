@@ -202,10 +202,9 @@ def test_smoke_imports_the_installed_files_not_the_working_directory(target: Pat
     assert "the smoke test failed" in done.stderr and state(target) == before
 
 
-@pytest.mark.parametrize("stdout", ["{not json\n", '{"passed": true}\n'])
-def test_garbage_smoke_output_fails_and_rolls_back(target: Path, tmp_path: Path, stdout: str) -> None:  # item 3
-    before = state(target)
-    done = fa_install(target, "--wheelhouse", str(crafted(tmp_path, "0.2.1", wheelcraft.printing_smoke(stdout))))
+def test_garbage_smoke_output_fails_and_rolls_back(target: Path, tmp_path: Path) -> None:  # item 3
+    before = state(target)  # (test_hostile.py covers the other shapes of garbage without pip)
+    done = fa_install(target, "--wheelhouse", str(crafted(tmp_path, "0.2.1", wheelcraft.printing_smoke("{not json\n"))))
     assert done.returncode == 8, done.stderr[-2000:]
     assert "did not run to the end" in done.stderr and "Traceback" not in done.stderr
     assert state(target) == before
@@ -247,13 +246,13 @@ def test_an_interrupt_during_the_smoke_test_restores(target: Path, tmp_path: Pat
 def test_the_smoke_timeout_is_settable(target: Path, tmp_path: Path) -> None:  # item 11
     before = state(target)
     slow = crafted(tmp_path, "0.2.4", wheelcraft.passing_smoke("0.2.4", sleep=60))
-    done = fa_install(target, "--wheelhouse", str(slow), "--smoke-timeout", "3")
-    assert done.returncode == 8 and "timed out after 3s" in done.stderr, done.stderr[-2000:]
+    done = fa_install(target, "--wheelhouse", str(slow), "--smoke-timeout", "2")
+    assert done.returncode == 8 and "timed out after 2s" in done.stderr, done.stderr[-2000:]
     assert state(target) == before
 
 
 def test_two_installs_at_once_are_serialised(target: Path, tmp_path: Path) -> None:  # item 5
-    folders = [crafted(tmp_path, v, wheelcraft.passing_smoke(v, sleep=3, own_version_check=True))
+    folders = [crafted(tmp_path, v, wheelcraft.passing_smoke(v, sleep=1.5, own_version_check=True))
                for v in ("0.3.0", "0.4.0")]
     procs = [subprocess.Popen([sys.executable, "-m", "fa_dist", "install", "--python", str(target), "--no-build",
                                "--wheelhouse", str(f)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
