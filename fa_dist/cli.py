@@ -244,7 +244,13 @@ def build(
 @click.option("--python", "python", metavar="PATH", help="Target interpreter (default: this one).")
 @click.option("--full", is_flag=True, help="All cases, not the quick set `install` runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def smoke(python: str | None, full: bool, as_json: bool) -> int:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    envvar="FA_DIST_SMOKE_TIMEOUT",
+    help="Seconds before the test counts as failed (default 600). Env: FA_DIST_SMOKE_TIMEOUT.",
+)
+def smoke(python: str | None, full: bool, as_json: bool, timeout: float | None) -> int:
     """Run the installed kernels on this machine against their reference implementations.
 
     Attention and DropoutAddRMSNorm, forward and backward, every available backend, in a subprocess of
@@ -253,7 +259,12 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
     """
     from fa_dist import smoke as smoke_mod
 
-    result = smoke_mod.run(_resolve_python(python), quick=not full)
+    result = smoke_mod.run(
+        _resolve_python(python),
+        quick=not full,
+        timeout=timeout,
+        progress=None if as_json else lambda line: err.print(f"[dim]{line}[/]", highlight=False),
+    )
     if as_json:
         click.echo(json.dumps({**result.data, "seconds": round(result.seconds, 2)}))
     else:
@@ -287,6 +298,18 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
 )
 @click.option("--offline", is_flag=True, envvar="FA_DIST_OFFLINE", help="Use local wheels only.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow plain http to a non-local index.")
+@click.option(
+    "--allow-unverified",
+    is_flag=True,
+    help="Accept index wheels whose manifest entry has no valid sha256 (refused by default).",
+)
+@click.option(
+    "--smoke-timeout",
+    type=click.FloatRange(min=1),
+    envvar="FA_DIST_SMOKE_TIMEOUT",
+    help="Seconds the smoke test may take before it counts as failed (default 600). "
+    "Env: FA_DIST_SMOKE_TIMEOUT.",
+)
 @click.option("--no-build", is_flag=True, help="Never compile: fail if no wheel matches.")
 @click.option("--from-source", is_flag=True, help="Build for this GPU even if a wheel matches.")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test after installing.")
@@ -302,6 +325,8 @@ def install(
     index_urls: tuple[str, ...],
     offline: bool,
     allow_insecure_http: bool,
+    allow_unverified: bool,
+    smoke_timeout: float | None,
     no_build: bool,
     from_source: bool,
     no_smoke: bool,
@@ -326,6 +351,8 @@ def install(
         index_urls=list(index_urls),
         offline=offline,
         allow_insecure_http=allow_insecure_http,
+        allow_unverified=allow_unverified,
+        smoke_timeout=smoke_timeout,
         no_build=no_build,
         from_source=from_source,
         smoke=not no_smoke,

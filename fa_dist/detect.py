@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fa_dist import __version__, host, libstdcxx, subproc
+from fa_dist import __version__, host, interpreter, libstdcxx, subproc
 from fa_dist.environment import (
     Environment,
     Gpu,
@@ -64,6 +64,7 @@ def _crash_text(out: subproc.Completed) -> str:
 def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> Environment:
     """Observe the machine and the target interpreter (default: this one)."""
     python = python or sys.executable
+    interpreter.require(python)  # before the probe: a shell or an old Python cannot run it
     view = host.HostView(
         env=dict(env if env is not None else os.environ), extra_bin=(str(Path(python).parent),)
     )

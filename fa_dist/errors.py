@@ -36,3 +36,9 @@ class ProbeFailed(FaDistError):
     """The target interpreter could not be asked about itself."""
 
     exit_code = 4
+
+
+class InstallFailed(FaDistError):
+    """Installing (fetch, pip, smoke test, record) failed; the previous state was restored."""
+
+    exit_code = 8

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fa_dist import codec, wheelhouse
+from fa_dist.containment import is_within
 from fa_dist.errors import ConfigError
 from fa_dist.variant import Variant
 
@@ -126,17 +127,28 @@ def check(site: Path) -> list[Problem]:
                 Problem(entry.filename, "missing, or its sha256/size differs from the manifest")
             )
     for page in sorted(site.rglob("index.html")):
-        for href in LINK.findall(page.read_text()):
-            target, _, fragment = html.unescape(href).partition("#")
-            path = (page.parent / target).resolve()
-            if target.endswith("/"):
-                path = path / "index.html"
-            if not path.is_file():
-                problems.append(Problem(str(page.relative_to(site)), f"broken link {target}"))
-            elif fragment.startswith("sha256=") and wheelhouse.sha256_of(path) != fragment[7:]:
-                problems.append(
-                    Problem(
-                        str(page.relative_to(site)), f"{target}: sha256 does not match its link"
-                    )
-                )
+        problems += _check_page(site, page)
+    return problems
+
+
+def _check_page(site: Path, page: Path) -> list[Problem]:
+    """Every link of one page resolves to a file inside the site (a ``..`` link or a symlink that
+    leaves it is a problem, and is not followed), and a #sha256 fragment matches that file."""
+    where = str(page.relative_to(site))
+    if not is_within(site, page):
+        return [Problem(where, "the page is a link to outside the site")]
+    try:
+        text = page.read_text(errors="replace")
+    except OSError as exc:
+        return [Problem(where, f"unreadable: {exc.strerror or exc}")]
+    problems = []
+    for href in LINK.findall(text):
+        target, _, fragment = html.unescape(href).partition("#")
+        path = page.parent / target / ("index.html" if target.endswith("/") else "")
+        if "://" in target or target.startswith("/") or not is_within(site, path):
+            problems.append(Problem(where, f"link {target[:200]!r} leaves the site"))
+        elif not path.is_file():
+            problems.append(Problem(where, f"broken link {target}"))
+        elif fragment.startswith("sha256=") and wheelhouse.sha256_of(path) != fragment[7:]:
+            problems.append(Problem(where, f"{target}: sha256 does not match its link"))
     return problems

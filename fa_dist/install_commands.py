@@ -31,6 +31,8 @@ def install(
     index_urls: list[str],
     offline: bool,
     allow_insecure_http: bool,
+    allow_unverified: bool = False,
+    smoke_timeout: float | None = None,
     no_build: bool,
     from_source: bool,
     smoke: bool,
@@ -48,7 +50,9 @@ def install(
     _require_torch(env)
     home = default_wheelhouse()
     folders = wheelhouses or [home]
-    candidates = inst.gather(folders, find_links, index_urls, offline, allow_insecure_http)
+    candidates = inst.gather(
+        folders, find_links, index_urls, offline, allow_insecure_http, allow_unverified
+    )
     resolution = resolve.resolve(env, candidates)
     step(f"resolve: {len(candidates)} candidate wheel(s)")
     for line in resolution.lines():
@@ -83,7 +87,18 @@ def install(
         _print_plan(out, {"plan": choice.filename, "source": choice.source}, resolution, as_json)
         return 0
     with _download_bar(err, choice) as progress:
-        outcome = inst.install(env, resolution, run_smoke=smoke, log=step, progress=progress)
+        outcome = inst.install(
+            env,
+            resolution,
+            log=step,
+            progress=progress,
+            options=inst.Options(
+                run_smoke=smoke,
+                smoke_timeout=smoke_timeout,
+                allow_insecure_http=allow_insecure_http,
+                allow_unverified=allow_unverified,
+            ),
+        )
     if outcome.smoke:
         step(
             f"smoke: passed on {outcome.smoke['device']} ({outcome.seconds.get('smoke', 0):.1f} s)"
@@ -94,7 +109,9 @@ def install(
         {
             "installed": outcome.wheel,
             "source": outcome.source,
-            "sha256": outcome.sha256,
+            "sha256": outcome.sha256
+            if outcome.verified
+            else f"{outcome.sha256} (computed here: the source gave none to verify)",
             "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
             "total_seconds": round(time.perf_counter() - started, 2),
             "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,

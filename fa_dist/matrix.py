@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fa_dist import knowledge
+from fa_dist import knowledge, matrix_values, safeyaml
 from fa_dist.errors import ConfigError, ParseError
 from fa_dist.variant import Runtime, TorchMinor, Variant
 from fa_dist.versions import Arch, CudaVersion
@@ -67,35 +65,17 @@ class Expansion:
     uncollapsed: int = 0  # cells one wheel per torch x Python x runtime x platform would need
 
 
-def _lines(node: yaml.Node, path: str = "") -> dict[str, int]:
-    """key path -> 1-based line, from the YAML node tree."""
-    out = {path or "$": node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = f"{path}.{key.value}" if path else str(key.value)
-            out[sub] = key.start_mark.line + 1
-            out.update(_lines(value, sub))
-    return out
-
-
 def load(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except FileNotFoundError:
+    if not path.is_file():
         raise ConfigError(
             f"no matrix file at {path.absolute()}",
             fix="run fa-dist matrix in the folder that holds matrix.yaml (an fa-dist checkout's "
             "root), or pass --file PATH/TO/matrix.yaml",
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or node is None:
+        )
+    data, lines = safeyaml.load(path)
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top")
-    validate(data, _lines(node), str(path))
+    validate(data, lines, str(path))
     return data
 
 
@@ -172,6 +152,8 @@ def validate(data: dict[str, Any], lines: dict[str, int], where: str) -> None:
                         raise _err(
                             where, lines, f"{key}.archs", f"nvcc {toolkit} cannot build {arch}"
                         )
+    for key, message in matrix_values.problems(data, list(PLATFORMS)):
+        raise _err(where, lines, key, message)
 
 
 def _validate_stable(data: dict[str, Any], lines: dict[str, int], where: str) -> None:
@@ -265,6 +247,10 @@ def expand(data: dict[str, Any], only: dict[str, str] | None = None) -> Expansio
     kept = [c for c in cells if not only or _matches(c, only)]
     if len(kept) < len(cells):
         pruned["filtered out by --only"] = len(cells) - len(kept)
+    ids = [c.id for c in kept]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"matrix.yaml: cells with the same id: {', '.join(twice[:5])}")
     return Expansion(
         cells=tuple(sorted(kept, key=lambda c: c.id)),
         pruned=pruned,

@@ -11,6 +11,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from fa_dist import stable_abi
 from fa_dist.environment import Environment, ImportStatus
+from fa_dist.errors import FaDistError
 from fa_dist.variant import Runtime, TorchMinor, Variant
 from fa_dist.versions import Arch
 
@@ -25,6 +26,8 @@ class Candidate:
     archs: tuple[str, ...] = ()  # from the manifest; () = unknown
     ptx: str | None = None
     source: str = ""
+    size: int | None = None  # bytes, from the manifest; None = unknown
+    problem: str | None = None  # why the source's entry cannot be used (no valid sha256, ...)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +101,8 @@ def judge(
     env: Environment, cand: Candidate, wheel_tags: set[tags.Tag]
 ) -> tuple[bool, str, tuple[int, ...]]:
     """(accepted, reason, rank); higher rank is better among the accepted."""
+    if cand.problem:
+        return False, cand.problem, ()
     try:
         name, version, _build, file_tags = parse_wheel_filename(cand.filename)
     except InvalidWheelFilename as exc:
@@ -200,7 +205,10 @@ def resolve(env: Environment, candidates: Iterable[Candidate]) -> Resolution:
     trace: list[Verdict] = []
     ranked: list[tuple[tuple[int, ...], Candidate]] = []
     for cand in candidates:
-        ok, why, rank = judge(env, cand, wheel_tags)
+        try:
+            ok, why, rank = judge(env, cand, wheel_tags)
+        except FaDistError as exc:  # an odd name or arch in one source must not stop the others
+            ok, why, rank = False, f"unreadable: {exc.message}", ()
         trace.append(Verdict(candidate=cand, accepted=ok, reason=why))
         if ok:
             ranked.append((rank, cand))
