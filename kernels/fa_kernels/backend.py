@@ -8,6 +8,7 @@ takes ``backend=`` for one call.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -57,8 +58,10 @@ def available() -> list[str]:
     return found
 
 
+@functools.cache
 def cuda_extension() -> Any | None:
-    """The compiled extension, if this build has one that loads."""
+    """The compiled extension, if this build has one that loads. Cached: every op call asks, and a
+    failing import searches the path each time (hundreds of microseconds a decoding step)."""
     try:
         from fa_kernels import _C  # type: ignore[attr-defined]
     except ImportError:

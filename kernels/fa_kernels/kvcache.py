@@ -10,7 +10,9 @@ pairs cannot fill the GPU (flash-decoding), and one merges the splits by their l
 
 from __future__ import annotations
 
+import functools
 import math
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -127,6 +129,15 @@ def _problem(q: torch.Tensor, k_cache: torch.Tensor, *, capacity: int, page_size
         page_size=page_size, varlen_q=varlen_q, keys_from_cu=varlen_q)
 
 
+@functools.cache
+def _decode() -> ModuleType:
+    """The Triton launchers, imported at first use (fa_kernels imports without triton); cached, since a
+    decoding loop calls this every step and an import statement costs a lookup through the finders."""
+    from fa_kernels.triton import decode
+
+    return decode
+
+
 def _runs_triton(backend: str | None, device: torch.device) -> bool:
     chosen = _backend.resolve(backend, device)
     if chosen == "cuda":  # no CUDA C++ kernel for KV caches: Triton runs it, with a note once
@@ -177,8 +188,7 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
 
 def _triton_kvcache(q, k_cache, v_cache, k, v, p, rotary, *, seqlens, cache_idx, leftpad, table, alibi,
                     s_aux):  # type: ignore[no-untyped-def]
-    from fa_kernels.triton import decode
-
+    decode = _decode()
     cos, sin, interleaved = rotary
     q = q if q.stride(-1) == 1 else q.contiguous()
     if k is not None or cos is not None:
@@ -229,8 +239,6 @@ def paged_varlen(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
         out, lse = reference.paged_varlen_attention(q, k_cache, v_cache, cu_q, cu_k, table,
                                                     **_attn_keywords(p, alibi, sinks))
         return out.to(q.dtype), lse
-    from fa_kernels.triton import decode
-
     q = q if q.stride(-1) == 1 else q.contiguous()
-    return decode.attend(q, k_cache, v_cache, p, seqlens_k=cu_k, k_starts=None, cache_idx=None,
+    return _decode().attend(q, k_cache, v_cache, p, seqlens_k=cu_k, k_starts=None, cache_idx=None,
                          block_table=table, cu_q=cu_q, alibi=alibi, s_aux=sinks)

@@ -93,17 +93,27 @@ def run_and_compare(c: Case, dtype: torch.dtype, device: str, seed: int = 0) -> 
         q, kc, vc, ref_args.pop("k", None), ref_args.pop("v", None), **ref_args,
         block_table=args.get("block_table"), **attn)
     assert out.shape == q.shape and out.dtype == dtype
-    assert torch.equal(args["k_cache"], kc) and torch.equal(args["v_cache"], vc), "cache append differs"
+    for name, got, want in (("k_cache", args["k_cache"], kc), ("v_cache", args["v_cache"], vc)):
+        assert_same_cache(got, want, name)
     assert_close(out, ref_out, dtype, f"{c} out")
     finite = torch.isfinite(ref_lse)
     assert torch.equal(torch.isfinite(lse), finite), "rows with no visible key must have lse=+inf"
     assert_close(lse[finite], ref_lse[finite], torch.float32, "lse", factor=100)
 
 
+def assert_same_cache(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
+    """Equal up to one rounding of the stored dtype: a rotated key is computed in float32, where the GPU
+    may fuse a multiply-add the reference rounds twice. A misplaced append differs by O(1)."""
+    ulp = torch.finfo(want.dtype).eps
+    diff = (got.float() - want.float()).abs()
+    bad = diff > ulp * want.float().abs()
+    assert not bad.any(), f"{name}: {int(bad.sum())} elements differ, e.g. by {diff.max().item():.3g}"
+
+
 CPU_CASES = [
     Case(),                                                              # decode, GQA 2:1, append
     Case(num_splits=3, nheads_k=1, leftpad=True),                        # split-KV, MQA, left padding
-    Case(page_size=16, num_splits=0, rotary="half"),                    # paged, heuristic splits, NeoX rotary
+    Case(page_size=32, capacity=96, num_splits=0, rotary="half"),       # tiles within pages, NeoX rotary
     Case(page_size=16, seqlen_q=5, seqlen_new=5, rotary="interleaved", num_splits=2),  # chunked prefill
     Case(seqlen_q=3, seqlen_new=3, batch_idx=True, rotary="interleaved", causal=False, rotary_dim=32),
     Case(seqlen_q=4, seqlen_new=0, window=(9, 0), causal=False, leftpad=True, num_splits=2),
@@ -136,7 +146,7 @@ def test_reference_backend_runs_the_same_call(device):
     ref = {**args, "k_cache": args["k_cache"].clone(), "v_cache": args["v_cache"].clone()}
     out = fa_kernels.flash_attn_with_kvcache(**args, causal=True)
     ref_out = fa_kernels.flash_attn_with_kvcache(**ref, causal=True, backend="reference")
-    assert torch.equal(args["k_cache"], ref["k_cache"])
+    assert_same_cache(args["k_cache"], ref["k_cache"], "k_cache")
     assert_close(out, ref_out, torch.float16, "reference backend")
 
 
@@ -162,9 +172,10 @@ def test_bad_calls_raise_clearly(change, error, match, device):
 
 
 def test_num_splits_heuristic():
-    assert decode.num_splits(ctas=512, key_tiles=2048, sms=132) == 1          # the grid fills the GPU
+    assert decode.num_splits(ctas=132, key_tiles=2048, sms=132) == 1          # every SM has a CTA
     assert decode.num_splits(ctas=4, key_tiles=2048, sms=132) == 66           # 2 CTAs an SM
-    assert decode.num_splits(ctas=4, key_tiles=16, sms=132) == 4              # >= 4 tiles a split
+    assert decode.num_splits(ctas=32, key_tiles=512, sms=132) == 9
+    assert decode.num_splits(ctas=4, key_tiles=16, sms=132) == 8              # >= 2 tiles a split
     assert decode.num_splits(ctas=4, key_tiles=3, sms=132) == 1
     assert decode.num_splits(ctas=4, key_tiles=2048, sms=132, requested=500) == decode.MAX_SPLITS
     assert decode.num_splits(ctas=4, key_tiles=5, sms=132, requested=8) == 5  # never an empty split

@@ -16,8 +16,8 @@ from fa_kernels.triton.attention import interpreting
 MAX_SPLITS = 128
 # a split reads at least this many key tiles, so the partial results it writes and the combine
 # reads stay small next to the keys
-MIN_TILES_PER_SPLIT = 4
-# CTAs to aim for when splitting: two resident an SM keep enough loads in flight to saturate HBM
+MIN_TILES_PER_SPLIT = 2
+# CTAs to aim for when splitting (the grid covers fewer SMs than the GPU has): two an SM
 CTAS_PER_SM = 2
 
 
@@ -35,16 +35,16 @@ def _block_d(head_dim: int) -> int:
 
 def config(p: CacheAttnProblem, device: torch.device) -> Config:
     """Tile sizes: rows are (query, head) pairs of one KV head, so one decoded token with GQA 8:1
-    fills half of a 16-row tile; keys stream in tiles as big as shared memory allows."""
+    fills half of a 16-row tile. With 3 stages two K/V tiles are in flight a CTA (64 KB at head dim
+    128), and 3 CTAs fit an SM: far more than the bytes in flight HBM needs. Paged caches pipeline the
+    same (their page indices are read a tile ahead)."""
     rows = p.max_seqlen_q * p.group
     block_m = 16 if rows <= 16 else 32 if rows <= 32 else 64
     if interpreting() or device.type != "cuda":
-        return Config(16, 16, 4, 1)
+        return Config(16, 32, 4, 1)
     if _block_d(p.head_dim) > 128:
-        return Config(min(block_m, 32), 32, 4, 2)
-    if block_m == 64:
-        return Config(64, 64, 4, 2)
-    return Config(block_m, 64, 4, 4)
+        return Config(min(block_m, 32), 32, 4, 3)
+    return Config(block_m, 64, 4, 3)
 
 
 @functools.cache
@@ -64,15 +64,15 @@ def num_splits(ctas: int, key_tiles: int, sms: int, requested: int = 0) -> int:
 
     ``ctas``: CTAs without splitting; ``key_tiles``: key tiles of the longest sequence. A request
     (flash_attn's num_splits > 0) is honoured up to MAX_SPLITS and the number of tiles; 0 asks for the
-    heuristic: split only while the grid does not fill the GPU, and keep MIN_TILES_PER_SPLIT tiles each.
+    heuristic: split only when the grid leaves SMs idle, up to CTAS_PER_SM CTAs an SM, keeping
+    MIN_TILES_PER_SPLIT tiles each.
     """
     most = max(1, min(MAX_SPLITS, key_tiles))
     if requested > 0:
         return min(requested, most)
-    target = CTAS_PER_SM * sms
-    if ctas >= target:
+    if ctas >= sms:
         return 1
-    wanted = triton.cdiv(target, ctas)
+    wanted = triton.cdiv(CTAS_PER_SM * sms, ctas)
     return max(1, min(wanted, key_tiles // MIN_TILES_PER_SPLIT, MAX_SPLITS))
 
 
@@ -149,6 +149,7 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, p: Cac
         p.nheads_k, p.group, p.max_seqlen_q, max(p.page_size, 1),
         HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p.head_dim), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         IS_VARLEN_Q=p.varlen_q, K_FROM_CU=p.keys_from_cu, PAGED=p.page_size > 0,
+        TILE_IN_PAGE=p.page_size % cfg.block_n == 0,
         HAS_LEFTPAD=k_starts is not None, HAS_CACHE_IDX=cache_idx is not None,
         CHECK_LEFT=p.check_left, CHECK_RIGHT=p.check_right, HAS_SOFTCAP=p.softcap > 0,
         HAS_ALIBI=alibi is not None, HAS_SINK=s_aux is not None, PARTIAL=partial,

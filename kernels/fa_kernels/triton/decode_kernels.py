@@ -53,13 +53,16 @@ def _rotated(ptrs, offs_d, rows_ok, pos, COS, SIN, stride_cos, seqlen_ro,
 def _cache_rows(b, pos, CACHE_IDX, BLOCK_TABLE, stride_cb, stride_cs, stride_bt, page_size,
                 PAGED: tl.constexpr, HAS_CACHE_IDX: tl.constexpr):
     """Element offset (int64) of the cache row that holds absolute position ``pos`` of sequence b."""
+    # one return at the end: Triton compiles early returns only at a kernel's top level
     if PAGED:
         page = tl.load(BLOCK_TABLE + b.to(tl.int64) * stride_bt + pos // page_size).to(tl.int64)
-        return page * stride_cb + (pos % page_size).to(tl.int64) * stride_cs
-    cb = b
-    if HAS_CACHE_IDX:
-        cb = tl.load(CACHE_IDX + b)
-    return cb.to(tl.int64) * stride_cb + pos.to(tl.int64) * stride_cs
+        row = page * stride_cb + (pos % page_size).to(tl.int64) * stride_cs
+    else:
+        cb = b
+        if HAS_CACHE_IDX:
+            cb = tl.load(CACHE_IDX + b)
+        row = cb.to(tl.int64) * stride_cb + pos.to(tl.int64) * stride_cs
+    return row
 
 
 @triton.jit
@@ -115,40 +118,62 @@ def _append_kernel(
 @triton.jit
 def _seq_keys(SEQLENS_K, K_STARTS, b, seqlen_new, K_FROM_CU: tl.constexpr, HAS_LEFTPAD: tl.constexpr):
     """(first key's absolute position, number of keys) of sequence b."""
-    if K_FROM_CU:  # paged varlen: cu_seqlens_k gives each sequence's length, keys start at 0
-        return 0, tl.load(SEQLENS_K + b + 1) - tl.load(SEQLENS_K + b)
     kstart = 0
-    if HAS_LEFTPAD:
-        kstart = tl.load(K_STARTS + b)
-    return kstart, tl.load(SEQLENS_K + b) + seqlen_new - kstart
+    if K_FROM_CU:  # paged varlen: cu_seqlens_k gives each sequence's length, keys start at 0
+        sk = tl.load(SEQLENS_K + b + 1) - tl.load(SEQLENS_K + b)
+    else:
+        if HAS_LEFTPAD:
+            kstart = tl.load(K_STARTS + b)
+        sk = tl.load(SEQLENS_K + b) + seqlen_new - kstart
+    return kstart, sk
 
 
 @triton.jit
-def _split_range(start_r, sq, sk, group, win_left, win_right, split, num_splits,
+def _split_range(start_r, sq, sk, kstart, group, win_left, win_right, split, num_splits,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  CHECK_LEFT: tl.constexpr, CHECK_RIGHT: tl.constexpr):
-    """Keys [lo, hi) (relative) this split reads: the block's visible keys cut in whole tiles."""
+    """Absolute key positions [lo, hi) this split reads: the row block's visible keys, in tiles aligned
+    to absolute positions (so a tile never crosses a page when BLOCK_N divides the page size)."""
     diag = sk - sq
-    lo = 0
-    hi = sk
+    vis_lo = 0
+    vis_hi = sk
     if CHECK_RIGHT:
         i_last = tl.minimum((start_r + BLOCK_M - 1) // group, sq - 1)
-        hi = tl.minimum(sk, i_last + diag + win_right + 1)
+        vis_hi = tl.minimum(sk, i_last + diag + win_right + 1)
     if CHECK_LEFT:
-        lo = tl.maximum(0, start_r // group + diag - win_left)
-    per_split = tl.cdiv(tl.cdiv(tl.maximum(hi - lo, 0), BLOCK_N), num_splits) * BLOCK_N
-    lo = lo + split * per_split
-    return lo, tl.minimum(hi, lo + per_split)
+        vis_lo = tl.maximum(0, start_r // group + diag - win_left)
+    first = (kstart + vis_lo) // BLOCK_N * BLOCK_N
+    end = kstart + tl.maximum(vis_hi, vis_lo)
+    per_split = tl.cdiv(tl.cdiv(end - first, BLOCK_N), num_splits) * BLOCK_N
+    lo = first + split * per_split
+    return lo, tl.minimum(end, lo + per_split)
 
 
 @triton.jit
-def _kv_offsets(pos, col_ok, bt_row, stride_b, stride_s, page_size, PAGED: tl.constexpr):
-    """Element offsets (int64, [BLOCK_N]) of the keys at absolute positions ``pos``, from the
-    sequence's base (contiguous) or from the cache's start through the block table row (paged)."""
+def _pages(bt_row, start, offs_n, end, page_size, TILE_IN_PAGE: tl.constexpr):
+    """Block-table entries (int64) of the keys at absolute positions start + offs_n (< end): one
+    scalar when the tile lies in one page (BLOCK_N divides the page size), else one per key."""
+    if TILE_IN_PAGE:
+        pages = tl.load(bt_row + start // page_size, mask=start < end, other=0).to(tl.int64)
+    else:
+        pos = start + offs_n
+        pages = tl.load(bt_row + pos // page_size, mask=pos < end, other=0).to(tl.int64)
+    return pages
+
+
+@triton.jit
+def _kv_offsets(pages, start, offs_n, stride_b, stride_s, page_size, PAGED: tl.constexpr,
+                TILE_IN_PAGE: tl.constexpr):
+    """Element offsets (int64, [BLOCK_N]) of the keys at absolute positions start + offs_n, from the
+    sequence's base (contiguous) or, through their pages, from the cache's start (paged)."""
     if PAGED:
-        page = tl.load(bt_row + pos // page_size, mask=col_ok, other=0)
-        return page.to(tl.int64) * stride_b + (pos % page_size).to(tl.int64) * stride_s
-    return pos.to(tl.int64) * stride_s
+        if TILE_IN_PAGE:
+            offs = pages * stride_b + ((start % page_size) + offs_n).to(tl.int64) * stride_s
+        else:
+            offs = pages * stride_b + ((start + offs_n) % page_size).to(tl.int64) * stride_s
+    else:
+        offs = (start + offs_n).to(tl.int64) * stride_s
+    return offs
 
 
 @triton.jit
@@ -159,7 +184,7 @@ def _cache_attn_kernel(
     stride_osp, stride_ob, stride_os, stride_oh, stride_lsp, stride_lb, stride_lh,
     stride_bt, stride_slb, nheads_k, group, seqlen_q, page_size,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    IS_VARLEN_Q: tl.constexpr, K_FROM_CU: tl.constexpr, PAGED: tl.constexpr,
+    IS_VARLEN_Q: tl.constexpr, K_FROM_CU: tl.constexpr, PAGED: tl.constexpr, TILE_IN_PAGE: tl.constexpr,
     HAS_LEFTPAD: tl.constexpr, HAS_CACHE_IDX: tl.constexpr, CHECK_LEFT: tl.constexpr,
     CHECK_RIGHT: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr,
     HAS_SINK: tl.constexpr, PARTIAL: tl.constexpr,
@@ -193,7 +218,7 @@ def _cache_attn_kernel(
     slope = tl.zeros([BLOCK_M], tl.float32)
     if HAS_ALIBI:
         slope = tl.load(SLOPES + b * stride_slb + h).to(tl.float32)
-    lo, hi = _split_range(start_r, sq, sk, group, win_left, win_right, split, num_splits,
+    lo, hi = _split_range(start_r, sq, sk, kstart, group, win_left, win_right, split, num_splits,
                           BLOCK_M, BLOCK_N, CHECK_LEFT, CHECK_RIGHT)
     bt_row = BLOCK_TABLE
     k_seq = K + kh * stride_kh
@@ -211,25 +236,37 @@ def _cache_attn_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     offs_n = tl.arange(0, BLOCK_N)
+    if PAGED:
+        # each tile's pages are read one iteration ahead: a page index loaded inside an iteration
+        # would take a stage of the software pipeline, leaving fewer K/V tiles in flight
+        pages_next = _pages(bt_row, lo, offs_n, hi, page_size, TILE_IN_PAGE)
     for start_n in tl.range(lo, hi, BLOCK_N):
-        cols = start_n + offs_n
-        col_ok = cols < hi
+        pages = 0
+        if PAGED:
+            pages = pages_next
+            pages_next = _pages(bt_row, start_n + BLOCK_N, offs_n, hi, page_size, TILE_IN_PAGE)
+        cols = start_n + offs_n - kstart  # relative to the sequence's first key
+        key_ok = start_n + offs_n < hi
+        if HAS_LEFTPAD:  # the first tile, aligned down, may start before the sequence
+            key_ok = key_ok & (cols >= 0)
         if HEAD_DIM == BLOCK_D:  # a mask uniform along head_dim keeps the loads 16 bytes wide
-            kv_ok = col_ok[:, None]
+            kv_ok = key_ok[:, None]
         else:
-            kv_ok = col_ok[:, None] & d_ok
-        pos = cols + kstart
-        k_rows = _kv_offsets(pos, col_ok, bt_row, stride_kb, stride_ks, page_size, PAGED)
+            kv_ok = key_ok[:, None] & d_ok
+        k_rows = _kv_offsets(pages, start_n, offs_n, stride_kb, stride_ks, page_size, PAGED, TILE_IN_PAGE)
         k = tl.load(k_seq + k_rows[:, None] + offs_d[None, :], mask=kv_ok, other=0.0)
         qk = tl.dot(q, tl.trans(k))
         s, _ = _logits2(qk, qi[:, None], cols[None, :], sm_scale, softcap, slope[:, None], diag,
-                        win_left, win_right, hi, True, CHECK_LEFT, CHECK_RIGHT, HAS_SOFTCAP, HAS_ALIBI)
+                        win_left, win_right, hi - kstart, True, CHECK_LEFT, CHECK_RIGHT, HAS_SOFTCAP,
+                        HAS_ALIBI)
+        if HAS_LEFTPAD:
+            s = tl.where(key_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.math.exp2(s - m_use[:, None])
         alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v_rows = _kv_offsets(pos, col_ok, bt_row, stride_vb, stride_vs, page_size, PAGED)
+        v_rows = _kv_offsets(pages, start_n, offs_n, stride_vb, stride_vs, page_size, PAGED, TILE_IN_PAGE)
         v = tl.load(v_seq + v_rows[:, None] + offs_d[None, :], mask=kv_ok, other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
