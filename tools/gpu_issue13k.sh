@@ -2,12 +2,14 @@
 # Issue 13 part 1 on a GPU machine: the GPU tests of flash_attn_with_kvcache, paged varlen, attention
 # sinks, rotary and bert_padding, then the decode benchmark (bench_decode.py, under 3 minutes on an H200).
 # Run from the repository root with fa_kernels importable from the checkout:
-#   OUT=/path/to/logs bash tools/gpu_issue13k.sh
-# Writes under $OUT (or ./out): env.txt, gpu_tests_issue13k.log, bench_decode.log, decode.md, decode.json.
+#   OUT=/path/to/logs bash tools/gpu_issue13k.sh            (about 5 minutes)
+#   SWEEP=1 OUT=... bash tools/gpu_issue13k.sh              (adds sweep_decode.py, about 3 minutes more)
+# Writes under $OUT (or ./out): env.txt, gpu_tests_issue13k.log, bench_decode.log, decode.md, decode.json
+# (and sweep_decode.log).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
-export OUT PYTHONPATH="$PWD/kernels${PYTHONPATH:+:$PYTHONPATH}"
+export OUT PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/kernels${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 {
   nvidia-smi -L
@@ -21,6 +23,10 @@ tests_rc=${PIPESTATUS[0]}
 
 timeout 200 $PY benchmarks/bench_decode.py 2>&1 | tee "$OUT/bench_decode.log"
 bench_rc=${PIPESTATUS[0]}
+
+if [ "${SWEEP:-0}" = 1 ]; then
+  (cd benchmarks && timeout 240 $PY sweep_decode.py) 2>&1 | tee "$OUT/sweep_decode.log"
+fi
 
 echo "gpu tests exit=$tests_rc, bench_decode exit=$bench_rc" | tee -a "$OUT/env.txt"
 [ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

@@ -129,6 +129,11 @@ def _problem(q: torch.Tensor, k_cache: torch.Tensor, *, capacity: int, page_size
         page_size=page_size, varlen_q=varlen_q, keys_from_cu=varlen_q)
 
 
+def _last_contiguous(t: torch.Tensor | None) -> Any:
+    """The kernels read rows as contiguous head_dim vectors; other strides are free."""
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
 @functools.cache
 def _decode() -> ModuleType:
     """The Triton launchers, imported at first use (fa_kernels imports without triton); cached, since a
@@ -190,7 +195,7 @@ def _triton_kvcache(q, k_cache, v_cache, k, v, p, rotary, *, seqlens, cache_idx,
                     s_aux):  # type: ignore[no-untyped-def]
     decode = _decode()
     cos, sin, interleaved = rotary
-    q = q if q.stride(-1) == 1 else q.contiguous()
+    q, k, v = (_last_contiguous(t) for t in (q, k, v))
     if k is not None or cos is not None:
         cos, sin = (t.contiguous() for t in (cos, sin)) if cos is not None else (None, None)
         q = decode.append(q, k_cache, v_cache, k, v, p, seqlens=seqlens, cache_idx=cache_idx,
@@ -224,9 +229,6 @@ def paged_varlen(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
     _check_qkv(q, k_cache, v_cache, 3, ("k", "v"))
     if dropout_p > 0:
         raise NotImplementedError("dropout_p > 0 with block_table (paged attention is for inference)")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_cache, v_cache)):
-        raise NotImplementedError("block_table: paged attention has no backward (as in flash_attn); run it "
-                                  "under torch.no_grad() or pass contiguous k/v")
     batch = cu_q.numel() - 1
     table, page_size, capacity = _paging(k_cache, block_table, batch)
     assert table is not None
@@ -235,10 +237,29 @@ def paged_varlen(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
                  num_splits=0, varlen_q=True, batch=batch, max_seqlen_q=max_seqlen_q)
     alibi = _alibi(alibi_slopes, batch, q.shape[1])
     sinks = check_s_aux(s_aux, q.shape[1], q.device)
-    if not _runs_triton(backend, q.device):
-        out, lse = reference.paged_varlen_attention(q, k_cache, v_cache, cu_q, cu_k, table,
-                                                    **_attn_keywords(p, alibi, sinks))
-        return out.to(q.dtype), lse
-    q = q if q.stride(-1) == 1 else q.contiguous()
-    return _decode().attend(q, k_cache, v_cache, p, seqlens_k=cu_k, k_starts=None, cache_idx=None,
-                         block_table=table, cu_q=cu_q, alibi=alibi, s_aux=sinks)
+    with torch.no_grad():
+        if _runs_triton(backend, q.device):
+            out, lse = _decode().attend(_last_contiguous(q), k_cache, v_cache, p, seqlens_k=cu_k,
+                                        k_starts=None, cache_idx=None, block_table=table, cu_q=cu_q,
+                                        alibi=alibi, s_aux=sinks)
+        else:
+            out, lse = reference.paged_varlen_attention(q, k_cache, v_cache, cu_q, cu_k, table,
+                                                        **_attn_keywords(p, alibi, sinks))
+            out = out.to(q.dtype)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_cache, v_cache)):
+        out = _ForwardOnly.apply(out, q, k_cache, v_cache)
+    return out, lse
+
+
+class _ForwardOnly(torch.autograd.Function):
+    """Paged attention has no backward (neither has flash_attn's): the output keeps a grad_fn so that
+    a backward through it fails with a clear error instead of leaving q's gradient silently unset."""
+
+    @staticmethod
+    def forward(ctx, out, *inputs):  # type: ignore[no-untyped-def, override]
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[no-untyped-def, override]
+        raise NotImplementedError("flash_attn_varlen_func with block_table has no backward (as in flash_attn): "
+                                  "pass unpaged k/v (no block_table) to train through attention")
