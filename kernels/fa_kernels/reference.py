@@ -168,7 +168,8 @@ def kvcache_attention(
         if rotary_cos is not None and rotary_sin is not None and k is not None:
             q_pos = start + (torch.arange(seqlen_q, device=q.device) if each_row else torch.zeros(
                 seqlen_q, dtype=torch.long, device=q.device))
-            qb = rotary(qb, rotary_cos, rotary_sin, q_pos, interleaved=rotary_interleaved)
+            # rounded to q's dtype, as the kernels feed the rotated q to their 16-bit matmuls
+            qb = rotary(qb, rotary_cos, rotary_sin, q_pos, interleaved=rotary_interleaved).to(q.dtype).float()
         if k is not None and v is not None:
             new_pos = start + torch.arange(seqlen_new, device=q.device)
             kb = k[b].float()
