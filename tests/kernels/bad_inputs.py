@@ -160,9 +160,9 @@ ATTN_CASES: dict[str, Case] = {
                                           "cu_seqlens_q ends at 6"),
     "varlen max_seqlen too small": Case(lambda c: _varlen(c, _cu(c, 0, 2, 8), _cu(c, 0, 4, 8), max_q=4),
                                         ValueError, "max_seqlen_q=4"),
-    "varlen block_table": Case(lambda c: fa_kernels.flash_attn_varlen_func(
+    "varlen block_table, k/v not paged": Case(lambda c: fa_kernels.flash_attn_varlen_func(
         c.t(8, 2, 64), c.t(8, 2, 64), c.t(8, 2, 64), _cu(c, 0, 8), _cu(c, 0, 8), 8, 8,
-        block_table=_cu(c, 0), backend=c.backend), NotImplementedError, "block_table"),
+        block_table=_cu(c, 0), backend=c.backend), ValueError, "k must be 4-D"),
 }
 
 

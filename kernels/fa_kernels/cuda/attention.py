@@ -66,7 +66,7 @@ class CudaFlashAttnFunction(torch.autograd.Function):
     """Same calling convention as the Triton backend's FlashAttnFunction: -> (out, lse)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, alibi, call: AttnProblem, seed):  # type: ignore[override]
+    def forward(ctx, q, k, v, cu_q, cu_k, alibi, call: AttnProblem, seed, s_aux=None):  # type: ignore[override]
         q, k, v = _aligned(q), _aligned(k), _aligned(v)
         out, lse = _call(torch.ops.fa_kernels.flash_fwd, q, k, v, call.softmax_scale, call.causal)
         ctx.save_for_backward(q, k, v, out, lse)
@@ -79,4 +79,4 @@ class CudaFlashAttnFunction(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = _call(torch.ops.fa_kernels.flash_bwd, _aligned(dout), q, k, v, out, lse,
                            ctx.call.softmax_scale, ctx.call.causal)
-        return dq, dk, dv, None, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None, None
