@@ -28,6 +28,7 @@ from fa_dist.errors import ConfigError, FaDistError
 from fa_dist.paths import cache_dir
 
 RECORD_NAME = "fa-dist-install.json"
+COMPAT_KEY = "flash_attn_compat"  # the flash-attn compat's entry in the record (compat_install.py)
 
 
 class NoMatchingWheel(FaDistError):
@@ -167,13 +168,13 @@ class Backup:
     version: str | None
 
 
-def backup_installed(env: Environment, into: Path) -> Backup:
-    """Copy aside every file the installed fa-kernels owns (its RECORD), editable installs included."""
-    pkg = env.package("fa-kernels")
+def backup_installed(env: Environment, into: Path, dist: str = "fa-kernels") -> Backup:
+    """Copy aside every file the installed ``dist`` owns (its RECORD), editable installs included."""
+    pkg = env.package(dist)
     if pkg is None or not pkg.location:
         return Backup(site=None, folder=None, files=(), version=None)
     site = Path(pkg.location)
-    records = list(site.glob("fa_kernels-*.dist-info/RECORD"))
+    records = list(site.glob(f"{dist.replace('-', '_')}-*.dist-info/RECORD"))
     if not records:
         return Backup(site=site, folder=None, files=(), version=pkg.version)
     files = []
@@ -204,14 +205,14 @@ def pip_install(python: str, wheel: Path) -> subproc.Completed:
     )
 
 
-def rollback(python: str, backup: Backup) -> str:
-    subproc.run([python, "-m", "pip", "uninstall", "-y", "fa-kernels"], timeout=300)
+def rollback(python: str, backup: Backup, dist: str = "fa-kernels") -> str:
+    subproc.run([python, "-m", "pip", "uninstall", "-y", dist], timeout=300)
     if backup.folder is None or backup.site is None:
-        return "removed the new install (nothing was installed before)"
+        return f"removed the new {dist} (none was installed before)"
     for rel in backup.files:
         (backup.site / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup.folder / rel, backup.site / rel)
-    return f"restored fa-kernels {backup.version}"
+    return f"restored {dist} {backup.version}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,7 +232,10 @@ def install(
     run_smoke: bool,
     log: Callable[[str], None],
     progress: Callable[[int, int], None] | None = None,
+    then: Callable[[], None] | None = None,
 ) -> Outcome:
+    """``then`` (e.g. the flash-attn compat's install) runs in the same transaction: when it fails,
+    the fa-kernels install is rolled back too."""
     assert env.python is not None and resolution.choice is not None
     python, cand = env.python.executable, resolution.choice
     timings: dict[str, float] = {}
@@ -267,6 +271,12 @@ def install(
                     f"{failed[0]['shape']}: {failed[0]['error'] or 'error too large'}); {undone}",
                     fix=f"see every case: fa-dist smoke --python {python}",
                 )
+        if then is not None:
+            try:
+                then()
+            except FaDistError as exc:
+                undone = rollback(python, backup)
+                raise InstallFailed(f"{exc.message}; {undone}", fix=exc.fix) from None
     record = write_record(env, cand, digest, result.data if result else None)
     return Outcome(
         wheel=wheel.name,
@@ -283,6 +293,7 @@ def write_record(
 ) -> Path:
     assert env.python is not None
     path = Path(env.python.prefix) / RECORD_NAME
+    previous = read_record(env.python.prefix) or {}
     record = {
         "wheel": cand.filename,
         "source": cand.source,
@@ -293,6 +304,8 @@ def write_record(
         if smoke_data
         else None,
     }
+    if COMPAT_KEY in previous:  # the flash-attn compat stays installed over a new fa-kernels
+        record[COMPAT_KEY] = previous[COMPAT_KEY]
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 

@@ -1,0 +1,175 @@
+"""Acting on the flash-attn compat: build its wheel, install it beside fa-kernels, smoke-test it
+through flash_attn's names, record it, roll it back, and remove it again.
+
+`fa-dist install --flash-attn-compat` runs `CompatStep` inside the fa-kernels install's transaction
+(install.install's ``then``): a failure here restores the previous compat (or none), and the caller
+then restores the previous fa-kernels.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fa_dist import compat, subproc, wheelhouse
+from fa_dist import install as inst
+from fa_dist.environment import Environment
+from fa_dist.errors import ConfigError
+from fa_dist.paths import cache_dir
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompatOutcome:
+    wheel: str
+    version: str
+    sha256: str
+    smoke: dict[str, Any] | None
+    seconds: dict[str, float]
+
+
+class CompatStep:
+    """Install the compat made for ``fa_kernels_version`` into ``env``'s interpreter: build ->
+    install -> smoke, restoring the previous compat when install or smoke fails."""
+
+    def __init__(
+        self, env: Environment, fa_kernels_version: str, *, smoke: bool, log: Callable[[str], None]
+    ) -> None:
+        assert env.python is not None
+        self.env, self.python = env, env.python.executable
+        self.fa_kernels_version, self.smoke, self.log = fa_kernels_version, smoke, log
+        self.outcome: CompatOutcome | None = None
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        wheel = compat.build_wheel(self.fa_kernels_version, cache_dir() / "flash-attn-compat")
+        digest = wheelhouse.sha256_of(wheel)
+        seconds = {"build": time.perf_counter() - started}
+        self.log(f"flash-attn compat: built {wheel.name} (sha256 {digest[:12]}...)")
+        with tempfile.TemporaryDirectory(prefix="fa-dist-compat-backup-") as folder:
+            backup = inst.backup_installed(self.env, Path(folder), dist=compat.DIST)
+            t = time.perf_counter()
+            done = inst.pip_install(self.python, wheel)
+            seconds["install"] = time.perf_counter() - t
+            if not done.ok:
+                undone = inst.rollback(self.python, backup, dist=compat.DIST)
+                raise inst.InstallFailed(
+                    f"pip could not install {wheel.name}: {done.describe_failure()}; {undone}"
+                )
+            result = None
+            if self.smoke:
+                t = time.perf_counter()
+                result = run_smoke(self.python)
+                seconds["smoke"] = time.perf_counter() - t
+                if not result["passed"]:
+                    undone = inst.rollback(self.python, backup, dist=compat.DIST)
+                    raise inst.InstallFailed(
+                        f"the flash-attn compat's smoke test failed ({describe_failures(result)}); "
+                        f"{undone}",
+                        fix=f"run it by hand to see everything: {self.python} -m {compat.SMOKE_MODULE}",
+                    )
+                self.log(f"flash-attn compat: smoke passed on {result['device']}")
+                if result.get("stand_ins"):
+                    missing = ", ".join(result["stand_ins"])
+                    self.log(f"flash-attn compat: this fa-kernels lacks (they raise): {missing}")
+        self.outcome = CompatOutcome(
+            wheel=wheel.name,
+            version=compat.version_for(self.fa_kernels_version),
+            sha256=digest,
+            smoke=result,
+            seconds=seconds,
+        )
+
+
+def run_smoke(python: str, *, timeout: float = 600) -> dict[str, Any]:
+    """The compat's smoke test in the target interpreter; a crash becomes a failed result."""
+    done = subproc.run([python, "-m", compat.SMOKE_MODULE], timeout=timeout)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if lines:
+        data: dict[str, Any] = json.loads(lines[-1])
+        return data
+    why = done.error or "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
+    return {
+        "passed": False,
+        "device": "?",
+        "cases": [{"name": "run", "passed": False, "detail": f"did not run to the end: {why}"}],
+    }
+
+
+def describe_failures(result: dict[str, Any]) -> str:
+    failed = [c for c in result.get("cases", []) if not c["passed"]]
+    return "; ".join(f"{c['name']}: {c['detail']}" for c in failed) or "no case passed"
+
+
+# -- the record --------------------------------------------------------------------------------
+
+
+def record_entry(outcome: CompatOutcome) -> dict[str, Any]:
+    smoke = outcome.smoke
+    return {
+        "wheel": outcome.wheel,
+        "version": outcome.version,
+        "sha256": outcome.sha256,
+        "installed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "smoke": {"passed": smoke["passed"], "device": smoke["device"]} if smoke else None,
+        "stand_ins": smoke.get("stand_ins", []) if smoke else None,
+    }
+
+
+def summary(entry: dict[str, Any]) -> str:
+    """One line for people: the record entry of an installed compat."""
+    smoke = entry.get("smoke") or {}
+    checked = f"smoke passed on {smoke['device']}" if smoke.get("passed") else "smoke not run"
+    return f"{entry['wheel']} (sha256 {entry['sha256'][:12]}..., {checked})"
+
+
+def write_record(prefix: str, entry: dict[str, Any] | None) -> Path:
+    """Set (or, with None, drop) the compat's entry in the install record, keeping the rest."""
+    path = Path(prefix) / inst.RECORD_NAME
+    record = inst.read_record(prefix)
+    if record is None and entry is None:
+        return path
+    record = record or {}
+    if entry is None:
+        record.pop(inst.COMPAT_KEY, None)
+    else:
+        record[inst.COMPAT_KEY] = entry
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+# -- removal -----------------------------------------------------------------------------------
+
+
+def uninstall(env: Environment, *, compat_only: bool, log: Callable[[str], None]) -> list[str]:
+    """Remove the compat (and, unless ``compat_only``, fa-kernels and the install record): what
+    fa-dist installed, nothing else. Returns the distributions removed."""
+    assert env.python is not None
+    python, removed = env.python.executable, []
+    real = compat.upstream_flash_attn(env)
+    if real is not None and compat_only:
+        raise ConfigError(
+            f"flash-attn {real.version} at {real.location or '?'} is the upstream package, not "
+            "fa-dist's compat: fa-dist leaves it alone",
+            fix=f"remove it with pip if you mean to: {python} -m pip uninstall -y flash-attn",
+        )
+    targets = ([] if real else [compat.DIST]) + ([] if compat_only else ["fa-kernels"])
+    for dist in targets:
+        pkg = env.package(dist)
+        if pkg is None:
+            continue
+        done = subproc.run([python, "-m", "pip", "uninstall", "-y", dist], timeout=300)
+        if not done.ok:
+            raise inst.InstallFailed(f"pip could not remove {dist}: {done.describe_failure()}")
+        log(f"removed {dist} {pkg.version}")
+        removed.append(dist)
+    if compat_only:
+        write_record(env.python.prefix, None)
+    else:
+        (Path(env.python.prefix) / inst.RECORD_NAME).unlink(missing_ok=True)
+    return removed
