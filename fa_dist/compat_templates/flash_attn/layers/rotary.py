@@ -4,6 +4,7 @@ naming what is missing."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from flash_attn._fa_kernels import export
@@ -41,7 +42,9 @@ _getattr, _dir = export(__name__, "fa_kernels.rotary", SIGNATURES)
 
 
 def __getattr__(name: str) -> Any:
-    return _getattr(ALIASES.get(name, name))
+    if name in ALIASES:
+        return getattr(sys.modules[__name__], ALIASES[name])
+    return _getattr(name)
 
 
 def __dir__() -> list[str]:
