@@ -342,12 +342,10 @@ def uninstall(python: str | None, compat_only: bool) -> int:
     """
     from fa_dist import compat_install
 
-    env = load_environment(python, None)
-
     def step(text: str) -> None:
         err.print(text, highlight=False)
 
-    removed = compat_install.uninstall(env, compat_only=compat_only, log=step)
+    removed = compat_install.uninstall(_resolve_python(python), compat_only=compat_only, log=step)
     out.print(f"[bold]removed[/]: {', '.join(removed) or 'nothing (none was installed)'}")
     return 0
 

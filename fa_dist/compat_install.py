@@ -20,7 +20,7 @@ from typing import Any
 from fa_dist import compat, subproc, wheelhouse
 from fa_dist import install as inst
 from fa_dist.environment import Environment
-from fa_dist.errors import ConfigError
+from fa_dist.errors import ConfigError, ProbeFailed
 from fa_dist.paths import cache_dir
 
 
@@ -146,30 +146,53 @@ def write_record(prefix: str, entry: dict[str, Any] | None) -> Path:
 # -- removal -----------------------------------------------------------------------------------
 
 
-def uninstall(env: Environment, *, compat_only: bool, log: Callable[[str], None]) -> list[str]:
+def uninstall(python: str, *, compat_only: bool, log: Callable[[str], None]) -> list[str]:
     """Remove the compat (and, unless ``compat_only``, fa-kernels and the install record): what
     fa-dist installed, nothing else. Returns the distributions removed."""
-    assert env.python is not None
-    python, removed = env.python.executable, []
-    real = compat.upstream_flash_attn(env)
-    if real is not None and compat_only:
+    prefix, installed = _installed(python)
+    upstream = compat.DIST in installed and not installed[compat.DIST]["compat"]
+    if upstream and compat_only:
+        real = installed[compat.DIST]
         raise ConfigError(
-            f"flash-attn {real.version} at {real.location or '?'} is the upstream package, not "
-            "fa-dist's compat: fa-dist leaves it alone",
+            f"flash-attn {real['version']} at {real['location'] or '?'} is the upstream package, "
+            "not fa-dist's compat: fa-dist leaves it alone",
             fix=f"remove it with pip if you mean to: {python} -m pip uninstall -y flash-attn",
         )
-    targets = ([] if real else [compat.DIST]) + ([] if compat_only else ["fa-kernels"])
-    for dist in targets:
-        pkg = env.package(dist)
-        if pkg is None:
-            continue
+    targets = ([] if upstream else [compat.DIST]) + ([] if compat_only else ["fa-kernels"])
+    removed = []
+    for dist in (d for d in targets if d in installed):
         done = subproc.run([python, "-m", "pip", "uninstall", "-y", dist], timeout=300)
         if not done.ok:
             raise inst.InstallFailed(f"pip could not remove {dist}: {done.describe_failure()}")
-        log(f"removed {dist} {pkg.version}")
+        log(f"removed {dist} {installed[dist]['version']}")
         removed.append(dist)
     if compat_only:
-        write_record(env.python.prefix, None)
+        write_record(prefix, None)
     else:
-        (Path(env.python.prefix) / inst.RECORD_NAME).unlink(missing_ok=True)
+        (Path(prefix) / inst.RECORD_NAME).unlink(missing_ok=True)
     return removed
+
+
+def _installed(python: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The target's prefix and its kernel distributions (name -> version, location, compat), from the
+    probe's python section alone: removing packages needs neither torch nor the host's tools."""
+    from fa_dist.detect import probe
+
+    found = probe(python, "python", timeout=60)
+    if "error" in found:
+        raise ProbeFailed(
+            f"cannot run the probe with {python}: {found['error']}",
+            fix="pass --python with a working interpreter (python3.10+)",
+        )
+    dists = {d["name"]: dict(d) for d in found["dists"]}
+    if compat.DIST in dists:
+        dists[compat.DIST]["compat"] = _has_marker(dists[compat.DIST]["location"])
+    return str(found["prefix"]), dists
+
+
+def _has_marker(location: str | None) -> bool:
+    try:
+        marker = json.loads((Path(location or "") / compat.MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("provider") == compat.PROVIDER

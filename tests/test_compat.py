@@ -108,10 +108,13 @@ def test_a_real_flash_attn_is_refused_by_name_before_anything_changes() -> None:
     compat.refuse_over_upstream(CPU())
 
 
-def test_uninstall_of_the_compat_leaves_a_real_flash_attn_alone() -> None:
-    env = mutate(CPU(), packages=(UPSTREAM,))
-    with pytest.raises(ConfigError, match="is the upstream package, not fa-dist's compat"):
-        compat_install.uninstall(env, compat_only=True, log=print)
+def test_uninstall_tells_the_compat_from_a_real_flash_attn_by_its_marker(tmp_path: Path) -> None:
+    assert not compat_install._has_marker(str(tmp_path)) and not compat_install._has_marker(None)
+    (tmp_path / compat.MARKER).parent.mkdir()
+    (tmp_path / compat.MARKER).write_bytes(compat.package_files("0.1.0")[compat.MARKER])
+    assert compat_install._has_marker(str(tmp_path))
+    (tmp_path / compat.MARKER).write_text('{"provider": "someone else"}')
+    assert not compat_install._has_marker(str(tmp_path))
 
 
 def test_the_probe_imports_the_compat_by_its_own_module_and_upstream_by_its_compiled_one() -> None:
