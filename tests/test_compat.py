@@ -175,3 +175,28 @@ def test_the_record_keeps_the_compat_across_a_new_fa_kernels_install_and_drops_i
     compat_install.write_record(str(tmp_path), None)
     record = install.read_record(str(tmp_path))
     assert record is not None and install.COMPAT_KEY not in record and record["sha256"] == "cd" * 32
+
+
+# -- the install command's plan ----------------------------------------------------------------
+
+def plan(env: object, wheelhouse: Path) -> tuple[int, str, str]:
+    import io
+
+    from rich.console import Console
+
+    from fa_dist import install_commands
+
+    out, err = io.StringIO(), io.StringIO()
+    code = install_commands.install(
+        env, wheelhouses=[wheelhouse], find_links=[], index_urls=[], offline=True, allow_insecure_http=False,  # type: ignore[arg-type]
+        no_build=False, from_source=False, smoke=True, dry_run=True, as_json=True,
+        out=Console(file=out, width=300), err=Console(file=err, width=300), flash_attn_compat=True)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_dry_run_plans_the_compat_beside_fa_kernels_and_refuses_over_a_real_flash_attn(tmp_path: Path) -> None:
+    code, out, _ = plan(H100(), tmp_path)
+    assert code == 0 and "then the flash-attn compat 2.8.3+fakernels.0.1.0 beside it" in json.loads(out)["plan"]
+    with pytest.raises(ConfigError, match="a real flash-attn is installed: flash-attn 2.7.4.post1"):
+        plan(mutate(H100(), packages=(UPSTREAM,)), tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before anything was built
