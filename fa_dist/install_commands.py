@@ -90,10 +90,38 @@ def install(
             out, {"plan": choice.filename + also, "source": choice.source}, resolution, as_json
         )
         return 0
+    _install_and_report(
+        env,
+        resolution,
+        choice,
+        compat_for=kernels_version if flash_attn_compat else None,
+        smoke=smoke,
+        started=started,
+        step=step,
+        out=out,
+        err=err,
+        as_json=as_json,
+    )
+    return 0
+
+
+def _install_and_report(
+    env: Environment,
+    resolution: resolve.Resolution,
+    choice: resolve.Candidate,
+    *,
+    compat_for: str | None,
+    smoke: bool,
+    started: float,
+    step: Callable[[str], None],
+    out: Console,
+    err: Console,
+    as_json: bool,
+) -> None:
+    """Fetch, install, smoke-test and record ``choice`` (and, with ``compat_for``, the flash-attn
+    compat for that fa-kernels version in the same transaction), then print the outcome."""
     compat_step = (
-        compat_install.CompatStep(env, kernels_version, smoke=smoke, log=step)
-        if flash_attn_compat
-        else None
+        compat_install.CompatStep(env, compat_for, smoke=smoke, log=step) if compat_for else None
     )
     with _download_bar(err, choice) as progress:
         outcome = inst.install(
@@ -108,7 +136,7 @@ def install(
         step(
             f"smoke: passed on {outcome.smoke['device']} ({outcome.seconds.get('smoke', 0):.1f} s)"
         )
-    result = {
+    result: dict[str, Any] = {
         "installed": outcome.wheel,
         "source": outcome.source,
         "sha256": outcome.sha256,
@@ -124,7 +152,6 @@ def install(
         result["flash_attn_compat"] = entry if as_json else compat_install.summary(entry)
     step(f"record: {outcome.record}")
     _print(out, result, as_json)
-    return 0
 
 
 def _compat_plan(kernels_version: str) -> str:

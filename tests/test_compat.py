@@ -197,6 +197,6 @@ def plan(env: object, wheelhouse: Path) -> tuple[int, str, str]:
 def test_the_dry_run_plans_the_compat_beside_fa_kernels_and_refuses_over_a_real_flash_attn(tmp_path: Path) -> None:
     code, out, _ = plan(H100(), tmp_path)
     assert code == 0 and "then the flash-attn compat 2.8.3+fakernels.0.1.0 beside it" in json.loads(out)["plan"]
-    with pytest.raises(ConfigError, match="a real flash-attn is installed: flash-attn 2.7.4.post1"):
+    with pytest.raises(ConfigError, match=r"a real flash-attn is installed: flash-attn 2\.7\.4\.post1"):
         plan(mutate(H100(), packages=(UPSTREAM,)), tmp_path)
     assert not list(tmp_path.iterdir())  # refused before anything was built
