@@ -46,20 +46,20 @@ PYEOF
 
 {
     step "$VENV/bin/python" -c "import flash_attn"  # expected to fail: nothing installed yet
-    step timeout 420 $PY -m fa_dist install --flash-attn-compat --python "$VENV/bin/python" --wheelhouse "$WORK/wh"
+    step timeout 240 $PY -m fa_dist install --flash-attn-compat --python "$VENV/bin/python" --wheelhouse "$WORK/wh"
     cat "$VENV/fa-dist-install.json"
 } 2>&1 | tee -a "$OUT/install.log"
 
-timeout 120 $PY -m fa_dist doctor --python "$VENV/bin/python" -v > "$OUT/doctor.log" 2>&1
+timeout 45 $PY -m fa_dist doctor --python "$VENV/bin/python" -v > "$OUT/doctor.log" 2>&1
 echo "doctor exit=$?" >> "$OUT/doctor.log"
 
 {
-    step timeout 300 "$VENV/bin/python" tests/gpu/check_transformers_flash_attention_2.py \
+    step timeout 150 "$VENV/bin/python" tests/gpu/check_transformers_flash_attention_2.py \
         --json "$OUT/transformers_fa2.json"
 } 2>&1 | tee "$OUT/transformers_fa2.log"
 
 {
-    step timeout 120 $PY -m fa_dist uninstall --flash-attn-compat --python "$VENV/bin/python"
+    step timeout 45 $PY -m fa_dist uninstall --flash-attn-compat --python "$VENV/bin/python"
     step "$VENV/bin/python" -c "import fa_kernels; print('fa_kernels stays:', fa_kernels.__version__)"
     step "$VENV/bin/python" -c "import flash_attn"  # expected to fail again
     step "$VENV/bin/python" -c "from transformers.utils import is_flash_attn_2_available as a; print('is_flash_attn_2_available:', a())"
