@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from fa_dist import jobs, knowledge, libstdcxx, parsers
+from fa_dist import compat, jobs, knowledge, libstdcxx, parsers
 from fa_dist.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
 from fa_dist.versions import Arch, ArchFamily, CudaVersion
 
@@ -675,6 +675,8 @@ def _version_matches(installed: str, pin: str) -> bool:
 
 def check_kernel_packages(env: Environment) -> Iterator[Finding]:
     for pkg in env.packages:
+        if compat.is_compat(pkg):
+            continue  # check_flash_attn_compat
         if pkg.import_status is ImportStatus.BROKEN and not _torch_ok(env):
             # the package cannot import before torch does: torch-import carries the fix
             yield Finding(
@@ -798,6 +800,51 @@ def _stable_abi_evidence(env: Environment, pkg: PackageInfo) -> str:
     )
 
 
+def check_flash_attn_compat(env: Environment) -> Iterator[Finding]:
+    """fa-dist's flash-attn compat, when it is what provides flash_attn: importable, and made for
+    the fa-kernels that is installed."""
+    pkg = env.package(compat.DIST)
+    if pkg is None or not compat.is_compat(pkg):
+        return
+    kernels = env.package("fa-kernels")
+    made_for = pkg.build_info.get("fa_kernels", "?")
+    where = f"flash-attn {pkg.version} at {pkg.location or '?'}"
+    fix = "fa-dist install --flash-attn-compat"
+    if pkg.import_status is not ImportStatus.OK:
+        yield Finding(
+            id="flash-attn-compat",
+            severity=Severity.ERROR,
+            title=f"the flash-attn compat {pkg.version} is installed but does not import",
+            evidence=f"{where}: {pkg.import_error or '?'}",
+            why="flash_attn imports (transformers' flash_attention_2 among them) fail or find another flash_attn",
+            fix=fix,
+        )
+    elif kernels is None:
+        yield Finding(
+            id="flash-attn-compat",
+            severity=Severity.ERROR,
+            title="the flash-attn compat is installed without fa-kernels",
+            evidence=f"{where}; fa-kernels: not installed",
+            why="every flash_attn function the compat provides runs on fa-kernels",
+            fix=f"{fix}   # or remove it: fa-dist uninstall --flash-attn-compat",
+        )
+    elif _public(kernels.version) != made_for:
+        yield Finding(
+            id="flash-attn-compat",
+            severity=Severity.WARNING,
+            title=f"the flash-attn compat was made for fa-kernels {made_for}, {kernels.version} is installed",
+            evidence=where,
+            why="its version no longer says what provides flash_attn, and `pip check` reports its pin",
+            fix=fix,
+        )
+    else:
+        yield _ok(
+            "flash-attn-compat",
+            f"flash_attn is fa-dist's flash-attn compat {pkg.version} over fa-kernels {kernels.version}",
+            pkg.location or "",
+        )
+
+
 # -- ROCm --------------------------------------------------------------------------------------
 
 
@@ -888,6 +935,7 @@ CHECKS: tuple[Callable[[Environment], Iterable[Finding]], ...] = (
     check_torch_arch_list,
     check_triton,
     check_kernel_packages,
+    check_flash_attn_compat,
     check_rocm,
     check_nvcc,
     check_host_compiler,

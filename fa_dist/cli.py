@@ -125,7 +125,7 @@ def doctor(
     findings = checks.run_checks(env)
     verdict = checks.verdict(findings, strict=strict)
     from fa_dist import sources
-    from fa_dist.install import read_record
+    from fa_dist.install import COMPAT_KEY, read_record
     from fa_dist.paths import default_wheelhouse
 
     record = read_record(env.python.prefix) if env.python and env_file is None else None
@@ -153,6 +153,10 @@ def doctor(
                 f"{'passed' if smoke.get('passed') else 'not run'}",
                 highlight=False,
             )
+        if record and record.get(COMPAT_KEY):
+            from fa_dist.compat_install import summary
+
+            out.print(f"flash-attn compat: {summary(record[COMPAT_KEY])}", highlight=False)
     return verdict.exit_code
 
 
@@ -316,6 +320,12 @@ def smoke(python: str | None, full: bool, as_json: bool, timeout: float | None) 
 @click.option(
     "--dry-run", is_flag=True, help="Show the plan and the resolver's trace; change nothing."
 )
+@click.option(
+    "--flash-attn-compat",
+    is_flag=True,
+    help="Also install fa-dist's flash-attn compat: a generated `flash-attn` distribution whose "
+    "flash_attn package maps flash_attn's API onto fa-kernels (refused over a real flash-attn).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def install(
     python: str | None,
@@ -331,6 +341,7 @@ def install(
     from_source: bool,
     no_smoke: bool,
     dry_run: bool,
+    flash_attn_compat: bool,
     as_json: bool,
 ) -> int:
     """Install kernels that match this machine, verify them on the device, roll back on failure.
@@ -360,7 +371,32 @@ def install(
         as_json=as_json,
         out=out,
         err=err,
+        flash_attn_compat=flash_attn_compat,
     )
+
+
+@cli.command()
+@click.option("--python", "python", metavar="PATH", help="Target interpreter (default: this one).")
+@click.option(
+    "--flash-attn-compat",
+    "compat_only",
+    is_flag=True,
+    help="Remove only the flash-attn compat; fa-kernels stays.",
+)
+def uninstall(python: str | None, compat_only: bool) -> int:
+    """Remove what `fa-dist install` put into the environment: fa-kernels, the flash-attn compat and
+    the install record; with --flash-attn-compat, only the compat.
+
+    A real (upstream) flash-attn is never touched. torch and triton are never touched.
+    """
+    from fa_dist import compat_install
+
+    def step(text: str) -> None:
+        err.print(text, highlight=False)
+
+    removed = compat_install.uninstall(_resolve_python(python), compat_only=compat_only, log=step)
+    out.print(f"[bold]removed[/]: {', '.join(removed) or 'nothing (none was installed)'}")
+    return 0
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fa_dist import __version__, host, interpreter, libstdcxx, subproc
+from fa_dist import __version__, compat, host, interpreter, libstdcxx, subproc
 from fa_dist.environment import (
     Environment,
     Gpu,
@@ -33,9 +33,10 @@ log = logging.getLogger("fa_dist")
 PROBE = Path(__file__).parent / "_probe" / "probe.py"
 MARKER = "FA_DIST_PROBE "
 
-# distribution -> (build-info file inside site-packages, compiled modules to import)
+# distribution -> (build-info file inside site-packages, compiled modules to import); a flash-attn
+# that is fa-dist's compat has a marker file there instead, and modules of its own (see _probe_args)
 KERNEL_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "flash-attn": ("-", ("flash_attn_2_cuda",)),
+    "flash-attn": (compat.MARKER, ("flash_attn_2_cuda",)),
     "fa-kernels": ("fa_kernels/_build_info.json", ("fa_kernels", "fa_kernels._C?")),
 }
 
@@ -81,10 +82,8 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
                 fix="pass --python with a working interpreter (python3.10+)",
             )
         pkg_f = {
-            name: pool.submit(
-                probe, python, "import", name, KERNEL_DISTS[name][0], *KERNEL_DISTS[name][1]
-            )
-            for name in (d["name"] for d in py["dists"])
+            d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
+            for d in py["dists"]
         }
         torch_raw = torch_f.result()
         seen = {name: f.result() for name, f in host_f.items()}
@@ -136,6 +135,14 @@ _HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]]
     "ninja": host.ninja,
     "cxx": libstdcxx.compilers,
 }
+
+
+def _probe_args(name: str, version: str) -> tuple[str, ...]:
+    """The import probe's arguments for an installed kernel distribution: DIST INFO_FILE MODULE..."""
+    info, modules = KERNEL_DISTS[name]
+    if name == compat.DIST and compat.is_compat_version(version):
+        modules = compat.PROBE_MODULES  # a compat has no compiled module; this proves it is ours
+    return (name, info, *modules)
 
 
 def _python(raw: Mapping[str, Any]) -> PythonInfo:

@@ -34,6 +34,7 @@ from fa_dist.errors import ConfigError, FaDistError, InstallFailed
 from fa_dist.paths import cache_dir
 
 RECORD_NAME = "fa-dist-install.json"
+COMPAT_KEY = "flash_attn_compat"  # the flash-attn compat's entry in the record (compat_install.py)
 
 
 class NoMatchingWheel(FaDistError):
@@ -206,9 +207,11 @@ def install(
     progress: Callable[[int, int], None] | None = None,
     options: Options | None = None,
     run_smoke: bool | None = None,
+    then: Callable[[], None] | None = None,
 ) -> Outcome:
     """Fetch, check, then one transaction under the target's lock: back up, pip install, smoke test,
-    record; any way out before the record is written restores the backup (transaction.py)."""
+    ``then`` (e.g. the flash-attn compat's install), record; any way out before the record is written
+    restores the backup (transaction.py)."""
     assert env.python is not None and resolution.choice is not None
     opts = options or Options()
     if run_smoke is not None:
@@ -235,6 +238,8 @@ def install(
         saved = transaction.backup(target, Path(folder))
         with transaction.rollback_on_failure(target, saved, log):
             result = _install_and_check(target, wheel, opts, log, timings)
+            if then is not None:
+                then()
             record = write_record(env, cand, digest, result.data if result else None, verified)
     return Outcome(
         wheel=wheel.name,
@@ -291,6 +296,7 @@ def write_record(
 ) -> Path:
     assert env.python is not None
     path = Path(env.python.prefix) / RECORD_NAME
+    previous = read_record(env.python.prefix) or {}
     record = {
         "wheel": cand.filename,
         "source": cand.source,
@@ -302,6 +308,8 @@ def write_record(
         if smoke_data
         else None,
     }
+    if COMPAT_KEY in previous:  # the flash-attn compat stays installed over a new fa-kernels
+        record[COMPAT_KEY] = previous[COMPAT_KEY]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{RECORD_NAME}.")
     try:
         with os.fdopen(fd, "w") as f:

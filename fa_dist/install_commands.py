@@ -14,7 +14,7 @@ from packaging.utils import parse_wheel_filename
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from fa_dist import build_commands, checks, resolve
+from fa_dist import build_commands, checks, compat, compat_install, resolve
 from fa_dist import install as inst
 from fa_dist.environment import Environment
 from fa_dist.errors import EnvironmentBroken
@@ -40,6 +40,7 @@ def install(
     as_json: bool,
     out: Console,
     err: Console,
+    flash_attn_compat: bool = False,
 ) -> int:
     started = began if began is not None else time.perf_counter()
 
@@ -48,6 +49,8 @@ def install(
 
     step(f"detect: {_describe(env)}")
     _require_torch(env)
+    if flash_attn_compat:
+        compat.refuse_over_upstream(env)  # before anything is built or changed
     home = default_wheelhouse()
     folders = wheelhouses or [home]
     candidates = inst.gather(
@@ -70,6 +73,7 @@ def install(
             )
             archs = " ".join(map(str, plan.archs.archs)) if plan.archs else "any GPU"
             what = f"build {plan.recipe.name} {plan.version} for {archs}, then install it"
+            what += _compat_plan(plan.version) if flash_attn_compat else ""
             step(f"plan: {what}")
             _print_plan(out, {"plan": what}, resolution, as_json)
             return 0
@@ -82,44 +86,89 @@ def install(
             fix="fa-dist build (then fa-dist install), or point --wheelhouse/--index-url "
             "at wheels built for this torch",
         )
-    step(f"plan: {choice.filename} from {choice.source}")
+    kernels_version = str(parse_wheel_filename(choice.filename)[1])
+    also = _compat_plan(kernels_version) if flash_attn_compat else ""
+    step(f"plan: {choice.filename} from {choice.source}{also}")
     if dry_run:
-        _print_plan(out, {"plan": choice.filename, "source": choice.source}, resolution, as_json)
+        _print_plan(
+            out, {"plan": choice.filename + also, "source": choice.source}, resolution, as_json
+        )
         return 0
+    _install_and_report(
+        env,
+        resolution,
+        choice,
+        compat_for=kernels_version if flash_attn_compat else None,
+        options=inst.Options(
+            run_smoke=smoke,
+            smoke_timeout=smoke_timeout,
+            allow_insecure_http=allow_insecure_http,
+            allow_unverified=allow_unverified,
+        ),
+        started=started,
+        step=step,
+        out=out,
+        err=err,
+        as_json=as_json,
+    )
+    return 0
+
+
+def _install_and_report(
+    env: Environment,
+    resolution: resolve.Resolution,
+    choice: resolve.Candidate,
+    *,
+    compat_for: str | None,
+    options: inst.Options,
+    started: float,
+    step: Callable[[str], None],
+    out: Console,
+    err: Console,
+    as_json: bool,
+) -> None:
+    """Fetch, install, smoke-test and record ``choice`` (and, with ``compat_for``, the flash-attn
+    compat for that fa-kernels version in the same transaction), then print the outcome."""
+    compat_step = (
+        compat_install.CompatStep(env, compat_for, smoke=options.run_smoke, log=step)
+        if compat_for
+        else None
+    )
     with _download_bar(err, choice) as progress:
         outcome = inst.install(
             env,
             resolution,
             log=step,
             progress=progress,
-            options=inst.Options(
-                run_smoke=smoke,
-                smoke_timeout=smoke_timeout,
-                allow_insecure_http=allow_insecure_http,
-                allow_unverified=allow_unverified,
-            ),
+            options=options,
+            then=compat_step.run if compat_step else None,
         )
     if outcome.smoke:
         step(
             f"smoke: passed on {outcome.smoke['device']} ({outcome.seconds.get('smoke', 0):.1f} s)"
         )
+    result: dict[str, Any] = {
+        "installed": outcome.wheel,
+        "source": outcome.source,
+        "sha256": outcome.sha256
+        if outcome.verified
+        else f"{outcome.sha256} (computed here: the source gave none to verify)",
+        "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,
+        "record": outcome.record,
+    }
+    if compat_step is not None and compat_step.outcome is not None:
+        assert env.python is not None
+        entry = compat_install.record_entry(compat_step.outcome)
+        compat_install.write_record(env.python.prefix, entry)
+        result["flash_attn_compat"] = entry if as_json else compat_install.summary(entry)
     step(f"record: {outcome.record}")
-    _print(
-        out,
-        {
-            "installed": outcome.wheel,
-            "source": outcome.source,
-            "sha256": outcome.sha256
-            if outcome.verified
-            else f"{outcome.sha256} (computed here: the source gave none to verify)",
-            "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
-            "total_seconds": round(time.perf_counter() - started, 2),
-            "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,
-            "record": outcome.record,
-        },
-        as_json,
-    )
-    return 0
+    _print(out, result, as_json)
+
+
+def _compat_plan(kernels_version: str) -> str:
+    return f", then the flash-attn compat {compat.version_for(kernels_version)} beside it"
 
 
 @contextlib.contextmanager

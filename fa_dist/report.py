@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fa_dist import codec
+from fa_dist import codec, compat
 from fa_dist.checks import Finding, Severity, Verdict
-from fa_dist.environment import Environment, Tool
+from fa_dist.environment import Environment, PackageInfo, Tool
 from fa_dist.variant import Variant
 
 STYLE = {
@@ -54,7 +54,9 @@ def facts(env: Environment) -> list[tuple[str, str]]:
     rows.append(("torch", _torch_row(env)))
     rows.append(("triton", env.triton_version or "not installed"))
     for pkg in env.packages:
-        rows.append((pkg.name, f"{pkg.version} (import: {pkg.import_status.value})"))
+        rows.append(
+            (pkg.name, f"{pkg.version} (import: {pkg.import_status.value}){_provides(pkg)}")
+        )
     driver = env.driver
     rows.append(
         (
@@ -94,6 +96,16 @@ def facts(env: Environment) -> list[tuple[str, str]]:
     for key, value in sorted(env.env_vars.items()):
         rows.append((f"${key}", value if len(value) < 80 else value[:77] + "..."))
     return rows
+
+
+def _provides(pkg: PackageInfo) -> str:
+    """Which flash_attn is active: the upstream package or fa-dist's compat over fa-kernels."""
+    if pkg.name != compat.DIST:
+        return ""
+    if compat.is_compat(pkg):
+        made_for = pkg.build_info.get("fa_kernels", "?")
+        return f", provides flash_attn: fa-dist's compat over fa-kernels (made for {made_for})"
+    return ", provides flash_attn: upstream flash-attn"
 
 
 def _torch_row(env: Environment) -> str:

@@ -26,11 +26,24 @@ from fa_dist.containment import is_within
 from fa_dist.errors import FaDistError, InstallFailed, ProbeFailed
 from fa_dist.paths import cache_dir
 
-PACKAGE_DIR = "fa_kernels"
-DIST_INFO_GLOB = "fa_kernels-*.dist-info"
 LOCK_NAME = ".fa-dist-install.lock"
 
 _SITES = "import json, sysconfig; p = sysconfig.get_paths(); print(json.dumps([p['purelib'], p['platlib']]))"
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A distribution a transaction backs up and restores: its name, import package and dist-info."""
+
+    name: str
+    package_dir: str
+
+    @property
+    def dist_info_glob(self) -> str:
+        return f"{self.name.replace('-', '_')}-*.dist-info"
+
+
+FA_KERNELS = Owned(name="fa-kernels", package_dir="fa_kernels")
 
 
 class Terminated(KeyboardInterrupt):
@@ -108,11 +121,12 @@ def signals_held() -> Iterator[None]:
 # -- what the installed package owns -------------------------------------------------------------
 
 
-def dist_infos(target: Target) -> list[Path]:
-    return sorted({p for site in target.sites for p in site.glob(DIST_INFO_GLOB) if p.is_dir()})
+def dist_infos(target: Target, owned: Owned = FA_KERNELS) -> list[Path]:
+    found = {p for site in target.sites for p in site.glob(owned.dist_info_glob) if p.is_dir()}
+    return sorted(found)
 
 
-def owned_files(target: Target, dist_info: Path) -> list[Path]:
+def owned_files(target: Target, dist_info: Path, owned: Owned = FA_KERNELS) -> list[Path]:
     """Files a dist-info's RECORD lists that lie inside the environment (a console script in bin/
     does; an absolute or ``..`` path leaving the prefix is ignored), plus the package folder's files."""
     found: dict[Path, None] = {}
@@ -128,7 +142,7 @@ def owned_files(target: Target, dist_info: Path) -> list[Path]:
         if is_within(target.prefix, path) or any(is_within(s, path) for s in target.sites):
             found[path] = None
     for site in target.sites:
-        package = site / PACKAGE_DIR
+        package = site / owned.package_dir
         if package.is_dir() and not package.is_symlink():
             found.update(
                 (p, None) for p in sorted(package.rglob("*")) if "__pycache__" not in p.parts
@@ -141,45 +155,50 @@ class Backup:
     folder: Path
     files: tuple[tuple[Path, str], ...]  # (where the file lives in the environment, its name here)
     version: str | None
+    owned: Owned = FA_KERNELS
 
 
-def backup(target: Target, into: Path) -> Backup:
-    """Copy aside every file the installed fa-kernels owns, under numbered names inside ``into``."""
+def backup(target: Target, into: Path, owned: Owned = FA_KERNELS) -> Backup:
+    """Copy aside every file the installed ``owned`` distribution has, under numbered names inside
+    ``into``."""
     files: list[tuple[Path, str]] = []
     version = None
-    for info in dist_infos(target):
-        version = info.name[len("fa_kernels-") : -len(".dist-info")]
-        for path in owned_files(target, info) + sorted(p for p in info.rglob("*") if p.is_file()):
+    prefix = owned.dist_info_glob.split("*")[0]
+    for info in dist_infos(target, owned):
+        version = info.name[len(prefix) : -len(".dist-info")]
+        for path in owned_files(target, info, owned) + sorted(
+            p for p in info.rglob("*") if p.is_file()
+        ):
             if any(path == seen for seen, _ in files):
                 continue
             name = f"{len(files):06d}"
             shutil.copy2(path, into / name, follow_symlinks=False)
             files.append((path, name))
-    return Backup(folder=into, files=tuple(files), version=version)
+    return Backup(folder=into, files=tuple(files), version=version, owned=owned)
 
 
-def remove_installed(target: Target) -> None:
-    """Uninstall in-process: every file the fa-kernels dist-infos own, the dist-infos (stray ones
+def remove_installed(target: Target, owned: Owned = FA_KERNELS) -> None:
+    """Uninstall in-process: every file the distribution's dist-infos own, the dist-infos (stray ones
     pip left behind included) and the package folder."""
-    for info in dist_infos(target):
-        for path in owned_files(target, info):
+    for info in dist_infos(target, owned):
+        for path in owned_files(target, info, owned):
             path.unlink(missing_ok=True)
         shutil.rmtree(info, ignore_errors=True)
     for site in target.sites:
-        package = site / PACKAGE_DIR
+        package = site / owned.package_dir
         if package.is_dir() and not package.is_symlink():
             shutil.rmtree(package, ignore_errors=True)
 
 
 def restore(target: Target, saved: Backup) -> str:
     """Put the environment back as ``saved`` found it; says what it did."""
-    remove_installed(target)
+    remove_installed(target, saved.owned)
     for path, name in saved.files:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved.folder / name, path, follow_symlinks=False)
     if not saved.files:
-        return "removed the new install (nothing was installed before)"
-    return f"restored fa-kernels {saved.version}"
+        return f"removed the new {saved.owned.name} (none was installed before)"
+    return f"restored {saved.owned.name} {saved.version}"
 
 
 @contextlib.contextmanager
