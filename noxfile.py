@@ -52,3 +52,4 @@ def gpu(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-q", "-m", "gpu", "tests/kernels", *session.posargs)
     session.run("python", "benchmarks/bench_attention.py")
     session.run("python", "benchmarks/bench_norm.py")
+    session.run("python", "benchmarks/bench_decode.py")

@@ -23,11 +23,12 @@ from fa_dist.errors import FaDistError, SmokeFailed
 from fa_dist.facts import target as target_mod
 from fa_dist.model import codec
 from fa_dist.model.environment import Environment
-from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target
-from fa_dist.paths import checkout
+from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target, UninstallOptions
+from fa_dist.paths import default_wheelhouse
 from fa_dist.pipelines import build as build_pipeline
 from fa_dist.pipelines import doctor as doctor_pipeline
 from fa_dist.pipelines import install as install_pipeline
+from fa_dist.pipelines import uninstall as uninstall_pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,13 +143,22 @@ def doctor(
 @click.option(
     "--wheelhouse",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the wheel and its manifest entry go (default: wheels/ in the checkout).",
+    help="Where the wheel and its manifest entry go (default: $FA_DIST_WHEELHOUSE, else wheels/ "
+    "in a checkout, else the user data dir's wheels/; fa-dist doctor shows it).",
 )
 @click.option(
     "--clean", is_flag=True, help="Forget objects and finished wheels: rebuild everything."
 )
 @click.option(
     "--ptx", help="Also embed PTX of this arch (one of --arch's), for GPUs newer than the list."
+)
+@click.option(
+    "--abi",
+    type=click.Choice(["auto", "stable", "torch"]),
+    default="auto",
+    show_default=True,
+    help="stable: torch's stable ABI, one wheel for every torch >= the recipe's target; torch: a "
+    "wheel for this torch only; auto: stable where this torch is at least the target.",
 )
 @click.option(
     "--write-config",
@@ -166,6 +176,7 @@ def build(
     wheelhouse: Path | None,
     clean: bool,
     ptx: str | None,
+    abi: str,
     write_config: Path | None,
     plan_only: bool,
     as_json: bool,
@@ -185,6 +196,7 @@ def build(
         wheelhouse=wheelhouse,
         clean=clean,
         ptx=ptx,
+        abi=abi,
     )
     plan = build_pipeline.plan(load_environment(options.target), options)
     if write_config is not None:
@@ -206,14 +218,25 @@ def build(
 @click.option("--python", "python", metavar="PATH", help="Target interpreter (default: this one).")
 @click.option("--full", is_flag=True, help="All cases, not the quick set `install` runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def smoke(python: str | None, full: bool, as_json: bool) -> int:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    envvar="FA_DIST_SMOKE_TIMEOUT",
+    help="Seconds before the test counts as failed (default 600). Env: FA_DIST_SMOKE_TIMEOUT.",
+)
+def smoke(python: str | None, full: bool, as_json: bool, timeout: float | None) -> int:
     """Run the installed kernels on this machine against their reference implementations.
 
     Attention and DropoutAddRMSNorm, forward and backward, every available backend, in a subprocess of
     the target interpreter (a crash is reported, not fatal). Without a GPU: Triton's CPU interpreter at
     tiny sizes. Exit 6 when a case fails or the test cannot run.
     """
-    result = act_smoke.run(target_mod.resolve_python(python), quick=not full)
+    result = act_smoke.run(
+        target_mod.resolve_python(python),
+        quick=not full,
+        timeout=timeout,
+        progress=None if as_json else lambda line: err.print(f"[dim]{line}[/]", highlight=False),
+    )
     if as_json:
         output.write_json({**result.data, "seconds": round(result.seconds, 2)}, indent=None)
     else:
@@ -228,7 +251,8 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
     "wheelhouses",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Local wheelhouse (default: wheels/ in the checkout, and $FA_DIST_WHEELHOUSE).",
+    help="Local wheelhouse (default: the one fa-dist build fills: $FA_DIST_WHEELHOUSE, else "
+    "wheels/ in a checkout, else the user data dir's wheels/).",
 )
 @click.option(
     "--find-links",
@@ -246,11 +270,29 @@ def smoke(python: str | None, full: bool, as_json: bool) -> int:
 )
 @click.option("--offline", is_flag=True, envvar="FA_DIST_OFFLINE", help="Use local wheels only.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow plain http to a non-local index.")
+@click.option(
+    "--allow-unverified",
+    is_flag=True,
+    help="Accept index wheels whose manifest entry has no valid sha256 (refused by default).",
+)
+@click.option(
+    "--smoke-timeout",
+    type=click.FloatRange(min=1),
+    envvar="FA_DIST_SMOKE_TIMEOUT",
+    help="Seconds the smoke test may take before it counts as failed (default 600). "
+    "Env: FA_DIST_SMOKE_TIMEOUT.",
+)
 @click.option("--no-build", is_flag=True, help="Never compile: fail if no wheel matches.")
 @click.option("--from-source", is_flag=True, help="Build for this GPU even if a wheel matches.")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test after installing.")
 @click.option(
     "--dry-run", is_flag=True, help="Show the plan and the resolver's trace; change nothing."
+)
+@click.option(
+    "--flash-attn-compat",
+    is_flag=True,
+    help="Also install fa-dist's flash-attn compat: a generated `flash-attn` distribution whose "
+    "flash_attn package maps flash_attn's API onto fa-kernels (refused over a real flash-attn).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def install(
@@ -261,10 +303,13 @@ def install(
     index_urls: tuple[str, ...],
     offline: bool,
     allow_insecure_http: bool,
+    allow_unverified: bool,
+    smoke_timeout: float | None,
     no_build: bool,
     from_source: bool,
     no_smoke: bool,
     dry_run: bool,
+    flash_attn_compat: bool,
     as_json: bool,
 ) -> int:
     """Install kernels that match this machine, verify them on the device, roll back on failure.
@@ -281,10 +326,13 @@ def install(
         index_urls=index_urls,
         offline=offline,
         allow_insecure_http=allow_insecure_http,
+        allow_unverified=allow_unverified,
+        smoke_timeout=smoke_timeout,
         no_build=no_build,
         from_source=from_source,
         smoke=not no_smoke,
         dry_run=dry_run or env_file is not None,
+        flash_attn_compat=flash_attn_compat,
     )
     env = load_environment(options.target)
     reporter.step(f"detect: {install_pipeline.describe(env)}")
@@ -298,12 +346,32 @@ def install(
 
 
 @cli.command()
+@click.option("--python", "python", metavar="PATH", help="Target interpreter (default: this one).")
+@click.option(
+    "--flash-attn-compat",
+    "compat_only",
+    is_flag=True,
+    help="Remove only the flash-attn compat; fa-kernels stays.",
+)
+def uninstall(python: str | None, compat_only: bool) -> int:
+    """Remove what `fa-dist install` put into the environment: fa-kernels, the flash-attn compat and
+    the install record; with --flash-attn-compat, only the compat.
+
+    A real (upstream) flash-attn is never touched. torch and triton are never touched.
+    """
+    options = UninstallOptions(target=Target(python=python), compat_only=compat_only)
+    outcome = uninstall_pipeline.run(options, output.ConsoleReporter(err))
+    out.print(f"[bold]removed[/]: {', '.join(outcome.removed) or 'nothing (none was installed)'}")
+    return 0
+
+
+@cli.command()
 @click.option(
     "--file",
     "path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The matrix file (default: matrix.yaml in the checkout).",
+    default=Path("matrix.yaml"),
+    help="The matrix file (default: matrix.yaml in the current folder).",
 )
 @click.option(
     "--format",
@@ -317,9 +385,12 @@ def install(
     "--only",
     help="Keep a slice, e.g. torch=2.11,cuda=13.0 (keys: torch, python, platform, cuda, rocm).",
 )
-def matrix(path: Path | None, fmt: str, only: str | None) -> int:
-    """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned."""
-    data = matrix_mod.load(path or checkout() / "matrix.yaml")
+def matrix(path: Path, fmt: str, only: str | None) -> int:
+    """Expand matrix.yaml into the wheel-building cells, with why impossible cells were pruned.
+
+    The archs are checked against the recipes `fa-dist build` uses (its checkout's or its bundle's).
+    """
+    data = matrix_mod.load(path)
     known = recipes_mod.load_all()
     matrix_mod.check_against_recipes(data, {name: r.archs for name, r in known.items()})
     expansion = matrix_mod.expand(data, matrix_mod.parse_only(only))
@@ -346,7 +417,10 @@ def index() -> None:
 
 @index.command("build")
 @click.argument(
-    "wheelhouse_dir", metavar="WHEELHOUSE", type=click.Path(file_okay=False, path_type=Path)
+    "wheelhouse_dir",
+    metavar="[WHEELHOUSE]",
+    required=False,
+    type=click.Path(file_okay=False, path_type=Path),
 )
 @click.option(
     "--out",
@@ -356,9 +430,12 @@ def index() -> None:
     help="Folder to write the site into (created; rebuilding is idempotent).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print {index: [wheels]} as JSON.")
-def index_build(wheelhouse_dir: Path, site: Path, as_json: bool) -> int:
-    """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first)."""
-    groups = index_mod.build(wheelhouse_dir, site)
+def index_build(wheelhouse_dir: Path | None, site: Path, as_json: bool) -> int:
+    """Write a static index for every wheel in WHEELHOUSE's manifest (hashes verified first).
+
+    WHEELHOUSE defaults to the one `fa-dist build` fills (see `fa-dist build --help`).
+    """
+    groups = index_mod.build(wheelhouse_dir or default_wheelhouse(), site)
     if as_json:
         output.write_json(groups)
     else:

@@ -58,6 +58,6 @@ class NoMatchingWheel(FaDistError):
 
 
 class InstallFailed(FaDistError):
-    """Fetching, installing or smoke-testing the chosen wheel failed (the previous state is restored)."""
+    """Installing (fetch, pip, smoke test, record) failed; the previous state was restored."""
 
     exit_code = 8

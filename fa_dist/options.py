@@ -31,6 +31,7 @@ class BuildOptions:
     wheelhouse: Path | None = None  # None: paths.default_wheelhouse()
     clean: bool = False
     ptx: str | None = None
+    abi: str = "auto"  # stable (torch's stable ABI), torch (this torch only), or auto
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +42,16 @@ class InstallOptions:
     index_urls: tuple[str, ...] = ()
     offline: bool = False
     allow_insecure_http: bool = False
+    allow_unverified: bool = False  # accept index wheels without a valid sha256
+    smoke_timeout: float | None = None  # None: $FA_DIST_SMOKE_TIMEOUT, else 600 s
     no_build: bool = False
     from_source: bool = False
     smoke: bool = True
     dry_run: bool = False
+    flash_attn_compat: bool = False  # also the flash-attn compat, in the same transaction
+
+
+@dataclass(frozen=True, kw_only=True)
+class UninstallOptions:
+    target: Target = Target()  # an interpreter: a snapshot has nothing to remove
+    compat_only: bool = False  # only the flash-attn compat; fa-kernels stays

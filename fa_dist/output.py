@@ -24,11 +24,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from fa_dist.act.compat_install import summary as compat_summary
+from fa_dist.act.record import COMPAT_KEY
 from fa_dist.act.smoke import SmokeResult
+from fa_dist.decide import stable_abi
 from fa_dist.decide.checks import Finding, Severity, Verdict
 from fa_dist.decide.matrix import Expansion
-from fa_dist.model import codec
-from fa_dist.model.environment import Environment, Tool
+from fa_dist.model import codec, compat
+from fa_dist.model.environment import Environment, PackageInfo, Tool
+from fa_dist.model.variant import Variant
 from fa_dist.reporter import Progress as ProgressCallback
 
 if TYPE_CHECKING:  # types only: no import at run time, so no layer
@@ -77,7 +81,9 @@ def facts(env: Environment) -> list[tuple[str, str]]:
     rows.append(("torch", _torch_row(env)))
     rows.append(("triton", env.triton_version or "not installed"))
     for pkg in env.packages:
-        rows.append((pkg.name, f"{pkg.version} (import: {pkg.import_status.value})"))
+        rows.append(
+            (pkg.name, f"{pkg.version} (import: {pkg.import_status.value}){_provides(pkg)}")
+        )
     driver = env.driver
     rows.append(
         (
@@ -123,6 +129,16 @@ def _tool_rows(env: Environment, unknown: Callable[[str], str]) -> list[tuple[st
             continue
         rows.append((label, _tool_row(tool) if tool else unknown(label.replace("g++", "gxx"))))
     return rows
+
+
+def _provides(pkg: PackageInfo) -> str:
+    """Which flash_attn is active: the upstream package or fa-dist's compat over fa-kernels."""
+    if pkg.name != compat.DIST:
+        return ""
+    if compat.is_compat(pkg):
+        made_for = pkg.build_info.get("fa_kernels", "?")
+        return f", provides flash_attn: fa-dist's compat over fa-kernels (made for {made_for})"
+    return ", provides flash_attn: upstream flash-attn"
 
 
 def _torch_row(env: Environment) -> str:
@@ -200,19 +216,46 @@ def doctor_json(env: Environment, findings: list[Finding], verdict: Verdict) -> 
 
 def print_matrix(console: Console, expansion: Expansion) -> None:
     table = Table(title="Wheel matrix", title_justify="left")
-    for col in ("cell", "variant", "archs", "runner"):
+    for col in ("cell", "built on", "serves torch", "serves runtime", "archs", "runner"):
         table.add_column(col, overflow="fold")
     for cell in expansion.cells:
-        table.add_row(cell.id, cell.variant, cell.archs, cell.runner)
+        runtime = "CUDA" if cell.runtime.startswith("cu") else "ROCm"
+        target = Variant.parse(cell.variant).torch
+        serves = f">= {target}: {cell.torches}" if cell.abi == "stable" else cell.torch
+        table.add_row(
+            cell.id,
+            f"torch {cell.torch}, Python {cell.python}",
+            serves,
+            f"{runtime} {', '.join(cell.runtimes.split())}",
+            cell.archs,
+            cell.runner,
+        )
     console.print(table)
     extra = 1 if expansion.pure_triton_wheel else 0
     console.print(
-        f"[bold]{len(expansion.cells)} compiled wheels[/] + {extra} pure-Triton wheel "
+        f"[bold]{len(expansion.cells)} compiled wheels[/] (cp310-abi3; one per torch x Python x "
+        f"runtime x platform would be {expansion.uncollapsed}) + {extra} pure-Triton wheel "
         f"= {len(expansion.cells) + extra} wheels",
         highlight=False,
     )
     for reason, count in sorted(expansion.pruned.items()):
         console.print(f"  pruned {count}: {reason}", highlight=False)
+
+
+def own_facts_text(*, kernel_source: dict[str, Any], wheelhouse: str) -> str:
+    """Doctor's lines about fa-dist itself: where `fa-dist build` takes the kernels from, where
+    wheels go."""
+    kind = kernel_source["kind"]
+    if kind == "checkout":
+        what = f"the checkout's {kernel_source['path']}"
+    elif kind == "bundle":
+        what = (
+            f"bundled fa-kernels {kernel_source['version']} ({kernel_source['path']}, "
+            f"sha256 {kernel_source['sha256'][:12]}... verified)"
+        )
+    else:
+        what = f"[bold red]none[/]: {kernel_source['problem']}"
+    return f"kernel sources: {what}\nwheelhouse: {wheelhouse}"
 
 
 def smoke_table(result: SmokeResult) -> Table:
@@ -291,6 +334,9 @@ class ConsoleReporter:
 
 def print_doctor_report(console: Console, report: Report, *, verbose: bool) -> None:
     print_doctor(console, report.env, list(report.findings), report.verdict, verbose=verbose)
+    if not report.from_snapshot:
+        own = own_facts_text(kernel_source=report.kernel_source, wheelhouse=report.wheelhouse)
+        console.print(own, highlight=False, soft_wrap=True)
     record = report.install_record
     if record:
         smoke = record.get("smoke") or {}
@@ -300,11 +346,18 @@ def print_doctor_report(console: Console, report: Report, *, verbose: bool) -> N
             f"{'passed' if smoke.get('passed') else 'not run'}",
             highlight=False,
         )
+    if record and record.get(COMPAT_KEY):
+        console.print(f"flash-attn compat: {compat_summary(record[COMPAT_KEY])}", highlight=False)
 
 
 def doctor_report_json(report: Report) -> dict[str, Any]:
     data = doctor_json(report.env, list(report.findings), report.verdict)
-    return {**data, "install_record": report.install_record}
+    return {
+        **data,
+        "install_record": report.install_record,
+        "kernel_source": report.kernel_source,
+        "wheelhouse": report.wheelhouse,
+    }
 
 
 def build_plan_json(plan: build_pipeline.Plan) -> dict[str, Any]:
@@ -317,6 +370,8 @@ def build_plan_json(plan: build_pipeline.Plan) -> dict[str, Any]:
         "python_tag": build.python_tag,
         "version": build.version,
         "variant": str(build.variant) if build.variant else None,
+        "abi": build.abi.value if build.abi else None,
+        "serves": stable_abi.serves(build.variant) if build.variant else "any torch (pure Triton)",
         "archs": [str(a) for a in build.archs.archs] if build.archs else [],
         "ptx": str(build.archs.ptx) if build.archs and build.archs.ptx else None,
         "max_jobs": build.jobs.max_jobs if build.jobs else None,
@@ -360,15 +415,20 @@ def install_outcome_json(outcome: install_pipeline.Outcome, *, as_json: bool) ->
         if outcome.source is not None:
             data["source"] = outcome.source
         return {**data, "trace": list(outcome.trace)} if as_json else data
-    return {
+    data = {
         "installed": outcome.wheel,
         "source": outcome.source,
-        "sha256": outcome.sha256,
+        "sha256": outcome.sha256
+        if outcome.verified
+        else f"{outcome.sha256} (computed here: the source gave none to verify)",
         "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
         "total_seconds": round(outcome.total_seconds, 2),
         "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,
         "record": outcome.record,
     }
+    if outcome.compat is not None:
+        data["flash_attn_compat"] = outcome.compat if as_json else compat_summary(outcome.compat)
+    return data
 
 
 def print_keyed_lines(console: Console, data: dict[str, Any]) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 log = logging.getLogger("fa_dist")
 
@@ -66,6 +70,71 @@ def run(
     if proc.returncode != 0:
         log.debug("exit %s\n%s%s", proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    on_stderr: Callable[[str], None] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> Completed:
+    """Like ``run``, but hands each stderr line to ``on_stderr`` as it comes, and kills the program
+    (its whole process group) at the deadline or when fa-dist itself is interrupted."""
+    args = tuple(str(a) for a in argv)
+    log.debug("$ %s", shlex.join(args))
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,  # a Ctrl-C reaches fa-dist, which then stops the program
+        )
+    except OSError as exc:
+        return Completed(args, None, "", "", error=exc.strerror or str(exc))
+    out: list[str] = []
+    err: list[str] = []
+
+    def pump(pipe: IO[str], into: list[str], each: Callable[[str], None] | None) -> None:
+        for line in pipe:
+            into.append(line)
+            if each is not None:
+                each(line.rstrip("\n"))
+
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, out, None), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, err, on_stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        for reader in readers:
+            reader.join(timeout=5)
+        return Completed(
+            args, None, "".join(out), "".join(err), error=f"timed out after {timeout:.0f}s"
+        )
+    except BaseException:
+        _kill_group(proc)
+        raise
+    for reader in readers:
+        reader.join(timeout=5)
+    return Completed(args, proc.returncode, "".join(out), "".join(err))
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def which(name: str, path: str | None = None) -> str | None:

@@ -59,9 +59,17 @@ def extensions_and_commands() -> tuple[list, dict]:
         sources=list(config["sources"]),  # relative to this folder, as setuptools requires
         include_dirs=[str(HERE / d) for d in config.get("include_dirs", [])],
         extra_compile_args={"cxx": config.get("cxx_flags", []), "nvcc": config.get("device_flags", [])},
+        # the limited API: torch adds -DPy_LIMITED_API=0x030A0000 and leaves libtorch_python out
+        py_limited_api=bool(config.get("py_limited_api")),
     )
     return [ext], {"build_py": BuildPyWithInfo, "build_ext": IncrementalBuildExt}
 
 
+def options() -> dict:
+    """bdist_wheel --py-limited-api cp310: the wheel is tagged cp310-abi3 (any CPython >= 3.10)."""
+    limited = json.loads(Path(CONFIG).read_text()).get("py_limited_api") if CONFIG else None
+    return {"bdist_wheel": {"py_limited_api": limited}} if limited else {}
+
+
 ext_modules, cmdclass = extensions_and_commands()
-setup(version=version(), ext_modules=ext_modules, cmdclass=cmdclass)
+setup(version=version(), ext_modules=ext_modules, cmdclass=cmdclass, options=options())

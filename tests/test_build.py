@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from fa_dist.act import build as build_run
 from fa_dist.act import wheelhouse
-from fa_dist.decide import build_plan, recipes
+from fa_dist.decide import build_plan, recipes, stable_abi
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.model.versions import CudaVersion
 from fa_dist.model.wheel import WheelEntry
@@ -25,21 +26,40 @@ KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 RECIPES = recipes.load_all(source_root=KERNELS)
 
 
-def plan_for(env, recipe="auto", arch="native", jobs=None):  # type: ignore[no-untyped-def]
+def plan_for(env, recipe="auto", arch="native", jobs=None, abi="auto"):  # type: ignore[no-untyped-def]
     chosen = build_plan.choose_recipe(recipe, env, RECIPES)
     build_pipeline.refuse_if_blocked(env, chosen)
     return build_plan.plan(env, chosen, arch_request=arch, jobs_override=jobs, kernel_version="0.1.0",
-                           source_digest="abc")
+                           source_digest="abc", abi_request=abi)
 
 
 def test_h100_native_plan() -> None:
     p = plan_for(H100())
     assert p.recipe.name == "cuda"
-    assert p.version == "0.1.0+cu130torch2.11cxx11abiTRUE"
+    assert p.version == "0.1.0+cu130torch2.10stableabi" and p.abi is stable_abi.Abi.STABLE
+    assert p.python_tag == "cp310"  # abi3: one wheel for CPython >= 3.10
     assert [str(a) for a in p.archs.archs] == ["sm_90a"] if p.archs else False
     assert p.build_env["TORCH_CUDA_ARCH_LIST"] == "9.0a"
     assert p.build_env["MAX_JOBS"] == "8" and p.build_env["NVCC_APPEND_FLAGS"] == "--threads 2"
     assert p.build_env["CUDA_HOME"] == "/usr/local/cuda"  # the snapshot's CUDA_HOME
+
+
+def test_abi_torch_builds_for_exactly_this_torch_and_stable_pins_the_target() -> None:
+    p = plan_for(H100(), abi="torch")
+    assert p.version == "0.1.0+cu130torch2.11cxx11abiTRUE" and p.abi is stable_abi.Abi.TORCH
+    assert p.build_key != plan_for(H100()).build_key  # the two builds never share objects
+    stable = build_run.build_config(plan_for(H100()), H100(), Path("/tmp/objects"))
+    assert "-DTORCH_TARGET_VERSION=0x020a000000000000" in stable["cxx_flags"]  # type: ignore[operator]
+    assert stable["py_limited_api"] == "cp310"
+    assert stable["build_info"]["abi"] == "stable" and stable["build_info"]["torch_target"] == "2.10"  # type: ignore[index]
+    specific = build_run.build_config(p, H100(), Path("/tmp/objects"))
+    assert not any("TORCH_TARGET_VERSION" in f for f in specific["cxx_flags"])  # type: ignore[union-attr]
+    assert specific["build_info"]["torch_target"] == ""  # type: ignore[index]
+
+
+def test_a_torch_older_than_the_stable_abi_cannot_build_the_compiled_recipe() -> None:
+    with pytest.raises(EnvironmentBroken, match=r"recipe 'cuda' needs torch >= 2.10, found 2.9.1\+cu130"):
+        plan_for(mutate(H100(), torch__version="2.9.1+cu130"), recipe="cuda")
 
 
 def test_all_archs_for_ci_with_ptx_of_the_newest() -> None:

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fa_dist.decide import archs, buildlog, recipes
+from fa_dist.decide import archs, buildlog, recipes, stable_abi
+from fa_dist.decide.build_plan import for_environment
+from fa_dist.decide.stable_abi import Abi
 from fa_dist.errors import ConfigError, ParseError
-from fa_dist.model.variant import Runtime, Variant, for_environment
+from fa_dist.model.variant import Runtime, Variant
 from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 
 from .envs import CPU, FIXTURES, H100, load
@@ -21,6 +23,7 @@ variants = st.builds(
     st.builds(CudaVersion, st.integers(10, 20), st.integers(0, 9)),
     st.builds(TorchMinor, st.integers(1, 3), st.integers(0, 30)),
     st.booleans(),
+    stable_abi=st.booleans(),
 )
 
 
@@ -40,6 +43,37 @@ def test_variant_text_forms() -> None:
     assert Variant.parse("cu130torch2.14cxx11abitrue") == Variant.parse("cu130torch2.14cxx11abiTRUE")
     with pytest.raises(ParseError, match="not a build variant"):
         Variant.parse("cu130torch2.11")
+    stable = Variant.parse("cu130torch2.10stableabi")
+    assert stable.stable_abi and str(stable) == "cu130torch2.10stableabi"
+    assert stable.serves(TorchMinor(2, 14)) and not stable.serves(TorchMinor(2, 9))
+    assert not Variant.parse("cu130torch2.10cxx11abiTRUE").serves(TorchMinor(2, 11))
+
+
+@pytest.mark.parametrize(("request_", "torch", "target", "abi", "why"), [
+    ("auto", "2.11", "2.10", Abi.STABLE, "one wheel for torch >= 2.10"),
+    ("auto", "2.9", "2.10", Abi.TORCH, "torch 2.9 is older than the stable-ABI target 2.10"),
+    ("auto", "2.11", None, Abi.TORCH, "no stable-ABI build"),
+    ("torch", "2.11", "2.10", Abi.TORCH, "a wheel for torch 2.11 only"),
+    ("stable", "2.10", "2.10", Abi.STABLE, "TORCH_TARGET_VERSION 2.10"),
+])
+def test_abi_choice(request_: str, torch: str, target: str | None, abi: Abi, why: str) -> None:
+    got, reason = stable_abi.choose(request_, torch=TorchMinor.parse(torch),
+                                    target=TorchMinor.parse(target) if target else None)
+    assert got is abi and why in reason
+
+
+@pytest.mark.parametrize(("torch", "target", "message"), [
+    ("2.9", "2.10", "targets torch >= 2.10, this is torch 2.9"), ("2.11", None, "no stable-ABI target"),
+])
+def test_abi_stable_refused_where_it_cannot_load(torch: str, target: str | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        stable_abi.choose("stable", torch=TorchMinor.parse(torch),
+                          target=TorchMinor.parse(target) if target else None)
+    assert err.value.fix and "--abi torch" in err.value.fix
+
+
+def test_target_flag_is_torch_version_h_layout() -> None:
+    assert stable_abi.target_flag(TorchMinor(2, 10)) == "-DTORCH_TARGET_VERSION=0x020a000000000000"
 
 
 def test_variant_for_real_environments() -> None:

@@ -253,6 +253,40 @@ def test_fa_kernels_build_info_mismatch_is_explained_without_importing() -> None
     assert f.severity is Severity.ERROR and "built for torch 2.14.1" in f.evidence
 
 
+STABLE_INFO = {"torch": "2.14.1", "cuda": "13.0", "cxx11_abi": "True", "abi": "stable", "torch_target": "2.10"}
+
+
+def _stable_pkg(**info: str) -> PackageInfo:
+    return PackageInfo(name="fa-kernels", version="0.1.0+cu130torch2.10stableabi", location="/s",
+                       import_status=ImportStatus.OK, build_info={**STABLE_INFO, **info})
+
+
+def test_doctor_explains_a_stable_abi_build_that_serves_this_torch() -> None:
+    f = the(mutate(H100(), packages=(_stable_pkg(),)), "package-fa-kernels")  # built on 2.14.1, runs on 2.11
+    assert f.severity is Severity.OK and "stable-ABI build that serves this torch" in f.title
+    assert f.evidence.startswith("serves torch >= 2.10 with CUDA 13.x (13.0 or newer), CPython >= 3.10 (abi3); "
+                                 "compiled against torch 2.14.1 with TORCH_TARGET_VERSION 2.10; this is torch "
+                                 "2.11.0+cu130")
+
+
+@pytest.mark.parametrize(("pkg", "evidence"), [
+    (_stable_pkg(), "stable-ABI build for torch >= 2.10, installed torch 2.9.1+cu130 is older than its target"),
+    # no build metadata: the version tag says the same
+    (PackageInfo(name="fa-kernels", version="0.1.0+cu130torch2.10stableabi", location="/s",
+                 import_status=ImportStatus.BROKEN, import_error="undefined symbol: torch_call_dispatcher"),
+     "older than its target"),
+])
+def test_doctor_catches_a_torch_older_than_the_stable_abi_target(pkg: PackageInfo, evidence: str) -> None:
+    f = the(mutate(H100(), torch__version="2.9.1+cu130", packages=(pkg,)), "package-fa-kernels")
+    assert f.severity is Severity.ERROR and evidence in f.evidence
+    assert f.fix is not None and "fa-dist install" in f.fix
+
+
+def test_stable_abi_build_of_another_cuda_major_is_still_a_mismatch() -> None:
+    f = the(mutate(H100(), packages=(_stable_pkg(cuda="12.6"),)), "package-fa-kernels")
+    assert f.severity is Severity.ERROR and "built for CUDA 12.6, torch uses CUDA 13.0" in f.evidence
+
+
 def _rocm_env() -> Environment:
     gpu = Gpu(index=0, name="AMD Instinct MI300X", arch=Arch.parse("gfx942"), memory_mib=196592)
     return mutate(H100(), driver=None, torch__cuda=None, torch__hip="6.4.43482",

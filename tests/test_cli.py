@@ -38,7 +38,10 @@ def test_doctor_json_on_the_h100_snapshot_has_the_documented_shape() -> None:
     done = fa_dist("doctor", "--env-file", str(H100_FILE), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report) == {"version", "verdict", "findings", "environment", "install_record"}
+    assert set(report) == {
+        "version", "verdict", "findings", "environment", "install_record", "kernel_source", "wheelhouse"
+    }
+    assert report["kernel_source"]["kind"] == "checkout"  # the tests run from one
     assert report["verdict"]["summary"] == "ready to build from source (and for prebuilt wheels)"
     assert {"id", "severity", "title", "evidence", "why", "fix", "blocks"} <= set(report["findings"][0])
     assert Environment.from_json(report["environment"]) == H100()

@@ -3,13 +3,15 @@ change that breaks compilation fails CI here, where nvcc exists and no GPU does.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
 
-from fa_dist.decide import recipes
+from fa_dist.decide import recipes, stable_abi
 
 pytestmark = pytest.mark.integration
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
@@ -30,3 +32,47 @@ def test_kernel_sources_compile_for_sm80_and_sm90(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         assert out.stat().st_size > 10_000
+
+
+# Undefined symbols a stable-ABI glue object may have: torch's C shim, the CUDA runtime, CPython's
+# limited API, our own kernels, and the C/C++ runtime. Anything else (c10::, at::, torch:: C++ symbols
+# or a version-specific CPython function) would tie the binary to one torch or one Python.
+STABLE_OK = re.compile(
+    r"^(aoti_torch_\w+|torch_\w+|cuda\w+|Py\w+|_ZN10fa_kernels\w+|_ZNK?[RO]?S[tosid]\w*|_ZSt\w+|_ZT[VIS]\w+"
+    r"|_Z(dl|nw|da|na)\w*|__cxa_\w+|__gxx_personality_v0|_Unwind_Resume|__dso_handle|_GLOBAL_OFFSET_TABLE_"
+    r"|__libc_single_threaded|mem(cpy|move|set)|str(cmp|len)|vsnprintf)$"
+)
+
+
+def _stable_headers(into: Path) -> Path:
+    """Only torch's stable-ABI headers (csrc/stable, the C shim, headeronly), copied out of the installed
+    torch: the glue compiling against these alone proves it includes no ATen/c10 header."""
+    import torch.utils.cpp_extension as ext  # the CPU torch of the test venv ships the same headers
+
+    torch_include = Path(ext.include_paths()[0])
+    for part in ("torch/csrc/stable", "torch/headeronly", "torch/csrc/inductor/aoti_torch/c",
+                 "torch/csrc/inductor/aoti_torch/generated"):
+        shutil.copytree(torch_include / part, into / part)
+    return into
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or not Path("/usr/local/cuda/include/cuda_runtime.h").is_file(),
+                    reason="needs g++ and the CUDA headers")
+def test_glue_builds_against_the_stable_headers_only(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    recipe = recipes.load_all(source_root=KERNELS)["cuda"]
+    assert recipe.extension is not None and recipe.stable_abi_target is not None
+    include = _stable_headers(tmp_path / "include")
+    obj = tmp_path / "ops.o"
+    done = subprocess.run(
+        ["g++", "-std=c++20", "-c", "-O1", "-fPIC", *recipe.extension.cxx_flags,
+         stable_abi.target_flag(recipe.stable_abi_target), f"-DPy_LIMITED_API={stable_abi.LIMITED_API_HEX}",
+         f"-I{include}", "-I/usr/local/cuda/include", f"-I{sysconfig.get_paths()['include']}",
+         *(f"-I{KERNELS / d}" for d in recipe.extension.include_dirs), str(KERNELS / "csrc" / "ops.cpp"),
+         "-o", str(obj)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    undefined = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout.split()
+    names = [n for n in undefined if n != "U"]
+    assert "torch_library_impl" in names and "aoti_torch_get_current_cuda_stream" in names
+    assert [n for n in names if not STABLE_OK.match(n)] == []

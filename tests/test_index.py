@@ -40,7 +40,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheelhouse")
     tmp = tmp_path_factory.mktemp("work")
     for version, variant in (("0.1.0", None), ("0.1.0+cu130torch2.11cxx11abiTRUE", "cu130torch2.11cxx11abiTRUE"),
-                             ("0.1.0+cu128torch2.10cxx11abiTRUE", "cu128torch2.10cxx11abiTRUE")):
+                             ("0.1.0+cu128torch2.10cxx11abiTRUE", "cu128torch2.10cxx11abiTRUE"),
+                             ("0.1.0+cu130torch2.10stableabi", "cu130torch2.10stableabi")):
         wheel = _wheel_with_version(folder, version, tmp)
         entry = WheelEntry(filename=wheel.name, sha256="", size=0, name="fa-kernels", version=version,
                                       variant=variant, archs=("sm_90a",) if variant else (), python="py3",
@@ -61,8 +62,10 @@ def _digest(site: Path) -> str:
 def test_build_check_and_idempotent(wheels: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     groups = index.build(wheels, site)
-    assert set(groups) == {"simple", "cu130-torch2.11", "cu128-torch2.10"}
-    assert len(groups["simple"]) == 3 and len(groups["cu130-torch2.11"]) == 2  # its wheel + the pure one
+    assert set(groups) == {"simple", "cu130-torch2.11", "cu128-torch2.10", "cu130-torch2.10-stableabi"}
+    assert len(groups["simple"]) == 4 and len(groups["cu130-torch2.11"]) == 2  # its wheel + the pure one
+    assert groups["cu130-torch2.10-stableabi"] == sorted([  # the stable-ABI wheel has its own index
+        "fa_kernels-0.1.0+cu130torch2.10stableabi-py3-none-any.whl", "fa_kernels-0.1.0-py3-none-any.whl"])
     assert index.check(site) == []
     first = _digest(site)
     index.build(wheels, site)
@@ -93,6 +96,7 @@ def served(wheels: Path, tmp_path: Path) -> Iterator[str]:
 @pytest.mark.parametrize(("sub", "expected"), [
     ("cu130-torch2.11", "0.1.0+cu130torch2.11cxx11abitrue"),
     ("cu128-torch2.10", "0.1.0+cu128torch2.10cxx11abitrue"),
+    ("cu130-torch2.10-stableabi", "0.1.0+cu130torch2.10stableabi"),
 ])
 def test_plain_pip_picks_the_variant_of_its_sub_index(served: str, tmp_path: Path, sub: str, expected: str) -> None:
     target = tmp_path / "t"

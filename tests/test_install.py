@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from . import wheelcraft
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.integration
@@ -35,7 +38,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     shadow = root / "shared-site"
     shadow.mkdir()
-    for sp in site.getsitepackages():
+    # every site folder this interpreter sees, those reached through a .pth (a shared base venv) too
+    folders = dict.fromkeys([*site.getsitepackages(), *(p for p in sys.path if p.endswith("site-packages"))])
+    for sp in folders:
         for entry in Path(sp).iterdir():
             low = entry.name.lower()
             if low.startswith(("fa_kernels", "fa_dist", "__editable__", "fa-kernels", "fa-dist", "pip")) \
@@ -166,3 +171,104 @@ def test_install_without_torch_stops_at_once_with_the_fix(tmp_path: Path) -> Non
     assert done.returncode == 3
     assert "torch is not installed" in done.stderr and "pip install torch --index-url" in done.stderr
     assert not (tmp_path / "wh").exists()  # nothing was built
+
+
+# -- issue #12: the install transaction under hostile wheels, with real pip --------------------------------
+
+
+def state(python: Path) -> tuple[str | None, str | None]:
+    """(installed fa-kernels version, the wheel the record names)."""
+    record = python.parent.parent / "fa-dist-install.json"
+    wheel = json.loads(record.read_text())["wheel"] if record.exists() else None
+    return installed_version(python), wheel
+
+
+def crafted(tmp_path: Path, version: str, smoke: str, **kw: object) -> Path:
+    folder = tmp_path / f"wh-{version}"
+    wheelcraft.craft(folder, version, smoke, **kw)  # type: ignore[arg-type]
+    return folder
+
+
+def test_smoke_imports_the_installed_files_not_the_working_directory(target: Path, tmp_path: Path) -> None:  # item 1
+    before = state(target)
+    shadow = tmp_path / "checkout"
+    (shadow / "fa_kernels").mkdir(parents=True)
+    (shadow / "fa_kernels" / "__init__.py").write_text("__version__ = 'shadow'\n")
+    (shadow / "fa_kernels" / "smoke.py").write_text(wheelcraft.printing_smoke(wheelcraft.result("shadow") + "\n"))
+    bad = crafted(tmp_path, "0.2.0", wheelcraft.printing_smoke(wheelcraft.result("0.2.0", passed=False) + "\n", 1))
+    done = run([sys.executable, "-m", "fa_dist", "install", "--python", str(target), "--no-build",
+                "--wheelhouse", str(bad)], cwd=shadow)
+    assert done.returncode == 8, done.stderr[-2000:]
+    assert "the smoke test failed" in done.stderr and state(target) == before
+
+
+def test_garbage_smoke_output_fails_and_rolls_back(target: Path, tmp_path: Path) -> None:  # item 3
+    before = state(target)  # (test_hostile.py covers the other shapes of garbage without pip)
+    done = fa_install(target, "--wheelhouse", str(crafted(tmp_path, "0.2.1", wheelcraft.printing_smoke("{not json\n"))))
+    assert done.returncode == 8, done.stderr[-2000:]
+    assert "did not run to the end" in done.stderr and "Traceback" not in done.stderr
+    assert state(target) == before
+
+
+def test_console_script_is_backed_up_inside_and_restored(target: Path, tmp_path: Path) -> None:  # item 2
+    system_script = Path("/usr/bin/fa-kernels-smoke")
+    assert not system_script.exists()
+    good = crafted(tmp_path, "0.1.6", wheelcraft.passing_smoke("0.1.6"), script=True)
+    assert fa_install(target, "--wheelhouse", str(good)).returncode == 0
+    script = target.parent / "fa-kernels-smoke"
+    assert "0.1.6" in script.read_text()
+    bad = crafted(tmp_path, "0.2.2", wheelcraft.printing_smoke(wheelcraft.result("0.2.2", passed=False) + "\n", 1))
+    done = fa_install(target, "--wheelhouse", str(bad))
+    assert done.returncode == 8 and "restored fa-kernels 0.1.6" in done.stderr, done.stderr[-2000:]
+    assert "0.1.6" in script.read_text() and not system_script.exists()
+    assert state(target) == ("0.1.6", "fa_kernels-0.1.6-py3-none-any.whl")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_the_smoke_test_restores(target: Path, tmp_path: Path, sig: signal.Signals) -> None:  # item 4
+    before = state(target)
+    slow = crafted(tmp_path, "0.2.3", wheelcraft.passing_smoke("0.2.3", sleep=60))
+    proc = subprocess.Popen([sys.executable, "-m", "fa_dist", "install", "--python", str(target), "--no-build",
+                             "--wheelhouse", str(slow)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True, env={**os.environ, "NO_COLOR": "1"})
+    seen = []
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the smoke test's progress streams while it runs
+        seen.append(line)
+        if "smoke: pass" in line:
+            break
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, "".join(seen) + rest
+    assert "interrupted" in rest and state(target) == before
+
+
+def test_the_smoke_timeout_is_settable(target: Path, tmp_path: Path) -> None:  # item 11
+    before = state(target)
+    slow = crafted(tmp_path, "0.2.4", wheelcraft.passing_smoke("0.2.4", sleep=60))
+    done = fa_install(target, "--wheelhouse", str(slow), "--smoke-timeout", "2")
+    assert done.returncode == 8 and "timed out after 2s" in done.stderr, done.stderr[-2000:]
+    assert state(target) == before
+
+
+def test_two_installs_at_once_are_serialised(target: Path, tmp_path: Path) -> None:  # item 5
+    folders = [crafted(tmp_path, v, wheelcraft.passing_smoke(v, sleep=1.5, own_version_check=True))
+               for v in ("0.3.0", "0.4.0")]
+    procs = [subprocess.Popen([sys.executable, "-m", "fa_dist", "install", "--python", str(target), "--no-build",
+                               "--wheelhouse", str(f)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "NO_COLOR": "1"}) for f in folders]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-1500:] for r in results]
+    assert any("waiting for another fa-dist install" in r[1] for r in results)
+    version, wheel = state(target)
+    assert wheel == f"fa_kernels-{version}-py3-none-any.whl"
+
+
+def test_not_a_python_or_too_old_is_a_clear_error(tmp_path: Path) -> None:  # item 11
+    shell = run([sys.executable, "-m", "fa_dist", "doctor", "--python", "/bin/sh"])
+    assert shell.returncode == 4 and "is not a Python interpreter" in shell.stderr
+    old = tmp_path / "python2.7"
+    old.write_text("#!/bin/sh\necho 'FA_DIST_PYTHON 2 7'\n")  # answers the version question as 2.7 would
+    old.chmod(0o755)
+    done = run([sys.executable, "-m", "fa_dist", "install", "--python", str(old)])
+    assert done.returncode == 4 and "too old (fa-kernels needs >= 3.10)" in done.stderr

@@ -35,7 +35,7 @@ def test_install_plan_needs_torch_and_decides_source_builds_once() -> None:
 def test_install_dry_run_plans_a_build_with_builds_own_plan(tmp_path: Path) -> None:
     options = InstallOptions(wheelhouses=(tmp_path,), dry_run=True)
     outcome = install_pipeline.run(install_pipeline.plan(H100(), options))
-    assert outcome.would is not None and outcome.would.startswith("build cuda 0.1.0+cu130torch2.11")
+    assert outcome.would is not None and outcome.would.startswith("build cuda 0.1.0+cu130torch2.10stableabi")  # the stable ABI (i14)
     assert outcome.wheel is None
 
 

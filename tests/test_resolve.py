@@ -72,3 +72,78 @@ def test_nothing_installs_without_torch_and_the_trace_says_why() -> None:
 ])
 def test_arch_coverage(built: list[str], ptx: str | None, gpu: str, runs: bool) -> None:
     assert resolve.arch_covers(built, ptx, Arch.parse(gpu)) is runs
+
+
+# -- stable-ABI wheels: one binary for torch >= its target, CPython >= 3.10 (cp310-abi3) -------------
+
+STABLE = "fa_kernels-0.1.0+cu130torch2.10stableabi-cp310-abi3-manylinux_2_28_x86_64.whl"
+
+STABLE_CASES = [
+    # (filename, torch, accepted, reason)
+    (STABLE, "2.11.0+cu130", True, "stable-ABI build for torch >= 2.10 with CUDA 13.x (13.0 or newer); this is torch 2.11"),
+    (STABLE, "2.10.0+cu130", True, "this is torch 2.10.0"),  # exactly the target
+    (STABLE, "2.14.1+cu130", True, "this is torch 2.14.1"),  # a torch newer than any we built on
+    (STABLE.replace("torch2.10", "torch2.12"), "2.11.0+cu130", False,
+     "stable-ABI build for torch >= 2.12, this torch 2.11.0+cu130 is older than its target"),
+    (STABLE.replace("cu130", "cu126"), "2.11.0+cu130", False, "built for CUDA 12.6, torch uses CUDA 13.0 (major differs)"),
+    (STABLE.replace("cu130", "cu132"), "2.11.0+cu130", False, "built for CUDA 13.2, newer than torch's CUDA 13.0"),
+    (STABLE.replace("cp310-abi3", "cp313-abi3"), "2.11.0+cu130", False, "do not fit this interpreter"),  # 3.12 < 3.13
+]
+
+
+@pytest.mark.parametrize(("filename", "torch", "accepted", "reason"), STABLE_CASES)
+def test_stable_abi_wheel_serves_every_torch_from_its_target(filename: str, torch: str, accepted: bool,
+                                                             reason: str) -> None:
+    env = mutate(H100(), torch__version=torch)
+    (verdict,) = resolve.resolve(env, [cand(filename)]).trace
+    assert verdict.accepted is accepted
+    assert reason in verdict.reason
+
+
+def test_stable_abi_ignores_the_cxx11_flag_that_torch_specific_wheels_need() -> None:
+    env = mutate(H100(), torch__cxx11_abi=False)
+    assert resolve.resolve(env, [cand(STABLE)]).choice is not None
+    assert resolve.resolve(env, [cand(GOOD)]).choice is None
+
+
+@pytest.mark.parametrize(("version", "abi", "fits"), [
+    ("3.10.14", "cp310", True), ("3.11.9", "cp311", True), ("3.12.3", "cp312", True), ("3.13.1", "cp313", True),
+    ("3.13.1", "cp313t", False),  # free-threaded CPython has no limited API
+    ("3.9.19", "cp39", False),
+])
+def test_abi3_tag_fits_every_cpython_from_3_10(version: str, abi: str, fits: bool) -> None:
+    env = mutate(H100(), python__version=version, python__abi_tag=abi)
+    assert (resolve.resolve(env, [cand(STABLE)]).choice is not None) is fits
+
+
+def test_stable_abi_beats_the_torch_specific_wheel_and_the_trace_says_why() -> None:
+    specific = cand(GOOD.replace("linux_x86_64", "manylinux_2_28_x86_64").replace("0.1.0", "0.1.1"))
+    stable, pure = cand(STABLE), cand("fa_kernels-0.1.0-py3-none-any.whl", ())
+    res = resolve.resolve(H100(), [pure, specific, stable])
+    assert res.choice == stable  # even though the torch-specific wheel has a newer version
+    assert res.lines()[-1] == (f"choose {STABLE}: a stable-ABI wheel is preferred over a torch-specific one: the "
+                               f"same binary keeps working after a torch upgrade (over {specific.filename})")
+
+
+def test_newest_target_this_torch_satisfies_wins_among_stable_wheels() -> None:
+    older, newer = cand(STABLE), cand(STABLE.replace("torch2.10", "torch2.11"))
+    res = resolve.resolve(H100(), [older, newer])
+    assert res.choice == newer and "newest stable-ABI target" in res.why
+    too_new = cand(STABLE.replace("torch2.10", "torch2.12"))
+    assert resolve.resolve(H100(), [older, too_new]).choice == older
+
+
+def test_torch_older_than_the_target_falls_back_to_a_torch_specific_or_pure_wheel() -> None:
+    env = mutate(H100(), torch__version="2.9.1+cu130")
+    specific = cand(GOOD.replace("torch2.11", "torch2.9"))
+    pure = cand("fa_kernels-0.1.0-py3-none-any.whl", ())
+    assert resolve.resolve(env, [cand(STABLE), specific, pure]).choice == specific
+    res = resolve.resolve(env, [cand(STABLE), pure])
+    assert res.choice == pure and "older than its target" in res.lines()[0]
+
+
+def test_arch_fit_outranks_the_abi() -> None:
+    stable_ptx_only = cand(STABLE, archs=("sm_80",), ptx="sm_80")  # runs on Hopper only through PTX JIT
+    specific = cand(GOOD)  # sm_90a SASS
+    res = resolve.resolve(H100(), [stable_ptx_only, specific])
+    assert res.choice == specific and "exactly this GPU's arch" in res.why

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fa_dist._version import __version__
 from fa_dist.act import wheelhouse
-from fa_dist.decide import buildlog
+from fa_dist.decide import buildlog, stable_abi
 from fa_dist.errors import BuildFailed
 from fa_dist.facts import libstdcxx
 from fa_dist.model.environment import Environment
@@ -34,10 +34,14 @@ def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, obj
     ext = plan.recipe.extension
     assert ext is not None and plan.variant is not None and plan.archs is not None
     torch = env.torch
+    stable = plan.abi is stable_abi.Abi.STABLE
     info = {
         "fa_kernels": plan.version,
         "recipe": plan.recipe.name,
         "variant": str(plan.variant),
+        "abi": plan.abi.value if plan.abi else "",
+        # the oldest torch a stable-ABI build serves; "torch" below is the one it was compiled against
+        "torch_target": str(plan.variant.torch) if stable else "",
         "torch": torch.version if torch else "",
         "cuda": str(torch.cuda) if torch and torch.cuda else "",
         "hip": torch.hip or "" if torch else "",
@@ -54,8 +58,13 @@ def build_config(plan: BuildPlan, env: Environment, temp: Path) -> dict[str, obj
         "name": ext.name,
         "sources": list(ext.sources),
         "include_dirs": list(ext.include_dirs),
-        "cxx_flags": list(ext.cxx_flags),
+        "cxx_flags": [
+            *ext.cxx_flags,
+            *([stable_abi.target_flag(plan.variant.torch)] if stable else []),
+        ],
         "device_flags": list(ext.device_flags),
+        # setup.py: CUDAExtension(py_limited_api=True) and bdist_wheel --py-limited-api cp310
+        "py_limited_api": stable_abi.LIMITED_API_TAG,
         "version": plan.version,
         "build_temp": str(temp),
         "build_info": info,

@@ -6,7 +6,9 @@
     SITE/<variant>/fa-kernels/index.html   one index per variant, like PyTorch's whl/cu130/: plain
                                            `pip install fa-kernels --index-url SITE/cu130-torch2.11/`
                                            sees only the wheels for that torch + CUDA (and the
-                                           pure-Triton fallback)
+                                           pure-Triton fallback); a stable-ABI wheel's index,
+                                           SITE/cu130-torch2.10-stableabi/, serves every torch >= 2.10
+                                           built for CUDA 13
 
 Output is deterministic (sorted, no timestamps): building twice gives the same bytes.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fa_dist.act import wheelhouse
+from fa_dist.containment import is_within
 from fa_dist.errors import ConfigError
 from fa_dist.model import codec
 from fa_dist.model.variant import Variant
@@ -32,11 +35,14 @@ PROJECT = "fa-kernels"
 
 def variant_index_name(variant: Variant) -> str:
     """cu130-torch2.11 (the ABI is not in the name: PyPI-style torch wheels are cxx11abi=TRUE since 2.7;
-    a wheel of the other ABI gets its own -abi0 index)."""
+    a wheel of the other ABI gets its own -abi0 index). A stable-ABI wheel gets cu130-torch2.10-stableabi:
+    it serves torch 2.10 and every later torch built for CUDA 13.0 or a newer 13.x."""
     rt = variant.runtime_version
     base = (
         f"cu{rt.major}{rt.minor}" if variant.runtime.value == "cu" else f"rocm{rt.major}.{rt.minor}"
     )
+    if variant.stable_abi:
+        return f"{base}-torch{variant.torch}-stableabi"
     return f"{base}-torch{variant.torch}" + ("" if variant.cxx11_abi else "-abi0")
 
 
@@ -123,17 +129,28 @@ def check(site: Path) -> list[Problem]:
                 Problem(entry.filename, "missing, or its sha256/size differs from the manifest")
             )
     for page in sorted(site.rglob("index.html")):
-        for href in LINK.findall(page.read_text()):
-            target, _, fragment = html.unescape(href).partition("#")
-            path = (page.parent / target).resolve()
-            if target.endswith("/"):
-                path = path / "index.html"
-            if not path.is_file():
-                problems.append(Problem(str(page.relative_to(site)), f"broken link {target}"))
-            elif fragment.startswith("sha256=") and wheelhouse.sha256_of(path) != fragment[7:]:
-                problems.append(
-                    Problem(
-                        str(page.relative_to(site)), f"{target}: sha256 does not match its link"
-                    )
-                )
+        problems += _check_page(site, page)
+    return problems
+
+
+def _check_page(site: Path, page: Path) -> list[Problem]:
+    """Every link of one page resolves to a file inside the site (a ``..`` link or a symlink that
+    leaves it is a problem, and is not followed), and a #sha256 fragment matches that file."""
+    where = str(page.relative_to(site))
+    if not is_within(site, page):
+        return [Problem(where, "the page is a link to outside the site")]
+    try:
+        text = page.read_text(errors="replace")
+    except OSError as exc:
+        return [Problem(where, f"unreadable: {exc.strerror or exc}")]
+    problems = []
+    for href in LINK.findall(text):
+        target, _, fragment = html.unescape(href).partition("#")
+        path = page.parent / target / ("index.html" if target.endswith("/") else "")
+        if "://" in target or target.startswith("/") or not is_within(site, path):
+            problems.append(Problem(where, f"link {target[:200]!r} leaves the site"))
+        elif not path.is_file():
+            problems.append(Problem(where, f"broken link {target}"))
+        elif fragment.startswith("sha256=") and wheelhouse.sha256_of(path) != fragment[7:]:
+            problems.append(Problem(where, f"{target}: sha256 does not match its link"))
     return problems

@@ -1,38 +1,38 @@
 """The effects of an install: find candidate wheels (folders, a static index), fetch one with its
-sha256 checked, copy the installed kernel package aside, pip-install with --no-deps (torch and triton
-are never touched), put the old files back on failure, and write the install record."""
+sha256 checked, then one transaction: back up, pip-install, smoke-test, record.
+
+Transactional: the files of the kernel package already installed are copied aside first, and a failed
+install or smoke test puts them back. pip runs with --no-deps, so torch and triton are never touched.
+"""
 
 from __future__ import annotations
 
-import datetime
+import dataclasses
 import fcntl
-import http.client
 import json
-import os
-import shutil
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fa_dist import subproc
-from fa_dist.act import wheelhouse
-from fa_dist.decide import resolve
-from fa_dist.errors import ConfigError, InstallFailed
+from fa_dist.act import net, smoke, transaction, wheelcheck, wheelhouse
+from fa_dist.act.pip import pip_install
+from fa_dist.act.record import write_record
+from fa_dist.containment import publish_mode, safe_filename, within
+from fa_dist.decide import index_manifest, resolve
+from fa_dist.errors import ConfigError, FaDistError, InstallFailed
 from fa_dist.model.environment import Environment
+from fa_dist.model.wheel import Candidate
 from fa_dist.paths import cache_dir
-
-RECORD_NAME = "fa-dist-install.json"
-
 
 # -- sources -----------------------------------------------------------------------------------
 
 
-def local_candidates(folder: Path, source: str) -> list[resolve.Candidate]:
+def local_candidates(
+    folder: Path, source: str, *, allow_unverified: bool = False
+) -> list[Candidate]:
     """Wheels in a folder; the manifest (when there is one) adds each wheel's hash and archs."""
     if not folder.is_dir():
         raise ConfigError(f"{source} {folder} is not a folder")
@@ -40,55 +40,58 @@ def local_candidates(folder: Path, source: str) -> list[resolve.Candidate]:
     found = []
     for wheel in sorted(folder.glob("*.whl")):
         entry = known.get(wheel.name)
+        sha = index_manifest.valid_sha256(entry.sha256) if entry else None
         found.append(
-            resolve.Candidate(
+            Candidate(
                 filename=wheel.name,
                 location=str(wheel),
-                sha256=entry.sha256 if entry else None,
+                sha256=sha,
                 archs=entry.archs if entry else (),
                 ptx=entry.extra.get("ptx") if entry else None,
                 source=source,
+                # a file the manifest does not know is the user's own; one it lists needs its hash
+                problem=index_manifest.UNVERIFIED
+                if entry and sha is None and not allow_unverified
+                else None,
             )
         )
     return found
 
 
-def index_candidates(url: str, *, timeout: float = 20) -> list[resolve.Candidate]:
+def index_candidates(
+    url: str, *, allow_insecure_http: bool = False, allow_unverified: bool = False
+) -> list[Candidate]:
     """A static index: ``URL/manifest.json`` lists the wheels (as `fa-dist build` writes it)."""
     base = url.rstrip("/") + "/"
     try:
-        with urllib.request.urlopen(base + wheelhouse.MANIFEST, timeout=timeout) as resp:
-            data = json.loads(resp.read())
-    except (urllib.error.URLError, TimeoutError, json.JSONDecodeError, OSError) as exc:
+        data = json.loads(
+            net.read_bytes(base + wheelhouse.MANIFEST, allow_insecure_http=allow_insecure_http)
+        )
+    except (net.DownloadFailed, ValueError, RecursionError) as exc:
+        why = exc.message if isinstance(exc, FaDistError) else f"not JSON ({exc})"
         raise ConfigError(
-            f"cannot read the index manifest at {base}{wheelhouse.MANIFEST}: {exc}",
+            f"cannot read the index manifest at {base}{wheelhouse.MANIFEST}: {why}",
             fix="check --index-url, or use --offline with a local --wheelhouse",
         ) from None
-    return [
-        resolve.Candidate(
-            filename=w["filename"],
-            location=base + w["filename"],
-            sha256=w["sha256"],
-            archs=tuple(w.get("archs", ())),
-            ptx=w.get("extra", {}).get("ptx"),
-            source=url,
-        )
-        for w in data.get("wheels", [])
-    ]
+    return index_manifest.candidates(data, base=base, source=url, allow_unverified=allow_unverified)
 
 
 # -- fetch -------------------------------------------------------------------------------------
 
 
 def fetch(
-    cand: resolve.Candidate,
+    cand: Candidate,
     *,
     timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    allow_insecure_http: bool = False,
+    allow_unverified: bool = False,
 ) -> Path:
     """The wheel as a local file with a verified sha256. Downloads go through the user cache under a
-    lock (two installs fetch a file once), land in a temporary file, are checked (length, sha256) and
+    lock (two installs fetch a file once), land in a temporary file, are checked (size, sha256) and
     renamed into place, so neither a dying server nor a second install can leave a broken file."""
+    if cand.problem:
+        raise InstallFailed(f"{cand.filename}: {cand.problem}")
     if "://" not in cand.location:
         path = Path(cand.location)
         if cand.sha256 and wheelhouse.sha256_of(path) != cand.sha256:
@@ -97,38 +100,38 @@ def fetch(
                 fix="rebuild it: fa-dist build --clean",
             )
         return path
-    timeout = timeout if timeout is not None else float(os.environ.get("FA_DIST_TIMEOUT", "60"))
-    cached = cache_dir() / "wheels" / cand.filename
-    cached.parent.mkdir(parents=True, exist_ok=True)
+    if cand.sha256 is None and not allow_unverified:
+        raise InstallFailed(f"{cand.location}: {index_manifest.UNVERIFIED}")
+    limits = net.Limits.from_env(max_bytes=net.MAX_WHEEL_BYTES, exact_size=cand.size)
+    if timeout is not None:
+        limits = dataclasses.replace(limits, read_timeout_s=timeout)
+    folder = cache_dir() / "wheels"
+    cached = within(folder, safe_filename(cand.filename, what="wheel file name"))
+    folder.mkdir(parents=True, exist_ok=True)
     with open(cached.with_name(cached.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if cached.is_file() and (
-            cand.sha256 is None or wheelhouse.sha256_of(cached) == cand.sha256
-        ):
+        if cached.is_file() and cand.sha256 and wheelhouse.sha256_of(cached) == cand.sha256:
             return cached
-        return _download(cand, cached, timeout, progress)
+        return _download(cand, cached, limits, progress, allow_insecure_http)
 
 
 def _download(
-    cand: resolve.Candidate,
+    cand: Candidate,
     cached: Path,
-    timeout: float,
+    limits: net.Limits,
     progress: Callable[[int, int], None] | None,
+    allow_insecure_http: bool,
 ) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=f".{cand.filename}.")
     tmp = Path(tmp_name)
     try:
-        with urllib.request.urlopen(cand.location, timeout=timeout) as resp, open(fd, "wb") as out:
-            total, done = int(resp.headers.get("Content-Length") or 0), 0
-            while block := resp.read(1 << 20):
-                out.write(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
-        if total and done != total:
-            raise InstallFailed(
-                f"download of {cand.location} ended after {done} of {total} bytes",
-                fix="the server stopped mid-transfer: run the install again",
+        with open(fd, "wb") as out:
+            net.download(
+                cand.location,
+                out,
+                limits,
+                allow_insecure_http=allow_insecure_http,
+                progress=progress,
             )
         got = wheelhouse.sha256_of(tmp)
         if cand.sha256 and got != cand.sha256:
@@ -136,13 +139,9 @@ def _download(
                 f"{cand.location}: sha256 {got} does not match the index's {cand.sha256}",
                 fix="the file changed or was corrupted in transit: rebuild or republish it",
             )
+        publish_mode(tmp)
         tmp.replace(cached)
         return cached
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
-        raise InstallFailed(
-            f"cannot download {cand.location}: {exc or type(exc).__name__}",
-            fix="check the index, or raise FA_DIST_TIMEOUT (seconds) for a slow server",
-        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -150,87 +149,111 @@ def _download(
 # -- install, backup, rollback -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Backup:
-    site: Path | None
-    folder: Path | None
-    files: tuple[str, ...]
-    version: str | None
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    wheel: str
+    source: str
+    sha256: str
+    verified: bool = True  # False: the source gave no sha256 (--allow-unverified)
+    smoke: dict[str, Any] | None
+    seconds: dict[str, float]
+    record: str
 
 
-def backup_installed(env: Environment, into: Path) -> Backup:
-    """Copy aside every file the installed fa-kernels owns (its RECORD), editable installs included."""
-    pkg = env.package("fa-kernels")
-    if pkg is None or not pkg.location:
-        return Backup(site=None, folder=None, files=(), version=None)
-    site = Path(pkg.location)
-    records = list(site.glob("fa_kernels-*.dist-info/RECORD"))
-    if not records:
-        return Backup(site=site, folder=None, files=(), version=pkg.version)
-    files = []
-    for line in records[0].read_text().splitlines():
-        rel = line.split(",")[0]
-        src = site / rel
-        if rel and src.is_file():
-            (into / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, into / rel)
-            files.append(rel)
-    return Backup(site=site, folder=into, files=tuple(files), version=pkg.version)
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    run_smoke: bool = True
+    smoke_timeout: float | None = None  # None: FA_DIST_SMOKE_TIMEOUT, else smoke's default
+    allow_insecure_http: bool = False
+    allow_unverified: bool = False
 
 
-def pip_install(python: str, wheel: Path) -> subproc.Completed:
-    return subproc.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--force-reinstall",
-            "--no-index",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
-        timeout=600,
+def install(
+    env: Environment,
+    resolution: resolve.Resolution,
+    *,
+    log: Callable[[str], None],
+    progress: Callable[[int, int], None] | None = None,
+    options: Options | None = None,
+    run_smoke: bool | None = None,
+    then: Callable[[], None] | None = None,
+) -> Outcome:
+    """Fetch, check, then one transaction under the target's lock: back up, pip install, smoke test,
+    ``then`` (e.g. the flash-attn compat's install), record; any way out before the record is written
+    restores the backup (transaction.py)."""
+    assert env.python is not None and resolution.choice is not None
+    opts = options or Options()
+    if run_smoke is not None:
+        opts = dataclasses.replace(opts, run_smoke=run_smoke)
+    python, cand = env.python.executable, resolution.choice
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    wheel = fetch(
+        cand,
+        progress=progress,
+        allow_insecure_http=opts.allow_insecure_http,
+        allow_unverified=opts.allow_unverified,
+    )
+    wheelcheck.check(wheel, cand.filename)
+    timings["fetch"] = time.perf_counter() - t
+    verified = cand.sha256 is not None  # fetch checked it; else the hash is only computed here
+    digest = cand.sha256 or wheelhouse.sha256_of(wheel)
+    target = transaction.locate(python, env.python.prefix)
+    with (
+        transaction.locked(target, log),
+        transaction.sigterm_raises(),
+        tempfile.TemporaryDirectory(prefix="fa-dist-backup-") as folder,
+    ):
+        saved = transaction.backup(target, Path(folder))
+        with transaction.rollback_on_failure(target, saved, log):
+            result = _install_and_check(target, wheel, opts, log, timings)
+            if then is not None:
+                then()
+            record = write_record(env, cand, digest, result.data if result else None, verified)
+    return Outcome(
+        wheel=wheel.name,
+        source=cand.source,
+        sha256=digest,
+        verified=verified,
+        smoke=result.data if result else None,
+        seconds=timings,
+        record=str(record),
     )
 
 
-def rollback(python: str, backup: Backup) -> str:
-    subproc.run([python, "-m", "pip", "uninstall", "-y", "fa-kernels"], timeout=300)
-    if backup.folder is None or backup.site is None:
-        return "removed the new install (nothing was installed before)"
-    for rel in backup.files:
-        (backup.site / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(backup.folder / rel, backup.site / rel)
-    return f"restored fa-kernels {backup.version}"
-
-
-def write_record(
-    env: Environment, cand: resolve.Candidate, digest: str, smoke_data: dict[str, Any] | None
-) -> Path:
-    assert env.python is not None
-    path = Path(env.python.prefix) / RECORD_NAME
-    record = {
-        "wheel": cand.filename,
-        "source": cand.source,
-        "location": cand.location,
-        "sha256": digest,
-        "installed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "smoke": {"passed": smoke_data["passed"], "device": smoke_data["device"]}
-        if smoke_data
-        else None,
-    }
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
-
-
-def read_record(prefix: str) -> dict[str, Any] | None:
-    path = Path(prefix) / RECORD_NAME
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+def _install_and_check(
+    target: transaction.Target,
+    wheel: Path,
+    opts: Options,
+    log: Callable[[str], None],
+    timings: dict[str, float],
+) -> smoke.SmokeResult | None:
+    """pip install, then the smoke test of exactly the installed files; raises on any failure."""
+    t = time.perf_counter()
+    done = pip_install(target.python, wheel)
+    timings["install"] = time.perf_counter() - t
+    if not done.ok:
+        raise InstallFailed(f"pip could not install {wheel.name}: {done.describe_failure()}")
+    log(f"installed {wheel.name} ({timings['install']:.1f} s)")
+    if not opts.run_smoke:
         return None
-    return data
+    t = time.perf_counter()
+    result = smoke.run(
+        target.python,
+        quick=True,
+        timeout=opts.smoke_timeout,
+        inside=target.sites,
+        progress=lambda line: log(f"  {line}"),
+    )
+    timings["smoke"] = time.perf_counter() - t
+    if not result.passed:
+        failed = [c for c in result.data["cases"] if not c["passed"]] or result.data["cases"]
+        raise InstallFailed(
+            f"the smoke test failed ({len(failed)} case(s), e.g. {failed[0]['op']} "
+            f"{failed[0]['shape']}: {failed[0]['error'] or 'error too large'})",
+            fix=f"see every case: fa-dist smoke --python {target.python}",
+        )
+    return result
 
 
 def gather(
@@ -239,25 +262,19 @@ def gather(
     index_urls: Sequence[str],
     offline: bool,
     allow_insecure_http: bool = False,
-) -> list[resolve.Candidate]:
-    found: list[resolve.Candidate] = []
+    allow_unverified: bool = False,
+) -> list[Candidate]:
+    found: list[Candidate] = []
     for folder in wheelhouses:
         if folder.is_dir():
-            found += local_candidates(folder, "wheelhouse")
+            found += local_candidates(folder, "wheelhouse", allow_unverified=allow_unverified)
     for folder in find_links:
-        found += local_candidates(folder, "find-links")
+        found += local_candidates(folder, "find-links", allow_unverified=allow_unverified)
     for url in index_urls:
         if offline:
             raise ConfigError(f"--offline forbids the index {url}")
-        if url.startswith("http://") and not _local_host(url) and not allow_insecure_http:
-            raise ConfigError(
-                f"{url} is plain http to a non-local host",
-                fix="use https, or pass --allow-insecure-http if you trust the network",
-            )
-        found += index_candidates(url)
+        net.check(url, allow_insecure_http=allow_insecure_http)
+        found += index_candidates(
+            url, allow_insecure_http=allow_insecure_http, allow_unverified=allow_unverified
+        )
     return found
-
-
-def _local_host(url: str) -> bool:
-    host = urllib.parse.urlparse(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")

@@ -3,12 +3,18 @@ or an illegal memory access is reported instead of taking fa-dist down."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fa_dist import subproc
-from fa_dist.errors import SmokeFailed
+from fa_dist.errors import ConfigError, SmokeFailed
 
 
 @dataclass(frozen=True)
@@ -16,27 +22,145 @@ class SmokeResult:
     passed: bool
     data: dict[str, Any]
     seconds: float
+    module: str | None = None  # the fa_kernels/__init__.py the test imported
 
 
-def run(python: str, *, quick: bool, timeout: float = 600) -> SmokeResult:
-    import time
+DEFAULT_TIMEOUT_S = 600.0
+FILE_MARKER = "FA_DIST_SMOKE_FILE "
+# Runs in the target, isolated (-I: no cwd or script folder on sys.path, no PYTHON* variables, no user
+# site) from a neutral folder, and says which fa_kernels it imported before running the test.
+WRAPPER = (
+    "import json, runpy, sys\n"
+    "import fa_kernels\n"
+    f"print({FILE_MARKER!r} + json.dumps(fa_kernels.__file__), flush=True)\n"
+    "sys.argv = ['fa_kernels.smoke'] + sys.argv[1:]\n"
+    "runpy.run_module('fa_kernels.smoke', run_name='__main__', alter_sys=True)\n"
+)
+CASE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "op": str,
+    "backend": str,
+    "shape": str,
+    "passed": bool,
+    "error": str,
+    "speed": str,
+    "max_err": (int, float),
+    "tolerance": (int, float),
+}
+TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "passed": bool,
+    "device": str,
+    "fa_kernels": str,
+    "backends": list,
+    "cases": list,
+}
 
+
+def timeout_from(value: float | None) -> float:
+    """The smoke test's time limit: the flag, else FA_DIST_SMOKE_TIMEOUT, else 600 s."""
+    text = os.environ.get("FA_DIST_SMOKE_TIMEOUT")
+    if value is None and text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(
+                f"FA_DIST_SMOKE_TIMEOUT={text!r} is not a number of seconds"
+            ) from None
+    if value is not None and not value > 0:
+        raise ConfigError(f"the smoke timeout must be a positive number of seconds, not {value}")
+    return value if value is not None else DEFAULT_TIMEOUT_S
+
+
+def run(
+    python: str,
+    *,
+    quick: bool,
+    timeout: float | None = None,
+    inside: Sequence[Path] = (),
+    progress: Callable[[str], None] | None = None,
+) -> SmokeResult:
+    """Run fa_kernels' smoke test in ``python``; ``inside``: the folders the imported fa_kernels must
+    come from (the target's site-packages, for an install). Progress lines go to ``progress``."""
+    limit = timeout_from(timeout)
     started = time.perf_counter()
-    argv = [python, "-m", "fa_kernels.smoke", "--json"] + (["--quick"] if quick else [])
-    done = subproc.run(argv, timeout=timeout)
+    argv = [python, "-I", "-u", "-c", WRAPPER, "--json"] + (["--quick"] if quick else [])
+
+    def relay(line: str) -> None:
+        if progress is not None and line.startswith("smoke: "):
+            progress(line)
+
+    with tempfile.TemporaryDirectory(prefix="fa-dist-smoke-") as neutral:
+        done = subproc.stream(argv, timeout=limit, on_stderr=relay, cwd=neutral)
     seconds = time.perf_counter() - started
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        why = done.error or (
-            f"killed by signal {-done.returncode}"
-            if done.returncode and done.returncode < 0
-            else "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
-        )
+    module = _imported_file(done.stdout)
+    data = parse_result(done.stdout)
+    if data is None:
         raise SmokeFailed(
-            f"the smoke test did not run to the end: {why}",
-            fix=f"run it by hand to see everything: {python} -m fa_kernels.smoke",
+            f"the smoke test did not run to the end: {_why(done, limit)}",
+            fix=f"run it by hand to see everything: {python} -m fa_kernels.smoke"
+            + ("; or allow more time: --smoke-timeout SECONDS" if done.error else ""),
         )
-    data = json.loads(lines[-1])
-    return SmokeResult(
-        passed=bool(data.get("passed")) and done.returncode == 0, data=data, seconds=seconds
+    if inside and (module is None or not any(_under(module, folder) for folder in inside)):
+        raise SmokeFailed(
+            f"the smoke test imported fa_kernels from {module or '?'}, not from the installed copy "
+            f"in {', '.join(map(str, inside))}",
+            fix="something on the target's sys.path (a .pth file, a folder) shadows the install",
+        )
+    passed = data["passed"] and all(c["passed"] for c in data["cases"]) and done.returncode == 0
+    return SmokeResult(passed=passed, data=data, seconds=seconds, module=module)
+
+
+def _under(module: str, folder: Path) -> bool:
+    return Path(module).resolve().is_relative_to(folder.resolve())
+
+
+def _why(done: subproc.Completed, limit: float) -> str:
+    if done.error:
+        return done.error
+    if done.returncode is not None and done.returncode < 0:
+        return f"killed by signal {-done.returncode}"
+    tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+    return tail or f"it printed no result (exit {done.returncode})"
+
+
+def _imported_file(stdout: str) -> str | None:
+    for line in stdout.splitlines():
+        if line.startswith(FILE_MARKER):
+            with contextlib.suppress(ValueError):
+                value = json.loads(line[len(FILE_MARKER) :])
+                return value if isinstance(value, str) else None
+    return None
+
+
+def parse_result(stdout: str) -> dict[str, Any] | None:
+    """The smoke test's JSON result: the last stdout line that is a JSON object with every field of
+    the right type and at least one case; None for anything else (garbage is a failed smoke test)."""
+    for line in reversed(stdout.splitlines()):
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if _valid(data):
+            return data  # type: ignore[no-any-return]
+    return None
+
+
+def _valid(data: object) -> bool:
+    if not isinstance(data, dict) or not _fields(data, TOP_FIELDS):
+        return False
+    cases = data["cases"]
+    return (
+        bool(cases)
+        and all(isinstance(b, str) for b in data["backends"])
+        and all(isinstance(c, dict) and _fields(c, CASE_FIELDS) for c in cases)
+    )
+
+
+def _fields(data: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> bool:
+    return all(
+        key in data
+        and isinstance(data[key], want)
+        and (want is bool or not isinstance(data[key], bool))
+        for key, want in spec.items()
     )

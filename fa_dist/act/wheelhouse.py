@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fa_dist.containment import publish_mode, safe_filename
 from fa_dist.errors import ConfigError
 from fa_dist.model import codec
 from fa_dist.model.wheel import WheelEntry
@@ -31,8 +32,10 @@ def read(folder: Path) -> list[WheelEntry]:
     if not path.exists():
         return []
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(
             f"{path} is not JSON: {exc}", fix=f"delete it and rebuild: rm {path}"
         ) from None
@@ -41,9 +44,13 @@ def read(folder: Path) -> list[WheelEntry]:
             f"{path}: manifest version {data.get('version') if isinstance(data, dict) else '?'} "
             f"is not {MANIFEST_VERSION}"
         )
-    return [
-        codec.decode(WheelEntry, w, f"{path}:wheels[{i}]") for i, w in enumerate(data["wheels"])
-    ]
+    wheels = data.get("wheels")
+    if not isinstance(wheels, list):
+        raise ConfigError(f"{path}: expected a list under 'wheels'")
+    entries = [codec.decode(WheelEntry, w, f"{path}:wheels[{i}]") for i, w in enumerate(wheels)]
+    for entry in entries:  # a name from the manifest becomes a path next to it: keep it there
+        safe_filename(entry.filename, what=f"{path}: wheel file name")
+    return entries
 
 
 def add(folder: Path, entry: WheelEntry) -> None:
@@ -69,6 +76,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        publish_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

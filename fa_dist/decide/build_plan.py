@@ -6,16 +6,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fa_dist.decide import archs as archs_mod
-from fa_dist.decide import jobs, knowledge
+from fa_dist.decide import jobs, knowledge, stable_abi
 from fa_dist.decide.recipes import Kind, Recipe
 from fa_dist.errors import ConfigError, EnvironmentBroken
 from fa_dist.facts import libstdcxx, parsers
 from fa_dist.model.environment import Environment, ImportStatus
-from fa_dist.model.variant import Variant, for_environment
+from fa_dist.model.variant import Runtime, Variant
 from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 from fa_dist.model.wheel import WheelEntry
 
@@ -27,6 +27,7 @@ class BuildPlan:
     python_tag: str
     version: str
     variant: Variant | None
+    abi: stable_abi.Abi | None  # None: nothing compiled
     archs: archs_mod.ArchChoice | None
     jobs: jobs.JobPlan | None
     build_env: dict[str, str]
@@ -59,6 +60,7 @@ def plan(
     kernel_version: str,
     source_digest: str,
     ptx: str | None = None,
+    abi_request: str = "auto",
 ) -> BuildPlan:
     if env.python is None:
         raise ConfigError("the environment snapshot has no Python facts")
@@ -76,8 +78,9 @@ def plan(
         )
     if not recipe.compiled:
         return _pure_plan(env.python.executable, recipe, kernel_version, source_digest)
-    variant = _variant(env, recipe)
+    variant, abi, abi_why = _abi(_variant(env, recipe), recipe, abi_request)
     choice, build_env, notes = _toolchain(env, recipe, arch_request, ptx)
+    notes = (abi_why, *notes)
     build_env, notes = _with_shared_libstdcxx(env, build_env, notes)
     job_plan = _jobs(env, jobs_override)
     build_env.update({"MAX_JOBS": str(job_plan.max_jobs)})
@@ -89,19 +92,37 @@ def plan(
             )
         )
     archs_key = "-".join(str(a) for a in choice.archs)
+    # the glue's only Python is an empty module init: every compiled wheel is cp310-abi3
     return BuildPlan(
         recipe=recipe,
         python=env.python.executable,
-        python_tag=env.python.abi_tag,
+        python_tag=stable_abi.LIMITED_API_TAG,
         version=f"{kernel_version}+{variant}",
         variant=variant,
+        abi=abi,
         archs=choice,
         jobs=job_plan,
         build_env=build_env,
-        build_key=f"{recipe.name}-{variant}-{env.python.abi_tag}-{archs_key}",
+        build_key=f"{recipe.name}-{variant}-{stable_abi.LIMITED_API_TAG}-{archs_key}",
         source_digest=source_digest,
         notes=notes,
     )
+
+
+def for_environment(env: Environment) -> tuple[Variant | None, str]:
+    """The variant a compiled wheel needs to load into ``env``'s torch, or None with the reason."""
+    torch = env.torch
+    if torch is None or torch.status is not ImportStatus.OK or not torch.version:
+        return None, "torch does not import in the target environment"
+    abi = bool(torch.cxx11_abi)
+    if torch.cuda:
+        return Variant(Runtime.CUDA, torch.cuda, TorchMinor.parse(torch.version), abi), ""
+    if torch.hip:
+        hip = TorchMinor.parse(torch.hip)
+        return Variant(
+            Runtime.ROCM, CudaVersion(hip.major, hip.minor), TorchMinor.parse(torch.version), abi
+        ), ""
+    return None, f"torch {torch.version} is a CPU-only build: only the pure-Triton wheel applies"
 
 
 def _variant(env: Environment, recipe: Recipe) -> Variant:
@@ -121,6 +142,14 @@ def _variant(env: Environment, recipe: Recipe) -> Variant:
     return variant
 
 
+def _abi(variant: Variant, recipe: Recipe, request: str) -> tuple[Variant, stable_abi.Abi, str]:
+    """The ABI to build for (and why); a stable-ABI build's variant names the oldest torch it serves."""
+    abi, why = stable_abi.choose(request, torch=variant.torch, target=recipe.stable_abi_target)
+    if abi is stable_abi.Abi.STABLE and recipe.stable_abi_target is not None:
+        variant = replace(variant, torch=recipe.stable_abi_target, stable_abi=True)
+    return variant, abi, why
+
+
 def _pure_plan(python: str, recipe: Recipe, kernel_version: str, source_digest: str) -> BuildPlan:
     return BuildPlan(
         recipe=recipe,
@@ -128,6 +157,7 @@ def _pure_plan(python: str, recipe: Recipe, kernel_version: str, source_digest: 
         python_tag="py3",
         version=kernel_version,
         variant=None,
+        abi=None,
         archs=None,
         jobs=None,
         build_env={},

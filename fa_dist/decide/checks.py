@@ -14,6 +14,7 @@ from enum import Enum
 
 from fa_dist.decide import jobs, knowledge
 from fa_dist.facts import libstdcxx, parsers
+from fa_dist.model import compat
 from fa_dist.model.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
 from fa_dist.model.versions import Arch, ArchFamily, CudaVersion
 
@@ -676,6 +677,8 @@ def _version_matches(installed: str, pin: str) -> bool:
 
 def check_kernel_packages(env: Environment) -> Iterator[Finding]:
     for pkg in env.packages:
+        if compat.is_compat(pkg):
+            continue  # check_flash_attn_compat
         if pkg.import_status is ImportStatus.BROKEN and not _torch_ok(env):
             # the package cannot import before torch does: torch-import carries the fix
             yield Finding(
@@ -723,14 +726,25 @@ def _describe_mismatch(env: Environment, pkg: PackageInfo) -> str | None:
         m = re.search(r"cu(\d+)torch(\d+\.\d+)cxx11abi(true|false)", pkg.version, re.I)
         if m:
             info = {"torch": m[2], "cuda": m[1], "cxx11_abi": str(m[3].upper() == "TRUE")}
+        m = re.search(r"cu(\d+)torch(\d+\.\d+)stableabi", pkg.version, re.I)
+        if m:
+            info = {"torch_target": m[2], "cuda": m[1]}
     if not info or not torch:
         return None
     diffs = []
-    built_torch = info.get("torch", "")
-    if built_torch and _vtuple(built_torch)[:2] != _vtuple(_public(torch.version))[:2]:
+    built_torch, target = info.get("torch", ""), info.get("torch_target", "")
+    have = _vtuple(_public(torch.version))[:2]
+    if target and have < _vtuple(target)[:2]:
+        # a stable-ABI build calls C shim functions its target torch has and older ones may not
+        diffs.append(
+            f"stable-ABI build for torch >= {target}, installed torch {torch.version} is older "
+            "than its target"
+        )
+    elif not target and built_torch and _vtuple(built_torch)[:2] != have:
         diffs.append(f"built for torch {built_torch}, installed torch is {torch.version}")
     if (
-        "cxx11_abi" in info
+        not target
+        and "cxx11_abi" in info
         and torch.cxx11_abi is not None
         and info["cxx11_abi"] != str(torch.cxx11_abi)
     ):
@@ -757,10 +771,78 @@ def _build_info_mismatch(env: Environment, pkg: PackageInfo) -> Iterator[Finding
             why="its compiled ops will fail to load or crash",
             fix=f"{_pip(env, f'uninstall -y {pkg.name}')} && fa-dist install",
         )
+    elif pkg.build_info.get("torch_target"):
+        yield _ok(
+            f"package-{pkg.name}",
+            f"{pkg.name} {pkg.version} imports: a stable-ABI build that serves this torch",
+            _stable_abi_evidence(env, pkg),
+        )
     else:
         yield _ok(
             f"package-{pkg.name}",
             f"{pkg.name} {pkg.version} imports and matches torch",
+            pkg.location or "",
+        )
+
+
+def _stable_abi_evidence(env: Environment, pkg: PackageInfo) -> str:
+    """What a stable-ABI build serves, what it was compiled on, and where this torch stands."""
+    info = pkg.build_info
+    torch = _torch_ok(env)
+    served = f"torch >= {info['torch_target']}"
+    if info.get("cuda"):
+        cuda = CudaVersion.parse(info["cuda"])
+        served += f" with CUDA {cuda.major}.x ({cuda} or newer)"
+    elif info.get("hip"):
+        served += f" with ROCm {'.'.join(info['hip'].split('.')[:2])}"
+    return (
+        f"serves {served}, CPython >= 3.10 (abi3); compiled against torch {info.get('torch', '?')} "
+        f"with TORCH_TARGET_VERSION {info['torch_target']}; this is torch "
+        f"{torch.version if torch else '?'}; {pkg.location or ''}"
+    )
+
+
+def check_flash_attn_compat(env: Environment) -> Iterator[Finding]:
+    """fa-dist's flash-attn compat, when it is what provides flash_attn: importable, and made for
+    the fa-kernels that is installed."""
+    pkg = env.package(compat.DIST)
+    if pkg is None or not compat.is_compat(pkg):
+        return
+    kernels = env.package("fa-kernels")
+    made_for = pkg.build_info.get("fa_kernels", "?")
+    where = f"flash-attn {pkg.version} at {pkg.location or '?'}"
+    fix = "fa-dist install --flash-attn-compat"
+    if pkg.import_status is not ImportStatus.OK:
+        yield Finding(
+            id="flash-attn-compat",
+            severity=Severity.ERROR,
+            title=f"the flash-attn compat {pkg.version} is installed but does not import",
+            evidence=f"{where}: {pkg.import_error or '?'}",
+            why="flash_attn imports (transformers' flash_attention_2 among them) fail or find another flash_attn",
+            fix=fix,
+        )
+    elif kernels is None:
+        yield Finding(
+            id="flash-attn-compat",
+            severity=Severity.ERROR,
+            title="the flash-attn compat is installed without fa-kernels",
+            evidence=f"{where}; fa-kernels: not installed",
+            why="every flash_attn function the compat provides runs on fa-kernels",
+            fix=f"{fix}   # or remove it: fa-dist uninstall --flash-attn-compat",
+        )
+    elif _public(kernels.version) != made_for:
+        yield Finding(
+            id="flash-attn-compat",
+            severity=Severity.WARNING,
+            title=f"the flash-attn compat was made for fa-kernels {made_for}, {kernels.version} is installed",
+            evidence=where,
+            why="its version no longer says what provides flash_attn, and `pip check` reports its pin",
+            fix=fix,
+        )
+    else:
+        yield _ok(
+            "flash-attn-compat",
+            f"flash_attn is fa-dist's flash-attn compat {pkg.version} over fa-kernels {kernels.version}",
             pkg.location or "",
         )
 
@@ -855,6 +937,7 @@ CHECKS: tuple[Callable[[Environment], Iterable[Finding]], ...] = (
     check_torch_arch_list,
     check_triton,
     check_kernel_packages,
+    check_flash_attn_compat,
     check_rocm,
     check_nvcc,
     check_host_compiler,

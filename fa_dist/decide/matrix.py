@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fa_dist.decide import knowledge
+from fa_dist.decide import knowledge, matrix_values, safeyaml
 from fa_dist.errors import ConfigError, ParseError
 from fa_dist.model.variant import Runtime, Variant
 from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
@@ -27,7 +25,9 @@ TOP = {
     "torch": dict,
     "cuda": dict,
     "rocm": dict,
+    "stable_abi": dict,
 }
+STABLE_KEYS: dict[str, type] = {"target": str, "runtimes": list}
 TORCH_KEYS: dict[str, type] = {"python": list, "cuda": list, "rocm": list}
 RUNTIME_KEYS: dict[str, type] = {"archs": list, "ptx": str, "platforms": list}
 PLATFORMS = {
@@ -39,11 +39,15 @@ PLATFORMS = {
 @dataclass(frozen=True, kw_only=True)
 class Cell:
     id: str
-    python: str
-    torch: str
+    python: str  # the Python it is built with: the oldest its torch supports (the wheel is abi3)
+    torch: str  # the torch it is built against
     runtime: str  # "cu130" or "rocm6.4"
     platform: str
     variant: str
+    abi: str  # "stable": serves every torch >= the target; "torch": exactly its torch
+    torches: str  # the torch minors of matrix.yaml it serves, space-separated
+    runtimes: str  # the CUDA/ROCm versions of those torches it serves
+    pythons: str  # the Pythons it serves (cp310-abi3: every one from its own on)
     archs: str  # TORCH_CUDA_ARCH_LIST / PYTORCH_ROCM_ARCH
     cibw_build: str
     cibw_archs: str
@@ -58,31 +62,20 @@ class Expansion:
     cells: tuple[Cell, ...]
     pruned: dict[str, int] = field(default_factory=dict)
     pure_triton_wheel: bool = True
-
-
-def _lines(node: yaml.Node, path: str = "") -> dict[str, int]:
-    """key path -> 1-based line, from the YAML node tree."""
-    out = {path or "$": node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = f"{path}.{key.value}" if path else str(key.value)
-            out[sub] = key.start_mark.line + 1
-            out.update(_lines(value, sub))
-    return out
+    uncollapsed: int = 0  # cells one wheel per torch x Python x runtime x platform would need
 
 
 def load(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or node is None:
+    if not path.is_file():
+        raise ConfigError(
+            f"no matrix file at {path.absolute()}",
+            fix="run fa-dist matrix in the folder that holds matrix.yaml (an fa-dist checkout's "
+            "root), or pass --file PATH/TO/matrix.yaml",
+        )
+    data, lines = safeyaml.load(path)
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top")
-    validate(data, _lines(node), str(path))
+    validate(data, lines, str(path))
     return data
 
 
@@ -124,6 +117,7 @@ def validate(data: dict[str, Any], lines: dict[str, int], where: str) -> None:
     for plat in data["platforms"]:
         if plat not in PLATFORMS:
             raise _err(where, lines, "platforms", f"{plat!r} is not one of {', '.join(PLATFORMS)}")
+    _validate_stable(data, lines, where)
     for minor, spec in data["torch"].items():
         _parse(where, lines, f"torch.{minor}", TorchMinor.parse, str(minor))
         if not isinstance(spec, dict):
@@ -158,6 +152,21 @@ def validate(data: dict[str, Any], lines: dict[str, int], where: str) -> None:
                         raise _err(
                             where, lines, f"{key}.archs", f"nvcc {toolkit} cannot build {arch}"
                         )
+    for key, message in matrix_values.problems(data, list(PLATFORMS)):
+        raise _err(where, lines, key, message)
+
+
+def _validate_stable(data: dict[str, Any], lines: dict[str, int], where: str) -> None:
+    stable = data.get("stable_abi")
+    if stable is None:
+        return
+    _keys(where, lines, "stable_abi", stable, STABLE_KEYS)
+    if "target" not in stable:
+        raise _err(where, lines, "stable_abi", "missing key 'target' (the oldest torch served)")
+    _parse(where, lines, "stable_abi.target", TorchMinor.parse, str(stable["target"]))
+    for family in stable.get("runtimes", []):
+        if family not in ("cuda", "rocm"):
+            raise _err(where, lines, "stable_abi.runtimes", f"{family!r} is not cuda or rocm")
 
 
 def _parse(where: str, lines: dict[str, int], key: str, parse: Any, value: str) -> Any:
@@ -167,80 +176,138 @@ def _parse(where: str, lines: dict[str, int], key: str, parse: Any, value: str) 
         raise _err(where, lines, key, exc.message) from None
 
 
-def expand(data: dict[str, Any], only: dict[str, str] | None = None) -> Expansion:
-    cells: list[Cell] = []
+@dataclass(frozen=True, kw_only=True)
+class Published:
+    """One build torch publishes: a torch minor for one CUDA/ROCm version on one platform."""
+
+    torch: TorchMinor
+    family: str  # "cuda" or "rocm"
+    version: CudaVersion
+    platform: str
+    pythons: tuple[str, ...]
+
+
+def published(data: dict[str, Any]) -> tuple[list[Published], dict[str, int]]:
+    """Every (torch, runtime, platform) torch publishes, and why the other combinations are not."""
+    found: list[Published] = []
     pruned: dict[str, int] = {}
-
-    def prune(reason: str) -> None:
-        pruned[reason] = pruned.get(reason, 0) + 1
-
     for torch_minor, spec in sorted(
         data["torch"].items(), key=lambda kv: TorchMinor.parse(str(kv[0]))
     ):
+        pythons = tuple(p for p in data["python"] if p in spec.get("python", data["python"]))
         runtimes = [("cuda", str(v)) for v in spec.get("cuda", [])] + [
             ("rocm", str(v)) for v in spec.get("rocm", [])
         ]
-        for py in data["python"]:
-            if py not in spec.get("python", data["python"]):
-                prune(f"torch {torch_minor} has no wheel for Python {py}")
-                continue
-            for family, version in runtimes:
-                rt_spec = data[family][version]
-                for plat in data["platforms"]:
-                    if plat not in rt_spec.get("platforms", data["platforms"]):
-                        prune(f"no {family} {version} build of torch for {plat}")
-                        continue
-                    for abi in data.get("cxx11_abi", [True]):
-                        cell = _cell(
-                            str(torch_minor), py, family, version, rt_spec, plat, bool(abi)
-                        )
-                        if only and not _matches(cell, only):
-                            prune("filtered out by --only")
-                            continue
-                        cells.append(cell)
+        for family, version in runtimes:
+            for plat in data["platforms"]:
+                if plat not in data[family][version].get("platforms", data["platforms"]):
+                    reason = f"no {family} {version} build of torch for {plat}"
+                    pruned[reason] = pruned.get(reason, 0) + 1
+                    continue
+                found.append(
+                    Published(
+                        torch=TorchMinor.parse(str(torch_minor)),
+                        family=family,
+                        version=CudaVersion.parse(version),
+                        platform=plat,
+                        pythons=pythons,
+                    )
+                )
+    return found, pruned
+
+
+def _stable_key(build: Published) -> tuple[str, int, int, str]:
+    """One stable-ABI wheel per CUDA major (build minor <= runtime minor), per exact ROCm minor."""
+    minor = build.version.minor if build.family == "rocm" else -1
+    return build.family, build.version.major, minor, build.platform
+
+
+def expand(data: dict[str, Any], only: dict[str, str] | None = None) -> Expansion:
+    """The collapsed cells: every build torch publishes from the stable-ABI target on is served by one
+    stable-ABI cell per (CUDA major | ROCm minor, platform); older torches, and runtimes left out of
+    stable_abi.runtimes, get a cell per torch. Every compiled wheel is cp310-abi3: no Python axis."""
+    builds, pruned = published(data)
+    stable = data.get("stable_abi") or {}
+    target = TorchMinor.parse(str(stable["target"])) if stable else None
+    families = set(stable.get("runtimes", [])) if stable else set()
+    groups: dict[tuple[str, int, int, str], list[Published]] = {}
+    cells: list[Cell] = []
+    for build in builds:
+        if target is not None and build.family in families and build.torch >= target:
+            groups.setdefault(_stable_key(build), []).append(build)
+        else:
+            for abi in data.get("cxx11_abi", [True]):
+                cells.append(_cell(data, [build], build, bool(abi), stable_target=None))
+    for members in groups.values():
+        oldest = min(
+            members, key=lambda b: (b.version, b.torch)
+        )  # oldest runtime minor, then torch
+        cells.append(_cell(data, members, oldest, True, stable_target=target))
+    abis = len(data.get("cxx11_abi", [True]))
+    kept = [c for c in cells if not only or _matches(c, only)]
+    if len(kept) < len(cells):
+        pruned["filtered out by --only"] = len(cells) - len(kept)
+    ids = [c.id for c in kept]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"matrix.yaml: cells with the same id: {', '.join(twice[:5])}")
     return Expansion(
-        cells=tuple(cells),
+        cells=tuple(sorted(kept, key=lambda c: c.id)),
         pruned=pruned,
         pure_triton_wheel=bool(data.get("pure_triton_wheel", True)),
+        uncollapsed=sum(len(b.pythons) * abis for b in builds),
     )
 
 
 def _cell(
-    torch_minor: str, py: str, family: str, version: str, spec: dict[str, Any], plat: str, abi: bool
+    data: dict[str, Any],
+    members: list[Published],
+    build: Published,
+    abi: bool,
+    *,
+    stable_target: TorchMinor | None,
 ) -> Cell:
-    tag = "cp" + py.replace(".", "")
+    """The job that builds ``build``'s wheel, serving every one of ``members``."""
+    family, plat = build.family, build.platform
+    spec = data[family][_key(data[family], build.version)]
     arch, runner = PLATFORMS[plat]
+    runtime = Runtime.CUDA if family == "cuda" else Runtime.ROCM
+    variant = Variant(
+        runtime,
+        build.version,
+        stable_target or build.torch,
+        abi,
+        stable_abi=stable_target is not None,
+    )
+    abi_arg = "--abi stable" if stable_target else "--abi torch"
     if family == "cuda":
-        cuda = CudaVersion.parse(version)
-        variant = Variant(Runtime.CUDA, cuda, TorchMinor.parse(torch_minor), abi)
         archs = ";".join(
             Arch.parse(a).capability + ("+PTX" if a == spec.get("ptx") else "")
             for a in spec["archs"]
         )
-        runtime, index = cuda.tag, knowledge.pytorch_index_for(cuda)
-        toolkit = f"cuda-toolkit-{cuda.major}-{cuda.minor}"
+        runtime_tag, index = build.version.tag, knowledge.pytorch_index_for(build.version)
+        toolkit = f"cuda-toolkit-{build.version.major}-{build.version.minor}"
         ptx = f" --ptx {spec['ptx']}" if spec.get("ptx") else ""
-        build_args = f"--recipe cuda --arch {','.join(spec['archs'])}{ptx}"
+        build_args = f"--recipe cuda --arch {','.join(spec['archs'])}{ptx} {abi_arg}"
     else:
-        rocm = CudaVersion.parse(version)
-        variant = Variant(Runtime.ROCM, rocm, TorchMinor.parse(torch_minor), abi)
         archs = ";".join(spec["archs"])
-        build_args = f"--recipe rocm --arch {','.join(spec['archs'])}"
-        runtime, index, toolkit = (
-            f"rocm{version}",
-            f"https://download.pytorch.org/whl/rocm{version}",
-            f"rocm-{version}",
-        )
-    build = f"{tag}-{plat}"
+        build_args = f"--recipe rocm --arch {','.join(spec['archs'])} {abi_arg}"
+        runtime_tag = f"rocm{build.version}"
+        index, toolkit = f"https://download.pytorch.org/whl/{runtime_tag}", f"rocm-{build.version}"
+    python = min(build.pythons, key=lambda p: tuple(int(x) for x in p.split(".")))
     return Cell(
-        id=f"{build}-{runtime}-torch{torch_minor}",
-        python=py,
-        torch=torch_minor,
-        runtime=runtime,
+        id=f"{plat}-{variant}",
+        python=python,
+        torch=str(build.torch),
+        runtime=runtime_tag,
         platform=plat,
         variant=str(variant),
+        abi="stable" if stable_target else "torch",
+        torches=" ".join(sorted({str(m.torch) for m in members}, key=TorchMinor.parse)),
+        runtimes=" ".join(sorted({str(m.version) for m in members}, key=CudaVersion.parse)),
+        pythons=" ".join(sorted({p for m in members for p in m.pythons}, key=_py_key)),
         archs=archs,
-        cibw_build=build,
+        cibw_build=f"cp{python.replace('.', '')}-{plat}",
         cibw_archs=arch,
         runner=runner,
         torch_index=index,
@@ -249,17 +316,27 @@ def _cell(
     )
 
 
+def _key(table: dict[str, Any], version: CudaVersion) -> str:
+    """The matrix.yaml key ("12.6", "7.1") of a runtime version."""
+    return next(k for k in table if CudaVersion.parse(str(k)) == version)
+
+
+def _py_key(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("."))
+
+
 def _matches(cell: Cell, only: dict[str, str]) -> bool:
-    cuda = str(CudaVersion.parse(cell.runtime)) if cell.runtime.startswith("cu") else ""
+    """A cell matches what it serves: torch=2.12 keeps the stable-ABI cells built on 2.10."""
+    cuda = cell.runtime.startswith("cu")
     values = {
-        "torch": cell.torch,
-        "python": cell.python,
-        "platform": cell.platform,
-        "cuda": cuda,
-        "rocm": cell.runtime[4:] if cell.runtime.startswith("rocm") else "",
-        "runtime": cell.runtime,
+        "torch": cell.torches.split(),
+        "python": cell.pythons.split(),
+        "platform": [cell.platform],
+        "cuda": cell.runtimes.split() if cuda else [],
+        "rocm": cell.runtimes.split() if not cuda else [],
+        "runtime": [cell.runtime],
     }
-    return all(values.get(k) == v for k, v in only.items())
+    return all(v in values.get(k, []) for k, v in only.items())
 
 
 def parse_only(text: str | None) -> dict[str, str]:

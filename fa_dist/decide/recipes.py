@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from fa_dist import paths
 from fa_dist.errors import ConfigError, ParseError
 from fa_dist.model.versions import Arch, CudaVersion, TorchMinor
 
@@ -17,8 +18,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
 class Kind(Enum):
@@ -43,6 +42,8 @@ class Recipe:
     description: str
     min_torch: TorchMinor
     min_runtime: CudaVersion | None
+    # the oldest torch a stable-ABI build serves (TORCH_TARGET_VERSION); None: torch-specific builds only
+    stable_abi_target: TorchMinor | None
     archs: tuple[Arch, ...]
     extension: Extension | None
     path: Path
@@ -53,7 +54,14 @@ class Recipe:
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "recipe": {"name": str, "kind": str, "description": str, "min_torch": str, "min_runtime": str},
+    "recipe": {
+        "name": str,
+        "kind": str,
+        "description": str,
+        "min_torch": str,
+        "min_runtime": str,
+        "stable_abi_target": str,
+    },
     "extension": {
         "name": str,
         "sources": list,
@@ -113,13 +121,20 @@ def load(path: Path, *, source_root: Path | None = None) -> Recipe:
         min_runtime=_parse(path, "recipe.min_runtime", CudaVersion.parse, meta["min_runtime"])
         if "min_runtime" in meta
         else None,
+        stable_abi_target=_parse(
+            path, "recipe.stable_abi_target", TorchMinor.parse, meta["stable_abi_target"]
+        )
+        if "stable_abi_target" in meta
+        else None,
         archs=archs,
         extension=extension,
         path=path,
     )
 
 
-def load_all(folder: Path = RECIPES_DIR, *, source_root: Path | None = None) -> dict[str, Recipe]:
+def load_all(folder: Path | None = None, *, source_root: Path | None = None) -> dict[str, Recipe]:
+    """Every recipe in ``folder`` (default: the ones `fa-dist build` uses, see paths.recipes_dir)."""
+    folder = folder if folder is not None else paths.recipes_dir()
     recipes: dict[str, Recipe] = {}
     for path in sorted(folder.glob("*.toml")):
         recipe = load(path, source_root=source_root)
@@ -130,7 +145,9 @@ def load_all(folder: Path = RECIPES_DIR, *, source_root: Path | None = None) -> 
         recipes[recipe.name] = recipe
     if not recipes:
         raise ConfigError(
-            f"no recipes in {folder}", fix="run fa-dist from a checkout with recipes/"
+            f"no recipes in {folder}",
+            fix="reinstall fa-dist (its wheel and sdist bundle the recipes), or run it from a "
+            "source checkout",
         )
     return recipes
 

@@ -9,21 +9,14 @@ from dataclasses import dataclass
 from packaging import tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from fa_dist.decide import stable_abi
+from fa_dist.errors import FaDistError
 from fa_dist.model.environment import Environment, ImportStatus
 from fa_dist.model.variant import Runtime, Variant
 from fa_dist.model.versions import Arch, TorchMinor
+from fa_dist.model.wheel import Candidate
 
 PACKAGE = "fa-kernels"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Candidate:
-    filename: str
-    location: str  # a path or URL
-    sha256: str | None
-    archs: tuple[str, ...] = ()  # from the manifest; () = unknown
-    ptx: str | None = None
-    source: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,13 +30,31 @@ class Verdict:
 class Resolution:
     choice: Candidate | None
     trace: tuple[Verdict, ...]
+    why: str = ""  # why the choice beat the next-best accepted candidate
 
     def lines(self) -> list[str]:
-        return [
+        lines = [
             f"{'accept' if v.accepted else 'reject'} {v.candidate.filename} ({v.candidate.source}): "
             f"{v.reason}"
             for v in self.trace
         ]
+        if self.choice is not None and self.why:
+            lines.append(f"choose {self.choice.filename}: {self.why}")
+        return lines
+
+
+# What each position of a rank means, for the trace: (compiled, exact arch, stable ABI, stable-ABI
+# target major, target minor, *version). Arch fit outranks the ABI: the code that runs on this GPU
+# matters more than how long the binary survives torch upgrades. Like HF kernels, a stable-ABI build
+# beats a torch-specific one, and among stable-ABI builds the newest target this torch satisfies wins.
+PREFERENCE = (
+    "compiled kernels beat the pure-Triton fallback",
+    "it has code built for exactly this GPU's arch",
+    "a stable-ABI wheel is preferred over a torch-specific one: the same binary keeps working "
+    "after a torch upgrade",
+    "the newest stable-ABI target this torch satisfies",
+    "the newest stable-ABI target this torch satisfies",
+)
 
 
 def supported_tags(env: Environment) -> list[tags.Tag]:
@@ -79,6 +90,8 @@ def judge(
     env: Environment, cand: Candidate, wheel_tags: set[tags.Tag]
 ) -> tuple[bool, str, tuple[int, ...]]:
     """(accepted, reason, rank); higher rank is better among the accepted."""
+    if cand.problem:
+        return False, cand.problem, ()
     try:
         name, version, _build, file_tags = parse_wheel_filename(cand.filename)
     except InvalidWheelFilename as exc:
@@ -103,7 +116,7 @@ def judge(
         return (
             True,
             "pure-Triton wheel (runs wherever triton does; no compiled kernels)",
-            (0, *version.release),
+            (0, 0, 0, 0, 0, *version.release),
         )
     ok, why = _variant_fits(env, variant)
     if not ok:
@@ -120,27 +133,39 @@ def judge(
                 ),
                 (),
             )
-    elif gpus:
-        return (
-            True,
-            f"{variant} matches; archs unknown (no manifest entry)",
-            (1, *version.release),
-        )
-    exact = all(any(Arch.parse(a).base == g.base for a in cand.archs) for g in gpus)
-    return (
-        True,
-        f"{variant} matches torch {torch.version}",
-        (2 if exact else 1, *version.release),
+    exact = bool(cand.archs) and all(
+        any(Arch.parse(a).base == g.base for a in cand.archs) for g in gpus
     )
+    stable = (1, variant.torch.major, variant.torch.minor) if variant.stable_abi else (0, 0, 0)
+    rank = (1, int(exact), *stable, *version.release)
+    matches = _matches(variant, torch.version or "")
+    if not cand.archs and gpus:
+        return True, f"{matches}; archs unknown (no manifest entry)", rank
+    return True, matches, rank
+
+
+def _matches(variant: Variant, torch_version: str) -> str:
+    if variant.stable_abi:
+        return f"{variant}: stable-ABI build for {stable_abi.serves(variant)}; this is torch {torch_version}"
+    return f"{variant} matches torch {torch_version}"
 
 
 def _variant_fits(env: Environment, variant: Variant) -> tuple[bool, str]:
     torch = env.torch
     assert torch is not None and torch.version
     have = TorchMinor.parse(torch.version)
-    if variant.torch != have:
+    if variant.stable_abi and not variant.serves(have):
+        return False, (
+            f"stable-ABI build for torch >= {variant.torch}, this torch {torch.version} is older "
+            "than its target"
+        )
+    if not variant.stable_abi and variant.torch != have:
         return False, f"built for torch {variant.torch}, this is torch {torch.version}"
-    if torch.cxx11_abi is not None and variant.cxx11_abi != torch.cxx11_abi:
+    if (
+        not variant.stable_abi
+        and torch.cxx11_abi is not None
+        and variant.cxx11_abi != torch.cxx11_abi
+    ):
         return False, f"built with cxx11abi={variant.cxx11_abi}, torch uses {torch.cxx11_abi}"
     if variant.runtime is Runtime.CUDA:
         if torch.cuda is None:
@@ -167,11 +192,30 @@ def _variant_fits(env: Environment, variant: Variant) -> tuple[bool, str]:
 def resolve(env: Environment, candidates: Iterable[Candidate]) -> Resolution:
     wheel_tags = set(supported_tags(env)) if env.python else set()
     trace: list[Verdict] = []
-    best: Candidate | None = None
-    best_rank: tuple[int, ...] = ()
+    ranked: list[tuple[tuple[int, ...], Candidate]] = []
     for cand in candidates:
-        ok, why, rank = judge(env, cand, wheel_tags)
+        try:
+            ok, why, rank = judge(env, cand, wheel_tags)
+        except FaDistError as exc:  # an odd name or arch in one source must not stop the others
+            ok, why, rank = False, f"unreadable: {exc.message}", ()
         trace.append(Verdict(candidate=cand, accepted=ok, reason=why))
-        if ok and rank > best_rank:
-            best, best_rank = cand, rank
-    return Resolution(choice=best, trace=tuple(trace))
+        if ok:
+            ranked.append((rank, cand))
+    # sorted() keeps equal ranks in input order even reversed: the first of equals wins
+    ranked.sort(key=lambda rc: rc[0], reverse=True)
+    if not ranked:
+        return Resolution(choice=None, trace=tuple(trace))
+    (best_rank, best), runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+    return Resolution(choice=best, trace=tuple(trace), why=preference(best_rank, runner_up))
+
+
+def preference(best: tuple[int, ...], runner_up: tuple[tuple[int, ...], Candidate] | None) -> str:
+    """Why ``best`` won: the first rank position where it beats the runner-up, in words."""
+    if runner_up is None:
+        return "the only candidate that fits"
+    other_rank, other = runner_up
+    for i, (mine, theirs) in enumerate(zip(best, other_rank, strict=False)):
+        if mine != theirs:
+            what = PREFERENCE[i] if i < len(PREFERENCE) else "the newest version"
+            return f"{what} (over {other.filename})"
+    return f"equal to {other.filename}; the first listed wins"

@@ -17,7 +17,8 @@ from typing import Any
 from fa_dist import subproc
 from fa_dist._version import __version__
 from fa_dist.errors import ProbeFailed
-from fa_dist.facts import host, libstdcxx
+from fa_dist.facts import host, interpreter, libstdcxx
+from fa_dist.model import compat
 from fa_dist.model.environment import (
     Environment,
     Gpu,
@@ -36,9 +37,10 @@ log = logging.getLogger("fa_dist")
 PROBE = Path(__file__).parent / "_probe" / "probe.py"
 MARKER = "FA_DIST_PROBE "
 
-# distribution -> (build-info file inside site-packages, compiled modules to import)
+# distribution -> (build-info file inside site-packages, compiled modules to import); a flash-attn
+# that is fa-dist's compat has a marker file there instead, and modules of its own (see _probe_args)
 KERNEL_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "flash-attn": ("-", ("flash_attn_2_cuda",)),
+    "flash-attn": (compat.MARKER, ("flash_attn_2_cuda",)),
     "fa-kernels": ("fa_kernels/_build_info.json", ("fa_kernels", "fa_kernels._C?")),
 }
 
@@ -67,6 +69,7 @@ def _crash_text(out: subproc.Completed) -> str:
 def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> Environment:
     """Observe the machine and the target interpreter (default: this one)."""
     python = python or sys.executable
+    interpreter.require(python)  # before the probe: a shell or an old Python cannot run it
     view = host.HostView(
         env=dict(env if env is not None else os.environ), extra_bin=(str(Path(python).parent),)
     )
@@ -83,10 +86,8 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
                 fix="pass --python with a working interpreter (python3.10+)",
             )
         pkg_f = {
-            name: pool.submit(
-                probe, python, "import", name, KERNEL_DISTS[name][0], *KERNEL_DISTS[name][1]
-            )
-            for name in (d["name"] for d in py["dists"])
+            d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
+            for d in py["dists"]
         }
         torch_raw = torch_f.result()
         seen = {name: f.result() for name, f in host_f.items()}
@@ -140,6 +141,14 @@ _HOST_DETECTORS: dict[str, Callable[[host.HostView], tuple[object, str | None]]]
     "ninja": host.ninja,
     "cxx": libstdcxx.compilers,
 }
+
+
+def _probe_args(name: str, version: str) -> tuple[str, ...]:
+    """The import probe's arguments for an installed kernel distribution: DIST INFO_FILE MODULE..."""
+    info, modules = KERNEL_DISTS[name]
+    if name == compat.DIST and compat.is_compat_version(version):
+        modules = compat.PROBE_MODULES  # a compat has no compiled module; this proves it is ours
+    return (name, info, *modules)
 
 
 def _python(raw: Mapping[str, Any]) -> PythonInfo:

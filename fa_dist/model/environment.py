@@ -8,6 +8,7 @@ fa-dist makes can be replayed on a saved snapshot.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -173,16 +174,16 @@ class Environment:
                 f"snapshot schema {data.get('schema')!r} is not {SCHEMA_VERSION}",
                 fix="capture it again with this fa-dist: fa-dist detect -o FILE",
             )
-        return codec.decode(cls, data)
+        return _checked(codec.decode(cls, data))
 
     @classmethod
     def load(cls, path: Path) -> Environment:
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes())
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, a huge int
+            raise ConfigError(f"{path} is not JSON: {str(exc)[:200]}") from None
         if isinstance(data, dict) and "environment" in data:  # a `doctor --json` report
             data = data["environment"]
         try:
@@ -197,3 +198,19 @@ class Environment:
     def visible_gpus(self) -> tuple[Gpu, ...]:
         """GPUs the target torch can use (torch's view beats the driver's: it honours CUDA_VISIBLE_DEVICES)."""
         return self.torch.devices if self.torch else ()
+
+
+_VERSION = re.compile(r"\d{1,4}\.\d{1,4}(\.\d{1,6})?([a-z0-9+.-]{0,40})?")
+
+
+def _checked(env: Environment) -> Environment:
+    """Facts later code parses as numbers must look like them (a snapshot may be hand-edited)."""
+    py = env.python
+    if py is not None:
+        if not _VERSION.fullmatch(py.version):
+            raise ConfigError(f"python.version {py.version!r} is not a version like 3.12.4")
+        if py.glibc is not None and not _VERSION.fullmatch(py.glibc):
+            raise ConfigError(
+                f"python.glibc {py.glibc!r} is not a glibc version like 2.36 (null for musl)"
+            )
+    return env

@@ -1,7 +1,10 @@
 """The build variant a compiled wheel is for, carried in its local version: ``0.1.0+cu130torch2.11cxx11abiTRUE``.
 
-A binary extension loads only into the torch minor, C++ ABI and accelerator runtime major it was built
-against; the variant says which. The pure-Triton wheel has no variant (it is ``py3-none-any``).
+A binary extension built against torch's C++ API loads only into the torch minor, C++ ABI and
+accelerator runtime major it was built against; the variant says which. One built on torch's stable
+ABI (``cu130torch2.10stableabi``) loads into every torch from its target version on: there the torch
+part is a lower bound and the C++ ABI plays no part (only C symbols cross the boundary). The
+pure-Triton wheel has no variant (it is ``py3-none-any``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 from fa_dist.errors import ParseError
-from fa_dist.model.environment import Environment, ImportStatus
 from fa_dist.model.versions import CudaVersion, TorchMinor
 
 
@@ -23,23 +25,35 @@ class Runtime(Enum):
 # Wheel filenames and installed versions carry the local version lower-cased (PEP 440 normalisation):
 # cxx11abitrue is the same variant as cxx11abiTRUE.
 _TAG = re.compile(
-    r"(?P<rt>cu|rocm)(?P<rv>\d+(?:\.\d+)?)torch(?P<torch>\d+\.\d+)cxx11abi(?P<abi>true|false)",
+    r"(?P<rt>cu|rocm)(?P<rv>\d+(?:\.\d+)?)torch(?P<torch>\d+\.\d+)"
+    r"(?:cxx11abi(?P<abi>true|false)|(?P<stable>stableabi))",
     re.IGNORECASE,
 )
 
 
 @dataclass(frozen=True, order=True)
 class Variant:
-    """``cu130torch2.11cxx11abiTRUE`` or ``rocm6.4torch2.11cxx11abiTRUE``.
+    """``cu130torch2.11cxx11abiTRUE``, ``rocm6.4torch2.11cxx11abiTRUE`` or ``cu130torch2.10stableabi``.
 
     CUDA keeps major and minor (``cu130``): the rule is same major, build minor <= runtime minor.
-    ROCm keeps major.minor, and must match exactly.
+    ROCm keeps major.minor, and must match exactly. ``torch`` is the exact torch minor of a
+    torch-specific build, and the oldest torch served (TORCH_TARGET_VERSION) of a stable-ABI one.
     """
 
     runtime: Runtime
     runtime_version: CudaVersion  # for ROCm: (major, minor) of the ROCm release
     torch: TorchMinor
     cxx11_abi: bool
+    stable_abi: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stable_abi and not self.cxx11_abi:
+            # one spelling per variant: the C++ ABI flag means nothing to a stable-ABI build
+            object.__setattr__(self, "cxx11_abi", True)
+
+    def serves(self, torch: TorchMinor) -> bool:
+        """Whether this build loads into ``torch`` (runtime and C++ ABI aside)."""
+        return torch >= self.torch if self.stable_abi else torch == self.torch
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -54,7 +68,10 @@ class Variant:
         else:
             major, _, minor = m["rv"].partition(".")
             version = CudaVersion(int(major), int(minor or 0))
-        return cls(runtime, version, TorchMinor.parse(m["torch"]), m["abi"].upper() == "TRUE")
+        torch = TorchMinor.parse(m["torch"])
+        if m["stable"]:
+            return cls(runtime, version, torch, True, stable_abi=True)
+        return cls(runtime, version, torch, m["abi"].upper() == "TRUE")
 
     def __str__(self) -> str:
         rv = (
@@ -62,27 +79,17 @@ class Variant:
             if self.runtime is Runtime.CUDA
             else f"{self.runtime_version.major}.{self.runtime_version.minor}"
         )
-        abi = "TRUE" if self.cxx11_abi else "FALSE"
-        return f"{self.runtime.value}{rv}torch{self.torch}cxx11abi{abi}"
+        abi = (
+            "stableabi"
+            if self.stable_abi
+            else "cxx11abiTRUE"
+            if self.cxx11_abi
+            else "cxx11abiFALSE"
+        )
+        return f"{self.runtime.value}{rv}torch{self.torch}{abi}"
 
     @classmethod
     def from_local_version(cls, version: str) -> Variant | None:
         """The variant in a wheel version's local part, or None for a plain version."""
         _, plus, local = version.partition("+")
         return cls.parse(local) if plus else None
-
-
-def for_environment(env: Environment) -> tuple[Variant | None, str]:
-    """The variant a compiled wheel needs to load into ``env``'s torch, or None with the reason."""
-    torch = env.torch
-    if torch is None or torch.status is not ImportStatus.OK or not torch.version:
-        return None, "torch does not import in the target environment"
-    abi = bool(torch.cxx11_abi)
-    if torch.cuda:
-        return Variant(Runtime.CUDA, torch.cuda, TorchMinor.parse(torch.version), abi), ""
-    if torch.hip:
-        hip = TorchMinor.parse(torch.hip)
-        return Variant(
-            Runtime.ROCM, CudaVersion(hip.major, hip.minor), TorchMinor.parse(torch.version), abi
-        ), ""
-    return None, f"torch {torch.version} is a CPU-only build: only the pure-Triton wheel applies"

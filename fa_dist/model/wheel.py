@@ -1,4 +1,5 @@
-"""A built wheel as the wheelhouse manifest records it: file, hash, variant, archs, and what built it."""
+"""Wheels as values: a built wheel as the wheelhouse manifest records it (file, hash, variant, archs,
+what built it), and a candidate the resolver weighs."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ class WheelEntry:
     source_digest: str
     built_at: str
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """A wheel the resolver may choose: from a local folder (with its manifest entry) or an index."""
+
+    filename: str
+    location: str  # a path or URL
+    sha256: str | None
+    archs: tuple[str, ...] = ()  # from the manifest; () = unknown
+    ptx: str | None = None
+    source: str = ""
+    size: int | None = None  # bytes, from the manifest; None = unknown
+    problem: str | None = None  # why the source's entry cannot be used (no valid sha256, ...)

@@ -19,8 +19,9 @@ from fa_dist.facts import libstdcxx
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
 from fa_dist.options import BuildOptions
-from fa_dist.paths import build_dir, default_wheelhouse, kernels_dir
+from fa_dist.paths import build_dir, default_wheelhouse
 from fa_dist.reporter import Reporter, Silent
+from fa_dist.sources import kernels_dir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,13 +68,9 @@ def refuse_if_blocked(env: Environment, recipe: Recipe) -> None:
 
 def plan(env: Environment, options: BuildOptions) -> Plan:
     """What the build will do, refusing early (EnvironmentBroken) when doctor knows it cannot work.
-    Reads only the kernel sources (their version and digest); changes nothing."""
-    kernels = kernels_dir()
-    if not (kernels / "setup.py").is_file():
-        raise ConfigError(
-            f"no kernel sources at {kernels}",
-            fix="run fa-dist build from a source checkout of fa-dist (it builds kernels/)",
-        )
+    Reads only the kernel sources (their version and digest; an installed fa-dist unpacks its
+    verified bundle into the cache first); changes nothing else."""
+    kernels = kernels_dir()  # the checkout's kernels/, else the verified bundle (sources.py)
     recipe = build_plan.choose_recipe(options.recipe, env, recipes.load_all(source_root=kernels))
     refuse_if_blocked(env, recipe)
     decided = build_plan.plan(
@@ -84,6 +81,7 @@ def plan(env: Environment, options: BuildOptions) -> Plan:
         kernel_version=kernel_version(kernels),
         source_digest=build_plan.source_digest(kernels),
         ptx=options.ptx,
+        abi_request=options.abi,
     )
     return Plan(
         env=env,

@@ -1,29 +1,32 @@
 """The install pipeline behind `fa-dist install`: ``plan(env, options)`` checks the facts and decides
 whether building from source is possible; ``run(plan, reporter)`` takes the named steps in STEPS
-(resolve, build, fetch, backup, pip, smoke, record). A failed pip or smoke step puts the previous
-install back; a dry run stops after deciding what it would install."""
+(resolve, build, choose, install, record); install is one transaction (fetch, back up, pip, smoke,
+the flash-attn compat when asked) that puts the previous install back on any failure; a dry run stops
+after deciding what it would install."""
 
 from __future__ import annotations
 
-import tempfile
-import time
+import contextlib
+import dataclasses
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
+from fa_dist.act import compat_install
 from fa_dist.act import install as act_install
-from fa_dist.act import smoke as act_smoke
-from fa_dist.act import wheelhouse
-from fa_dist.decide import checks, resolve
-from fa_dist.errors import EnvironmentBroken, InstallFailed, NoMatchingWheel, SmokeFailed
+from fa_dist.decide import checks, compat, resolve
+from fa_dist.errors import EnvironmentBroken, NoMatchingWheel
+from fa_dist.model import compat as compat_id
 from fa_dist.model.environment import Environment
 from fa_dist.model.variant import Variant
+from fa_dist.model.wheel import Candidate
 from fa_dist.options import BuildOptions, InstallOptions
 from fa_dist.paths import default_wheelhouse
 from fa_dist.pipelines import build as build_pipeline
-from fa_dist.reporter import Reporter, Silent
+from fa_dist.reporter import Progress, Reporter, Silent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,10 +46,12 @@ class Outcome:
     wheel: str | None = None
     source: str | None = None
     sha256: str | None = None
+    verified: bool = True  # False: the source gave no sha256 to check (--allow-unverified)
     smoke: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
     record: str | None = None
+    compat: dict[str, Any] | None = None  # the flash-attn compat's record entry, when installed
 
 
 def plan(env: Environment, options: InstallOptions) -> Plan:
@@ -60,6 +65,8 @@ def plan(env: Environment, options: InstallOptions) -> Plan:
             f"{torch_error.title}: {torch_error.evidence}",
             fix=torch_error.fix or "see fa-dist doctor",
         )
+    if options.flash_attn_compat:
+        compat.refuse_over_upstream(env)  # before anything is built or changed
     return Plan(
         env=env,
         options=options,
@@ -74,14 +81,10 @@ class _Run:
 
     plan: Plan
     reporter: Reporter
-    backup_dir: Path
     resolution: resolve.Resolution | None = None
-    choice: resolve.Candidate | None = None
-    wheel: Path | None = None
-    sha256: str = ""
-    backup: act_install.Backup | None = None
-    smoke: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    choice: Candidate | None = None
+    compat_step: compat_install.CompatStep | None = None
+    installed: act_install.Outcome | None = None
     outcome: Outcome | None = None
 
     @property
@@ -104,6 +107,7 @@ def resolve_wheel(run: _Run) -> None:
         options.index_urls,
         options.offline,
         options.allow_insecure_http,
+        options.allow_unverified,
     )
     run.resolution = resolve.resolve(run.plan.env, candidates)
     run.choice = run.resolution.choice
@@ -112,7 +116,7 @@ def resolve_wheel(run: _Run) -> None:
         run.reporter.note(f"        {line}")
 
 
-def _compiled(cand: resolve.Candidate) -> bool:
+def _compiled(cand: Candidate) -> bool:
     version = str(parse_wheel_filename(cand.filename)[1])
     return Variant.from_local_version(version) is not None
 
@@ -151,6 +155,7 @@ def build_if_needed(run: _Run) -> None:
         build = build_pipeline.plan(run.plan.env, options).build
         archs = " ".join(map(str, build.archs.archs)) if build.archs else "any GPU"
         would = f"build {build.recipe.name} {build.version} for {archs}, then install it"
+        would += _compat_plan(run, build.version)
         run.reporter.step(f"plan: {would}")
         run.outcome = Outcome(would=would, trace=run.trace)
         return
@@ -160,7 +165,7 @@ def build_if_needed(run: _Run) -> None:
         run.reporter.step(f"cannot build: {exc.message}")
         return
     run.reporter.step(f"build: {recipe} wheel in {run.plan.folders[0]}")
-    run.choice = resolve.Candidate(
+    run.choice = Candidate(
         filename=built.entry.filename,
         location=str(built.wheel),
         sha256=built.entry.sha256,
@@ -177,97 +182,90 @@ def choose(run: _Run) -> None:
             fix="fa-dist build (then fa-dist install), or point --wheelhouse/--index-url "
             "at wheels built for this torch",
         )
-    run.reporter.step(f"plan: {run.choice.filename} from {run.choice.source}")
+    also = _compat_plan(run, str(parse_wheel_filename(run.choice.filename)[1]))
+    run.reporter.step(f"plan: {run.choice.filename} from {run.choice.source}{also}")
     if run.plan.options.dry_run:
-        run.outcome = Outcome(would=run.choice.filename, source=run.choice.source, trace=run.trace)
+        would = run.choice.filename + also
+        run.outcome = Outcome(would=would, source=run.choice.source, trace=run.trace)
 
 
-def fetch(run: _Run) -> None:
+def _compat_plan(run: _Run, kernels_version: str) -> str:
+    if not run.plan.options.flash_attn_compat:
+        return ""
+    return f", then the flash-attn compat {compat_id.version_for(kernels_version)} beside it"
+
+
+def _progress(run: _Run) -> AbstractContextManager[Progress | None]:
+    """A download bar for a wheel that comes over the network; none for a local file."""
     assert run.choice is not None
-    started = time.perf_counter()
     if "://" in run.choice.location:
-        with run.reporter.progress("fetch", unit="bytes") as progress:
-            run.wheel = act_install.fetch(run.choice, progress=progress)
-    else:
-        run.wheel = act_install.fetch(run.choice)
-    run.timings["fetch"] = time.perf_counter() - started
-    # fetch verified a recorded hash; a wheel without one is hashed for the record
-    run.sha256 = run.choice.sha256 or wheelhouse.sha256_of(run.wheel)
+        return run.reporter.progress("fetch", unit="bytes")
+    return contextlib.nullcontext()
 
 
-def backup(run: _Run) -> None:
-    run.backup = act_install.backup_installed(run.plan.env, run.backup_dir)
-
-
-def _python(run: _Run) -> str:
-    assert run.plan.env.python is not None
-    return run.plan.env.python.executable
-
-
-def pip(run: _Run) -> None:
-    assert run.wheel is not None and run.backup is not None
-    started = time.perf_counter()
-    done = act_install.pip_install(_python(run), run.wheel)
-    run.timings["install"] = time.perf_counter() - started
-    if not done.ok:
-        undone = act_install.rollback(_python(run), run.backup)
-        raise InstallFailed(
-            f"pip could not install {run.wheel.name}: {done.describe_failure()}; {undone}"
+def install(run: _Run) -> None:
+    """Fetch and check the wheel, then one transaction (act/install.py): back up, pip install, smoke
+    test, the flash-attn compat when asked (its own build, install and smoke test), record. Any
+    failure before the record is written puts the previous install back."""
+    assert run.resolution is not None and run.choice is not None
+    options, env = run.plan.options, run.plan.env
+    run.resolution = dataclasses.replace(run.resolution, choice=run.choice)
+    if options.flash_attn_compat:
+        version = str(parse_wheel_filename(run.choice.filename)[1])
+        run.compat_step = compat_install.CompatStep(
+            env, version, smoke=options.smoke, log=run.reporter.step
         )
-    run.reporter.step(f"installed {run.wheel.name} ({run.timings['install']:.1f} s)")
-
-
-def smoke(run: _Run) -> None:
-    """The quick smoke test in the target interpreter; a failure restores the previous install."""
-    if not run.plan.options.smoke:
-        return
-    assert run.backup is not None
-    python, started = _python(run), time.perf_counter()
-    try:
-        result = act_smoke.run(python, quick=True)
-    except SmokeFailed as exc:  # the test could not run to the end
-        undone = act_install.rollback(python, run.backup)
-        raise InstallFailed(f"{exc.message}; {undone}", fix=exc.fix) from None
-    run.timings["smoke"] = time.perf_counter() - started
-    if not result.passed:
-        undone = act_install.rollback(python, run.backup)
-        failed = [c for c in result.data["cases"] if not c["passed"]]
-        raise InstallFailed(
-            f"the smoke test failed ({len(failed)} case(s), e.g. {failed[0]['op']} "
-            f"{failed[0]['shape']}: {failed[0]['error'] or 'error too large'}); {undone}",
-            fix=f"see every case: fa-dist smoke --python {python}",
+    with _progress(run) as progress:
+        run.installed = act_install.install(
+            env,
+            run.resolution,
+            log=run.reporter.step,
+            progress=progress,
+            options=act_install.Options(
+                run_smoke=options.smoke,
+                smoke_timeout=options.smoke_timeout,
+                allow_insecure_http=options.allow_insecure_http,
+                allow_unverified=options.allow_unverified,
+            ),
+            then=run.compat_step.run if run.compat_step else None,
         )
-    run.smoke = result.data
-    run.reporter.step(f"smoke: passed on {result.data['device']} ({run.timings['smoke']:.1f} s)")
+    if run.installed.smoke:
+        seconds = run.installed.seconds.get("smoke", 0)
+        run.reporter.step(f"smoke: passed on {run.installed.smoke['device']} ({seconds:.1f} s)")
 
 
 def record(run: _Run) -> None:
-    assert run.choice is not None and run.wheel is not None
-    path = act_install.write_record(run.plan.env, run.choice, run.sha256, run.smoke)
-    run.reporter.step(f"record: {path}")
+    """The compat's entry joins the record act/install.py wrote; the outcome is what the run did."""
+    installed = run.installed
+    assert installed is not None and run.choice is not None and run.plan.env.python is not None
+    entry = None
+    if run.compat_step is not None and run.compat_step.outcome is not None:
+        entry = compat_install.record_entry(run.compat_step.outcome)
+        compat_install.write_record(run.plan.env.python.prefix, entry)
+    run.reporter.step(f"record: {installed.record}")
     run.outcome = Outcome(
-        wheel=run.wheel.name,
-        source=run.choice.source,
-        sha256=run.sha256,
-        smoke=run.smoke,
-        seconds=dict(run.timings),
+        wheel=installed.wheel,
+        source=installed.source,
+        sha256=installed.sha256,
+        verified=installed.verified,
+        smoke=installed.smoke,
+        seconds=dict(installed.seconds),
         total_seconds=run.reporter.elapsed(),
-        record=str(path),
+        record=installed.record,
+        compat=entry,
         trace=run.trace,
     )
 
 
-STEPS = (resolve_wheel, build_if_needed, choose, fetch, backup, pip, smoke, record)
+STEPS = (resolve_wheel, build_if_needed, choose, install, record)
 
 
 def run(plan: Plan, reporter: Reporter | None = None) -> Outcome:
     """Take the steps in order until one of them ends the run (a dry run ends once it knows)."""
-    reporter = reporter or Silent()
-    with tempfile.TemporaryDirectory(prefix="fa-dist-backup-") as folder:
-        state = _Run(plan=plan, reporter=reporter, backup_dir=Path(folder))
-        for step in STEPS:
-            if state.outcome is not None:
-                break
-            step(state)
+    state = _Run(plan=plan, reporter=reporter or Silent())
+    for step in STEPS:
+        if state.outcome is not None:
+            break
+        step(state)
     assert state.outcome is not None
     return state.outcome

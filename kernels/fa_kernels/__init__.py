@@ -10,6 +10,7 @@ from fa_kernels.flash_attn_interface import (
     flash_attn_qkvpacked_func,
     flash_attn_varlen_func,
 )
+from fa_kernels.kvcache import flash_attn_with_kvcache
 from fa_kernels.norm import DropoutAddRMSNorm, RMSNorm, layer_norm_fn, rms_norm_fn
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "flash_attn_kvpacked_func",
     "flash_attn_qkvpacked_func",
     "flash_attn_varlen_func",
+    "flash_attn_with_kvcache",
     "get_backend",
     "layer_norm_fn",
     "rms_norm_fn",

@@ -8,6 +8,7 @@ takes ``backend=`` for one call.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -57,8 +58,10 @@ def available() -> list[str]:
     return found
 
 
+@functools.cache
 def cuda_extension() -> Any | None:
-    """The compiled extension, if this build has one that loads."""
+    """The compiled extension, if this build has one that loads. Cached: every op call asks, and a
+    failing import searches the path each time (hundreds of microseconds a decoding step)."""
     try:
         from fa_kernels import _C  # type: ignore[attr-defined]
     except ImportError:
@@ -99,20 +102,27 @@ AttnImpl = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 _warned: set[str] = set()
 
 
-def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: bool = False) -> AttnImpl:
+def cuda_fallback(why: str, device: torch.device, stacklevel: int = 4) -> str:
+    """The backend that runs a call the CUDA kernels cannot ("triton" or "reference"), with a note
+    once per reason: a training or decoding loop would repeat it every step."""
+    fallback = "triton" if triton_runs_on(device) and "triton" in available() else "reference"
+    if why not in _warned:
+        _warned.add(why)
+        warnings.warn(f"fa_kernels: the cuda backend has no attention kernel for {why}; "
+                      f"running the {fallback} backend", stacklevel=stacklevel)
+    return fallback
+
+
+def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: bool = False,
+                   sink: bool = False) -> AttnImpl:
     chosen = resolve(name, device)
     if chosen == "cuda":
         from fa_kernels.cuda import attention as cuda_attention
 
-        why = "alibi_slopes" if alibi else cuda_attention.unsupported(call, device)
+        why = "alibi_slopes" if alibi else "s_aux" if sink else cuda_attention.unsupported(call, device)
         if why is None:
             return cuda_attention.CudaFlashAttnFunction.apply  # type: ignore[no-any-return]
-        fallback = "triton" if triton_runs_on(device) and "triton" in available() else "reference"
-        if why not in _warned:  # once per reason: a training loop would repeat it every step
-            _warned.add(why)
-            warnings.warn(f"fa_kernels: the cuda backend has no attention kernel for {why}; "
-                          f"running the {fallback} backend", stacklevel=4)
-        chosen = fallback
+        chosen = cuda_fallback(why, device, stacklevel=5)
     if chosen == "triton":
         from fa_kernels.triton.attention import FlashAttnFunction
 
@@ -130,23 +140,24 @@ def dropout_keep_mask(call: Any, seed: int, device: torch.device) -> torch.Tenso
     return torch.rand(shape, generator=gen, device=device) >= call.dropout_p
 
 
-def _reference_attention(q, k, v, cu_q, cu_k, alibi, call, seed):  # type: ignore[no-untyped-def]
+def _reference_attention(q, k, v, cu_q, cu_k, alibi, call, seed, s_aux=None):  # type: ignore[no-untyped-def]
     if cu_q is None:
-        return _reference_fixed(q, k, v, alibi, call, seed)
+        return _reference_fixed(q, k, v, alibi, call, seed, s_aux)
     outs, lses = [], []
     for b in range(call.batch):
         q0, q1, k0, k1 = int(cu_q[b]), int(cu_q[b + 1]), int(cu_k[b]), int(cu_k[b + 1])
         slopes = alibi[b] if alibi is not None and alibi.dim() == 2 else alibi
         one = dataclasses.replace(call, batch=1, max_seqlen_q=q1 - q0, max_seqlen_k=k1 - k0, varlen=False)
-        out, lse = _reference_fixed(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], slopes, one, seed + b)
+        out, lse = _reference_fixed(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], slopes, one, seed + b,
+                                    s_aux)
         outs.append(out[0])
         lses.append(lse[0])
     return torch.cat(outs), torch.cat(lses, dim=-1)
 
 
-def _reference_fixed(q, k, v, alibi, call, seed):  # type: ignore[no-untyped-def]
+def _reference_fixed(q, k, v, alibi, call, seed, s_aux=None):  # type: ignore[no-untyped-def]
     mask = dropout_keep_mask(call, seed, q.device) if call.dropout_p > 0 else None
     out, lse = reference.attention(q, k, v, softmax_scale=call.softmax_scale, causal=call.causal,
                                    window_size=call.window, softcap=call.softcap, alibi_slopes=alibi,
-                                   dropout_mask=mask, dropout_p=call.dropout_p)
+                                   dropout_mask=mask, dropout_p=call.dropout_p, s_aux=s_aux)
     return out.to(q.dtype), lse.detach()

@@ -65,6 +65,19 @@ def _alibi(alibi_slopes: torch.Tensor | None, batch: int, nheads: int) -> torch.
     return alibi_slopes.contiguous()
 
 
+def check_s_aux(s_aux: torch.Tensor | None, nheads: int, device: torch.device) -> torch.Tensor | None:
+    """Attention sinks as the kernels read them: (nheads,) floats, contiguous, on q's device."""
+    if s_aux is None:
+        return None
+    if not isinstance(s_aux, torch.Tensor) or not s_aux.is_floating_point():
+        raise TypeError(f"s_aux must be a floating-point tensor of shape (nheads,), got {s_aux!r:.80}")
+    if tuple(s_aux.shape) != (nheads,):
+        raise ValueError(f"s_aux must have shape (nheads,) = ({nheads},), got {tuple(s_aux.shape)}")
+    if s_aux.device != device:
+        raise ValueError(f"s_aux is on {s_aux.device}, q on {device}")
+    return s_aux.contiguous()
+
+
 def _new_seed() -> int:
     # from torch's default CPU generator: torch.manual_seed makes dropout reproducible, no device sync
     return int(torch.randint(0, 2**30, (1,), dtype=torch.int64).item())
@@ -74,7 +87,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, cu_q: torch
                cu_k: torch.Tensor | None, max_sq: int, max_sk: int, dropout_p: float,
                softmax_scale: float | None, causal: bool, window_size: Any, softcap: float,
                alibi_slopes: torch.Tensor | None, return_attn_probs: bool,
-               backend: str | None) -> Any:
+               backend: str | None, s_aux: torch.Tensor | None = None) -> Any:
     varlen = cu_q is not None
     validate.attention(q, k, v, cu_q, cu_k, max_sq, max_sk, backend)
     _check(q, k, v, varlen=varlen)
@@ -94,10 +107,12 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, cu_q: torch
         softmax_scale=softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(head_dim),
         causal=causal, window=window, softcap=float(softcap), dropout_p=float(dropout_p),
         varlen=varlen)
-    impl = _backend.attention_impl(backend, q.device, problem, alibi=alibi_slopes is not None)
+    impl = _backend.attention_impl(backend, q.device, problem, alibi=alibi_slopes is not None,
+                                   sink=s_aux is not None)
     seed = _new_seed() if dropout_p > 0 else 0
     out, lse = impl(_last_contiguous(q), _last_contiguous(k), _last_contiguous(v), cu_q, cu_k,
-                    _alibi(alibi_slopes, batch, q.shape[-2]), problem, seed)
+                    _alibi(alibi_slopes, batch, q.shape[-2]), problem, seed,
+                    check_s_aux(s_aux, q.shape[-2], q.device))
     if not return_attn_probs:
         return out
     probs = None if varlen else _attn_probs(q, k, problem, alibi_slopes, lse, seed)
@@ -119,57 +134,71 @@ def _attn_probs(q: torch.Tensor, k: torch.Tensor, problem: Any, alibi: torch.Ten
 
 def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
                     softcap=0.0, alibi_slopes=None, deterministic=False, return_attn_probs=False,
-                    *, backend=None):
+                    *, s_aux=None, backend=None):
     """q (batch, seqlen_q, nheads, headdim), k/v (batch, seqlen_k, nheads_k, headdim) -> out like q.
 
     ``deterministic`` is accepted and always honoured: the backward never uses atomics.
     With ``return_attn_probs``: (out, softmax_lse (batch, nheads, seqlen_q), probs).
+    ``s_aux`` (nheads,): attention sinks (gpt-oss), one logit per head added to every row's softmax
+    denominator; differentiable, and included in softmax_lse.
     """
     return _attention(q, k, v, cu_q=None, cu_k=None, max_sq=q.shape[1], max_sk=k.shape[1],
                       dropout_p=dropout_p, softmax_scale=softmax_scale, causal=causal,
                       window_size=window_size, softcap=softcap, alibi_slopes=alibi_slopes,
-                      return_attn_probs=return_attn_probs, backend=backend)
+                      return_attn_probs=return_attn_probs, backend=backend, s_aux=s_aux)
 
 
 def flash_attn_qkvpacked_func(qkv, dropout_p=0.0, softmax_scale=None, causal=False,
                               window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
-                              deterministic=False, return_attn_probs=False, *, backend=None):
+                              deterministic=False, return_attn_probs=False, *, s_aux=None,
+                              backend=None):
     """qkv (batch, seqlen, 3, nheads, headdim)."""
     if qkv.dim() != 5 or qkv.shape[2] != 3:
         raise ValueError(f"qkv must be (batch, seqlen, 3, nheads, headdim), got {tuple(qkv.shape)}")
     return flash_attn_func(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], dropout_p, softmax_scale, causal,
                            window_size, softcap, alibi_slopes, deterministic, return_attn_probs,
-                           backend=backend)
+                           s_aux=s_aux, backend=backend)
 
 
 def flash_attn_kvpacked_func(q, kv, dropout_p=0.0, softmax_scale=None, causal=False,
                              window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
-                             deterministic=False, return_attn_probs=False, *, backend=None):
+                             deterministic=False, return_attn_probs=False, *, s_aux=None,
+                             backend=None):
     """q (batch, seqlen_q, nheads, headdim), kv (batch, seqlen_k, 2, nheads_k, headdim)."""
     if kv.dim() != 5 or kv.shape[2] != 2:
         raise ValueError(f"kv must be (batch, seqlen_k, 2, nheads_k, headdim), got {tuple(kv.shape)}")
     return flash_attn_func(q, kv[:, :, 0], kv[:, :, 1], dropout_p, softmax_scale, causal, window_size,
-                           softcap, alibi_slopes, deterministic, return_attn_probs, backend=backend)
+                           softcap, alibi_slopes, deterministic, return_attn_probs, s_aux=s_aux,
+                           backend=backend)
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                            dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
                            softcap=0.0, alibi_slopes=None, deterministic=False,
-                           return_attn_probs=False, block_table=None, *, backend=None):
+                           return_attn_probs=False, block_table=None, *, s_aux=None, backend=None):
     """q (total_q, nheads, headdim), k/v (total_k, nheads_k, headdim); cu_seqlens int32 (batch + 1,).
 
     With ``return_attn_probs``: (out, softmax_lse (nheads, total_q), None).
+    With ``block_table`` (batch, max_blocks) int32, k/v are paged caches (num_blocks, page_size,
+    nheads_k, headdim) and sequence b's keys are its first cu_seqlens_k[b+1] - cu_seqlens_k[b]
+    cache positions (paged prefill); forward only, as in flash_attn.
     """
-    if block_table is not None:
-        raise NotImplementedError("block_table (paged KV cache) is not supported by fa_kernels")
     validate.cu_seqlens_types(cu_seqlens_q, cu_seqlens_k)
     for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
         if cu.dtype != torch.int32 or cu.dim() != 1:
             raise TypeError(f"{name} must be a 1-D int32 tensor, got {cu.dtype} {tuple(cu.shape)}")
     if cu_seqlens_q.numel() != cu_seqlens_k.numel():
         raise ValueError("cu_seqlens_q and cu_seqlens_k must describe the same number of sequences")
+    if block_table is not None:
+        from fa_kernels import kvcache  # imports this module
+
+        out, lse = kvcache.paged_varlen(
+            q, k, v, cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous(), int(max_seqlen_q), block_table,
+            dropout_p=dropout_p, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+            softcap=softcap, alibi_slopes=alibi_slopes, s_aux=s_aux, backend=backend)
+        return (out, lse, None) if return_attn_probs else out
     return _attention(q, k, v, cu_q=cu_seqlens_q.contiguous(), cu_k=cu_seqlens_k.contiguous(),
                       max_sq=int(max_seqlen_q), max_sk=int(max_seqlen_k), dropout_p=dropout_p,
                       softmax_scale=softmax_scale, causal=causal, window_size=window_size,
                       softcap=softcap, alibi_slopes=alibi_slopes,
-                      return_attn_probs=return_attn_probs, backend=backend)
+                      return_attn_probs=return_attn_probs, backend=backend, s_aux=s_aux)

@@ -179,6 +179,14 @@ def mixed_precision_case(backend: str, device: str) -> Case:
                     f"{type(exc).__name__}: {exc}"[:300])
 
 
+def _progress(cases: list[Case]) -> list[Case]:
+    """One stderr line per finished case (fa-dist shows them while the test runs)."""
+    for c in cases:
+        print(f"smoke: {'pass' if c.passed else 'FAIL'} {c.op} {c.backend} {c.shape}", file=sys.stderr,
+              flush=True)
+    return cases
+
+
 def run(quick: bool) -> dict[str, object]:
     device = _setup_device()
     import torch
@@ -192,13 +200,13 @@ def run(quick: bool) -> dict[str, object]:
     if device == "cpu":
         norm_backends = ["triton"]
     for name in norm_backends:
-        cases += norm_cases(name, device, quick)
-        cases.append(mixed_precision_case(name, device))
+        cases += _progress(norm_cases(name, device, quick))
+        cases += _progress([mixed_precision_case(name, device)])
     from fa_kernels.cuda import attention as cuda_attention
 
     attention_backends = ["cuda"] if device == "cuda" and cuda_attention.compiled() else []
     for name in [*attention_backends, "triton"]:
-        cases += attention_cases(name, device, quick)
+        cases += _progress(attention_cases(name, device, quick))
     return {"device": torch.cuda.get_device_name() if device == "cuda" else GPU_HINT,
             "fa_kernels": fa_kernels.__version__, "torch": torch.__version__,
             "backends": backends.available(), "passed": all(c.passed for c in cases),

@@ -143,11 +143,11 @@ def test_unsupported_inputs_raise_clearly(kwargs, error, match, device):
         fa_kernels.flash_attn_func(q, k, k)
 
 
-def test_block_table_is_refused(device):
+def test_block_table_needs_paged_caches(device):
     q = torch.randn(8, 2, 32, dtype=torch.float16, device=device)
     cu = torch.tensor([0, 8], dtype=torch.int32, device=device)
-    with pytest.raises(NotImplementedError, match="block_table"):
-        fa_kernels.flash_attn_varlen_func(q, q, q, cu, cu, 8, 8, block_table=cu)
+    with pytest.raises(ValueError, match="k must be 4-D"):  # paged: (num_blocks, page_size, nheads_k, d)
+        fa_kernels.flash_attn_varlen_func(q, q, q, cu, cu, 8, 8, block_table=cu[None])
 
 
 # -- GPU: real sizes ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 
 from fa_kernels import backend
 from fa_kernels.calls import AttnProblem
+from fa_kernels.cuda._errors import call as _call
 
 HEAD_DIMS = (64, 128)
 
@@ -65,9 +66,9 @@ class CudaFlashAttnFunction(torch.autograd.Function):
     """Same calling convention as the Triton backend's FlashAttnFunction: -> (out, lse)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, alibi, call: AttnProblem, seed):  # type: ignore[override]
+    def forward(ctx, q, k, v, cu_q, cu_k, alibi, call: AttnProblem, seed, s_aux=None):  # type: ignore[override]
         q, k, v = _aligned(q), _aligned(k), _aligned(v)
-        out, lse = torch.ops.fa_kernels.flash_fwd(q, k, v, call.softmax_scale, call.causal)
+        out, lse = _call(torch.ops.fa_kernels.flash_fwd, q, k, v, call.softmax_scale, call.causal)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.call = call
         ctx.mark_non_differentiable(lse)
@@ -76,6 +77,6 @@ class CudaFlashAttnFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, _dlse) -> Any:  # type: ignore[override]
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = torch.ops.fa_kernels.flash_bwd(_aligned(dout), q, k, v, out, lse, ctx.call.softmax_scale,
-                                                    ctx.call.causal)
-        return dq, dk, dv, None, None, None, None, None
+        dq, dk, dv = _call(torch.ops.fa_kernels.flash_bwd, _aligned(dout), q, k, v, out, lse,
+                           ctx.call.softmax_scale, ctx.call.causal)
+        return dq, dk, dv, None, None, None, None, None, None

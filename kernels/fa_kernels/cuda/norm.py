@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from fa_kernels import backend
+from fa_kernels.cuda._errors import call
 
 
 def _ops():  # type: ignore[no-untyped-def]
@@ -47,8 +48,8 @@ class CudaRmsNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, residual, eps, dropout_p, seed, residual_dtype, prenorm, store_keep,  # type: ignore[override]
                 out_dtype=None):
         keep_s = residual is not None or dropout_p > 0 or prenorm or residual_dtype != x.dtype
-        y, s, rstd, keep = _ops().rms_norm_fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype,
-                                               out_dtype or x.dtype, keep_s, store_keep)
+        y, s, rstd, keep = call(_ops().rms_norm_fwd, x, residual, weight, eps, dropout_p, seed, residual_dtype,
+                                out_dtype or x.dtype, keep_s, store_keep)
         s = s if keep_s else None
         ctx.save_for_backward(s if s is not None else x, weight, rstd)
         ctx.dropout_p, ctx.seed, ctx.x_dtype, ctx.out_dtype = dropout_p, seed, x.dtype, y.dtype
@@ -62,8 +63,8 @@ class CudaRmsNormFunction(torch.autograd.Function):
         s, weight, rstd = ctx.saved_tensors
         if dy is None:
             dy = torch.zeros(s.shape, dtype=ctx.out_dtype, device=s.device)
-        dx, dres, dw = _ops().rms_norm_bwd(dy.contiguous(), s, rstd, weight,
-                                            ds.contiguous() if ds is not None else None, ctx.dropout_p,
-                                            ctx.seed, ctx.x_dtype, ctx.separate)
+        dx, dres, dw = call(_ops().rms_norm_bwd, dy.contiguous(), s, rstd, weight,
+                            ds.contiguous() if ds is not None else None, ctx.dropout_p, ctx.seed, ctx.x_dtype,
+                            ctx.separate)
         dres = (dres if ctx.separate else dx) if ctx.has_residual else None
         return dx, dw if weight is not None else None, dres, None, None, None, None, None, None, None

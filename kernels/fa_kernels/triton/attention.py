@@ -83,7 +83,7 @@ def _scalars(p: AttnProblem, seed: int) -> tuple[float, float, float, int, int, 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: AttnProblem, *,
             cu_q: torch.Tensor | None, cu_k: torch.Tensor | None, alibi: torch.Tensor | None,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+            seed: int, sink: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     out = _alloc.empty_like(q)
     if p.varlen:
         lse = _alloc.empty((p.nheads, q.shape[0]), dtype=torch.float32, device=q.device)
@@ -93,19 +93,30 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: AttnProblem, *
     grid = (triton.cdiv(p.max_seqlen_q, cfg.block_m), p.batch * p.nheads)
     slb = alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0
     K._fwd_kernel[grid](
-        q, k, v, out, lse, alibi, cu_q, cu_k, *_scalars(p, seed),
+        q, k, v, out, lse, alibi, cu_q, cu_k, sink, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(out), *_lse_strides(lse), slb,
         p.nheads, p.nheads // p.nheads_k, p.max_seqlen_q, p.max_seqlen_k,
         HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_flags(p, alibi),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, HAS_SINK=sink is not None,
+        **_flags(p, alibi),
     )
     return out, lse
 
 
+def sink_grad(sink: torch.Tensor, lse: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """d loss / d s_aux[h] = -sum over rows of P_sink * delta, P_sink = exp(s_aux[h] - lse): the sink's
+    probability times its dP (0: it has no value row) minus the row's delta."""
+    per_head = (1, -1, 1) if lse.dim() == 3 else (-1, 1)
+    p_sink = torch.exp(sink.float().view(per_head) - lse)
+    rows = (0, 2) if lse.dim() == 3 else (1,)
+    return (-(p_sink * delta).sum(rows)).to(sink.dtype)
+
+
 def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
              lse: torch.Tensor, p: AttnProblem, *, cu_q: torch.Tensor | None,
-             cu_k: torch.Tensor | None, alibi: torch.Tensor | None,
-             seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             cu_k: torch.Tensor | None, alibi: torch.Tensor | None, seed: int,
+             sink: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     if do.stride(-1) != 1:
         do = do.contiguous()
     dq, dk, dv = _alloc.empty_like(q), _alloc.empty_like(k), _alloc.empty_like(v)
@@ -136,7 +147,7 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         HEAD_DIM=common[0], BLOCK_D=common[1], BLOCK_M=cfg_q.block_m, BLOCK_N=cfg_q.block_n,
         num_warps=cfg_q.num_warps, num_stages=cfg_q.num_stages, **flags,
     )
-    return dq, dk, dv
+    return dq, dk, dv, sink_grad(sink, lse, delta) if sink is not None else None
 
 
 def dropout_keep_mask(p: AttnProblem, seed: int, device: torch.device,
@@ -155,16 +166,16 @@ def dropout_keep_mask(p: AttnProblem, seed: int, device: torch.device,
 
 class FlashAttnFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, alibi, problem, seed):  # type: ignore[override]
-        out, lse = forward(q, k, v, problem, cu_q=cu_q, cu_k=cu_k, alibi=alibi, seed=seed)
-        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi)
+    def forward(ctx, q, k, v, cu_q, cu_k, alibi, problem, seed, s_aux=None):  # type: ignore[override]
+        out, lse = forward(q, k, v, problem, cu_q=cu_q, cu_k=cu_k, alibi=alibi, seed=seed, sink=s_aux)
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi, s_aux)
         ctx.problem, ctx.seed = problem, seed
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):  # type: ignore[override]
-        q, k, v, out, lse, cu_q, cu_k, alibi = ctx.saved_tensors
-        dq, dk, dv = backward(dout, q, k, v, out, lse, ctx.problem, cu_q=cu_q, cu_k=cu_k,
-                              alibi=alibi, seed=ctx.seed)
-        return dq, dk, dv, None, None, None, None, None
+        q, k, v, out, lse, cu_q, cu_k, alibi, s_aux = ctx.saved_tensors
+        dq, dk, dv, ds_aux = backward(dout, q, k, v, out, lse, ctx.problem, cu_q=cu_q, cu_k=cu_k,
+                                      alibi=alibi, seed=ctx.seed, sink=s_aux)
+        return dq, dk, dv, None, None, None, None, None, ds_aux

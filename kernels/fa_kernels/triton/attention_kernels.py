@@ -122,7 +122,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, offs_m, o
 
 @triton.jit
 def _fwd_kernel(
-    Q, K, V, O, LSE, SLOPES, CU_Q, CU_K,
+    Q, K, V, O, LSE, SLOPES, CU_Q, CU_K, SINK,
     sm_scale, softcap, dropout_p, seed, win_left, win_right,
     stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
     stride_vb, stride_vs, stride_vh, stride_ob, stride_os, stride_oh,
@@ -131,6 +131,7 @@ def _fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_VARLEN: tl.constexpr, CHECK_LEFT: tl.constexpr, CHECK_RIGHT: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+    HAS_SINK: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -172,6 +173,14 @@ def _fwd_kernel(
         HEAD_DIM, BLOCK_D, BLOCK_N, True, CHECK_LEFT, CHECK_RIGHT, HAS_SOFTCAP, HAS_ALIBI,
         HAS_DROPOUT)
 
+    if HAS_SINK:
+        # attention sink: one more logit in the denominator, with no value row (and never dropped)
+        sink2 = tl.load(SINK + h).to(tl.float32) * LOG2E
+        m_fin = tl.maximum(m_i, sink2)
+        alpha = tl.math.exp2(m_i - m_fin)
+        acc = acc * alpha[:, None]
+        l_i = l_i * alpha + tl.math.exp2(sink2 - m_fin)
+        m_i = m_fin
     empty = l_i == 0.0
     l_safe = tl.where(empty, 1.0, l_i)
     inv = 1.0 / l_safe

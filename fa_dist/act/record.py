@@ -1,0 +1,62 @@
+"""The install record: ``fa-dist-install.json`` in the target's prefix says which wheel fa-dist
+installed, from where, with which sha256, and whether its smoke test passed (doctor shows it); the
+flash-attn compat adds its own entry (act/compat_install.py)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fa_dist.containment import publish_mode
+from fa_dist.model.environment import Environment
+from fa_dist.model.wheel import Candidate
+
+RECORD_NAME = "fa-dist-install.json"
+COMPAT_KEY = "flash_attn_compat"  # the flash-attn compat's entry in the record (compat_install.py)
+
+
+def write_record(
+    env: Environment,
+    cand: Candidate,
+    digest: str,
+    smoke_data: dict[str, Any] | None,
+    verified: bool = True,
+) -> Path:
+    assert env.python is not None
+    path = Path(env.python.prefix) / RECORD_NAME
+    previous = read_record(env.python.prefix) or {}
+    record = {
+        "wheel": cand.filename,
+        "source": cand.source,
+        "location": cand.location,
+        "sha256": digest,
+        "sha256_verified": verified,
+        "installed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "smoke": {"passed": smoke_data["passed"], "device": smoke_data["device"]}
+        if smoke_data
+        else None,
+    }
+    if COMPAT_KEY in previous:  # the flash-attn compat stays installed over a new fa-kernels
+        record[COMPAT_KEY] = previous[COMPAT_KEY]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{RECORD_NAME}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record, indent=1) + "\n")
+        publish_mode(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read_record(prefix: str) -> dict[str, Any] | None:
+    path = Path(prefix) / RECORD_NAME
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data
