@@ -10,10 +10,11 @@ from __future__ import annotations
 from fa_dist._version import __version__
 from fa_dist.facts import target as _target
 from fa_dist.model.environment import Environment
-from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target
+from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target, UninstallOptions
 from fa_dist.pipelines import build as _build
 from fa_dist.pipelines import doctor as _doctor
 from fa_dist.pipelines import install as _install
+from fa_dist.pipelines import uninstall as _uninstall
 from fa_dist.reporter import Reporter
 
 __all__ = [
@@ -23,11 +24,13 @@ __all__ = [
     "InstallOptions",
     "Reporter",
     "Target",
+    "UninstallOptions",
     "__version__",
     "build",
     "detect",
     "doctor",
     "install",
+    "uninstall",
 ]
 
 
@@ -54,3 +57,10 @@ def install(
     """Install the best matching wheel (building one when needed), smoke-test it, roll back on failure."""
     options = options or InstallOptions()
     return _install.run(_install.plan(detect(options.target), options), reporter)
+
+
+def uninstall(
+    options: UninstallOptions | None = None, reporter: Reporter | None = None
+) -> _uninstall.Outcome:
+    """Remove fa-kernels, the flash-attn compat and the install record (or only the compat)."""
+    return _uninstall.run(options or UninstallOptions(), reporter)

@@ -43,3 +43,13 @@ def test_install_without_a_wheel_or_a_build_says_so(tmp_path: Path) -> None:
     options = InstallOptions(wheelhouses=(tmp_path,), no_build=True, dry_run=True)
     with pytest.raises(NoMatchingWheel):
         install_pipeline.run(install_pipeline.plan(H100(), options))
+
+
+def test_uninstall_is_a_pipeline_behind_the_library_api(tmp_path: Path) -> None:
+    import fa_dist
+    from fa_dist.errors import ConfigError
+    from fa_dist.options import Target, UninstallOptions
+
+    missing = UninstallOptions(target=Target(python=str(tmp_path / "python")), compat_only=True)
+    with pytest.raises(ConfigError, match="no such executable"):
+        fa_dist.uninstall(missing)
