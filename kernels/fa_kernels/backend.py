@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -99,18 +98,12 @@ def resolve(name: str | None, device: torch.device, op: str = "attention") -> st
 AttnImpl = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-_warned: set[str] = set()
-
-
-def cuda_fallback(why: str, device: torch.device, stacklevel: int = 4) -> str:
-    """The backend that runs a call the CUDA kernels cannot ("triton" or "reference"), with a note
-    once per reason: a training or decoding loop would repeat it every step."""
-    fallback = "triton" if triton_runs_on(device) and "triton" in available() else "reference"
-    if why not in _warned:
-        _warned.add(why)
-        warnings.warn(f"fa_kernels: the cuda backend has no attention kernel for {why}; "
-                      f"running the {fallback} backend", stacklevel=stacklevel)
-    return fallback
+def cuda_cannot(why: str) -> NotImplementedError:
+    """backend="cuda" was asked for by name and its kernels cannot run this call: the error names the
+    argument that rules them out. (Only "auto" switches backends, and "auto" never gives attention to
+    the cuda backend, so a named request is never silently served by another backend.)"""
+    return NotImplementedError(f"the cuda backend has no attention kernel for {why}; use backend='triton' "
+                               "or backend='auto'")
 
 
 def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: bool = False,
@@ -120,9 +113,9 @@ def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: 
         from fa_kernels.cuda import attention as cuda_attention
 
         why = "alibi_slopes" if alibi else "s_aux" if sink else cuda_attention.unsupported(call, device)
-        if why is None:
-            return cuda_attention.CudaFlashAttnFunction.apply  # type: ignore[no-any-return]
-        chosen = cuda_fallback(why, device, stacklevel=5)
+        if why is not None:
+            raise cuda_cannot(why)
+        return cuda_attention.CudaFlashAttnFunction.apply  # type: ignore[no-any-return]
     if chosen == "triton":
         from fa_kernels.triton.attention import FlashAttnFunction
 

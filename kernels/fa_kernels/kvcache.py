@@ -145,8 +145,8 @@ def _decode() -> ModuleType:
 
 def _runs_triton(backend: str | None, device: torch.device) -> bool:
     chosen = _backend.resolve(backend, device)
-    if chosen == "cuda":  # no CUDA C++ kernel for KV caches: Triton runs it, with a note once
-        chosen = _backend.cuda_fallback("a KV cache (flash_attn_with_kvcache, block_table)", device)
+    if chosen == "cuda":  # asked for by name: there is no CUDA C++ kernel for KV caches
+        raise _backend.cuda_cannot("a KV cache (flash_attn_with_kvcache, block_table)")
     return chosen == "triton"
 
 

@@ -229,13 +229,13 @@ def test_gpu_cuda_backend_takes_strided_views_and_is_deterministic():
 
 @pytest.mark.gpu
 @needs_cuda_attention
-def test_gpu_cuda_backend_falls_back_to_triton_with_a_note():
+def test_gpu_cuda_backend_raises_naming_the_argument_it_cannot_take():
     q, k, v = make_qkv(1, 300, 300, 4, 4, 96, torch.bfloat16, "cuda")
-    with pytest.warns(UserWarning, match="head_dim=96"):
-        check(q, k, v, dtype=torch.bfloat16, backend="cuda")
+    with pytest.raises(NotImplementedError, match="head_dim=96"):
+        fa_kernels.flash_attn_func(q, k, v, backend="cuda")
     q, k, v = make_qkv(1, 300, 300, 4, 4, 64, torch.bfloat16, "cuda")
-    with pytest.warns(UserWarning, match="softcap"):
-        check(q, k, v, dtype=torch.bfloat16, softcap=20.0, backend="cuda")
+    with pytest.raises(NotImplementedError, match="softcap"):
+        fa_kernels.flash_attn_func(q, k, v, softcap=20.0, backend="cuda")
 
 
 @pytest.mark.gpu

@@ -274,19 +274,24 @@ def test_sinks_forward_backward(device):
     check_sinks(qv, kv, vv, sinks, dtype=torch.float16, causal=False, window=(6, 2), cu=cu, max_len=max(lens))
 
 
-def test_sinks_on_the_cuda_backend_run_triton_with_a_note(device, monkeypatch):
+def test_sinks_on_the_cuda_backend_raise_naming_s_aux(device, monkeypatch):
     from fa_kernels import backend
 
     monkeypatch.setattr(backend, "resolve", lambda name, dev, op="attention": "cuda")
-    monkeypatch.setattr(backend, "_warned", set())
     q = torch.randn(1, 8, 2, 32, dtype=torch.float16, device=device)
     sinks = torch.zeros(2, device=device)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
+    with pytest.raises(NotImplementedError, match="s_aux"):
         fa_kernels.flash_attn_func(q, q, q, s_aux=sinks)
-        fa_kernels.flash_attn_func(q, q, q, s_aux=sinks)
-    notes = [str(w.message) for w in seen if "s_aux" in str(w.message)]
-    assert len(notes) == 1, notes
+
+
+def test_a_kv_cache_on_the_cuda_backend_raises_naming_it(device, monkeypatch):
+    from fa_kernels import backend
+
+    monkeypatch.setattr(backend, "resolve", lambda name, dev, op="attention": "cuda")
+    q = torch.randn(1, 1, 2, 32, dtype=torch.float16, device=device)
+    cache = torch.zeros(1, 16, 2, 32, dtype=torch.float16, device=device)
+    with pytest.raises(NotImplementedError, match="KV cache"):
+        fa_kernels.flash_attn_with_kvcache(q, cache, cache, cache_seqlens=4)
 
 
 # -- GPU: real sizes ---------------------------------------------------------------------------------
