@@ -8,7 +8,6 @@ takes ``backend=`` for one call.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from fa_kernels import reference
+from fa_kernels._extension import cuda_extension
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
 _default = os.environ.get("FA_KERNELS_BACKEND", "auto")
@@ -55,17 +55,6 @@ def available() -> list[str]:
         pass
     found.append("reference")
     return found
-
-
-@functools.cache
-def cuda_extension() -> Any | None:
-    """The compiled extension, if this build has one that loads. Cached: every op call asks, and a
-    failing import searches the path each time (hundreds of microseconds a decoding step)."""
-    try:
-        from fa_kernels import _C  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _C
 
 
 # ops the compiled extension implements, and those "auto" gives it: the CUDA attention kernels cover

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from fa_kernels import backend
+from fa_kernels._extension import cuda_extension
 from fa_kernels.calls import AttnProblem
 from fa_kernels.cuda._errors import call as _call
 
@@ -16,7 +16,7 @@ HEAD_DIMS = (64, 128)
 
 def compiled() -> bool:
     """The extension is built and has the attention ops (a ROCm build has only the norm)."""
-    return backend.cuda_extension() is not None and hasattr(torch.ops.fa_kernels, "flash_fwd")
+    return cuda_extension() is not None and hasattr(torch.ops.fa_kernels, "flash_fwd")
 
 
 def unsupported(call: AttnProblem, device: torch.device) -> str | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from fa_kernels import backend
+from fa_kernels._extension import cuda_extension
 from fa_kernels.cuda._errors import call
 
 
 def _ops():  # type: ignore[no-untyped-def]
-    if backend.cuda_extension() is None:
+    if cuda_extension() is None:
         raise RuntimeError("fa_kernels._C is not built: install a compiled wheel (fa-dist install)")
     return torch.ops.fa_kernels
 
@@ -34,7 +34,7 @@ def _register_fakes() -> None:
                 torch.empty_like(weight) if weight is not None else empty)
 
 
-if backend.cuda_extension() is not None:
+if cuda_extension() is not None:
     _register_fakes()
 
 
