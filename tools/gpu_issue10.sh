@@ -42,7 +42,7 @@ grep -E "C\+\+ compiler|building|libstdc|smoke|refus|error" "$OUT/install.log" |
     echo "--- fa-dist's ELF reader"
     python3 - "$SO" <<'PY'
 import sys
-from fa_dist import elf, libstdcxx
+from fa_dist.facts import elf, libstdcxx
 info = elf.read_dynamic(open(sys.argv[1], "rb").read())
 print("NEEDED:", ", ".join(info.needed))
 print("static libstdc++:", libstdcxx.static_runtime_evidence(info.needed, libstdcxx.runtime_defined(info)) or "no")
