@@ -4,13 +4,17 @@ RMSNorm / DropoutAddRMSNorm modules, on fa_kernels' backends."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from fa_kernels import backend as _backend
 from fa_kernels import reference, validate
+
+Opt = Optional[torch.Tensor]
+# what each backend hands back: y, the new residual stream s, the dropout keep mask (None without one)
+NormParts = tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
 
 
 def _flat(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -24,10 +28,12 @@ def _new_seed() -> int:
     return int(torch.randint(0, 2**30, (1,), dtype=torch.int64).item())
 
 
-def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=None, eps=1e-6,
-                  dropout_p=0.0, rowscale=None, prenorm=False, residual_in_fp32=False,
-                  zero_centered_weight=False, is_rms_norm=False, return_dropout_mask=False,
-                  out_dtype=None, out=None, residual_out=None, *, backend=None):
+def layer_norm_fn(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt = None, x1: Opt = None,
+                  weight1: Opt = None, bias1: Opt = None, eps: float = 1e-6, dropout_p: float = 0.0,
+                  rowscale: Opt = None, prenorm: bool = False, residual_in_fp32: bool = False,
+                  zero_centered_weight: bool = False, is_rms_norm: bool = False,
+                  return_dropout_mask: bool = False, out_dtype: torch.dtype | None = None, out: Opt = None,
+                  residual_out: Opt = None, *, backend: str | None = None) -> Any:
     """s = dropout(x * rowscale) + residual; y = norm(s) * weight + bias.
 
     Returns y; (y, s) with ``prenorm``; with ``return_dropout_mask`` the keep mask (bool, x's shape, or
@@ -68,9 +74,10 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
         from fa_kernels.cuda.norm import CudaRmsNormFunction
 
         n = shape[-1]
-        y, s, keep = CudaRmsNormFunction.apply(_flat(x, n), weight, _flat(residual, n), float(eps),
-                                               float(dropout_p), seed, residual_dtype, prenorm,
-                                               return_dropout_mask and dropout_p > 0, out_dtype)
+        # torch declares autograd.Function.apply without annotations
+        y, s, keep = CudaRmsNormFunction.apply(  # type: ignore[no-untyped-call]
+            _flat(x, n), weight, _flat(residual, n), float(eps), float(dropout_p), seed, residual_dtype,
+            prenorm, return_dropout_mask and dropout_p > 0, out_dtype)
     elif chosen == "triton":
         y, s, keep = _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms_norm,
                              zero_centered_weight, residual_dtype, out_dtype, return_dropout_mask,
@@ -87,8 +94,9 @@ def layer_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=N
     return result[0] if len(result) == 1 else tuple(result)
 
 
-def _cuda_unsupported(is_rms, bias, rowscale, zero_centered, out, residual_out, x_dtype, weight,  # type: ignore[no-untyped-def]
-                      residual_dtype) -> str:
+def _cuda_unsupported(is_rms: bool, bias: Opt, rowscale: Opt, zero_centered: bool, out: Opt,
+                      residual_out: Opt, x_dtype: torch.dtype, weight: Opt,
+                      residual_dtype: torch.dtype) -> str:
     """What of this call the CUDA kernel lacks ('' when it can run it). Mixed precision it has: weight
     and the residual stream in x's dtype or float32, any out_dtype."""
     mixed_ok = (x_dtype, torch.float32)
@@ -111,8 +119,10 @@ def _note_fallback(why: str) -> None:
                       stacklevel=4)
 
 
-def _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms, zero_centered,
-            residual_dtype, out_dtype, want_keep, seed, out, residual_out):  # type: ignore[no-untyped-def]
+def _triton(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Opt, eps: float,
+            dropout_p: float, prenorm: bool, is_rms: bool, zero_centered: bool,
+            residual_dtype: torch.dtype, out_dtype: torch.dtype, want_keep: bool, seed: int, out: Opt,
+            residual_out: Opt) -> NormParts:
     from fa_kernels.triton.norm import FusedNormFunction, NormCall
 
     n = x.shape[-1]
@@ -121,15 +131,16 @@ def _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms
                     out_dtype=out_dtype, store_keep=want_keep and dropout_p > 0, prenorm=prenorm)
     flat_out = out.view(-1, n) if out is not None else None
     flat_res_out = residual_out.view(-1, n) if residual_out is not None else None
-    y, s, keep = FusedNormFunction.apply(
+    y, s, keep = FusedNormFunction.apply(  # type: ignore[no-untyped-call]
         _flat(x, n), weight, bias, _flat(residual, n),
         rowscale.reshape(-1).contiguous() if rowscale is not None else None, call, seed, flat_out,
         flat_res_out)
     return y, s, keep.bool() if keep is not None else None
 
 
-def _reference(x, weight, bias, residual, rowscale, eps, dropout_p, is_rms, zero_centered,
-               residual_dtype, out_dtype, seed):  # type: ignore[no-untyped-def]
+def _reference(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Opt, eps: float,
+               dropout_p: float, is_rms: bool, zero_centered: bool, residual_dtype: torch.dtype,
+               out_dtype: torch.dtype, seed: int) -> NormParts:
     keep = None
     if dropout_p > 0:
         gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -145,10 +156,12 @@ def _reference(x, weight, bias, residual, rowscale, eps, dropout_p, is_rms, zero
     return y.to(out_dtype), s.to(residual_dtype), keep
 
 
-def rms_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=None, eps=1e-6,
-                dropout_p=0.0, rowscale=None, prenorm=False, residual_in_fp32=False,
-                zero_centered_weight=False, return_dropout_mask=False, out_dtype=None, out=None,
-                residual_out=None, *, backend=None):
+def rms_norm_fn(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt = None, x1: Opt = None,
+                weight1: Opt = None, bias1: Opt = None, eps: float = 1e-6, dropout_p: float = 0.0,
+                rowscale: Opt = None, prenorm: bool = False, residual_in_fp32: bool = False,
+                zero_centered_weight: bool = False, return_dropout_mask: bool = False,
+                out_dtype: torch.dtype | None = None, out: Opt = None, residual_out: Opt = None, *,
+                backend: str | None = None) -> Any:
     """RMSNorm flavour of :func:`layer_norm_fn` (same arguments and returns)."""
     return layer_norm_fn(x, weight, bias, residual, x1, weight1, bias1, eps, dropout_p, rowscale,
                          prenorm, residual_in_fp32, zero_centered_weight, True, return_dropout_mask,
@@ -156,6 +169,7 @@ def rms_norm_fn(x, weight, bias, residual=None, x1=None, weight1=None, bias1=Non
 
 
 class RMSNorm(nn.Module):
+    bias: torch.Tensor | None  # registered as None: the norm has no bias, as in flash_attn
     def __init__(self, hidden_size: int, eps: float = 1e-5, dropout_p: float = 0.0,
                  zero_centered_weight: bool = False, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
@@ -178,6 +192,7 @@ class RMSNorm(nn.Module):
 class DropoutAddRMSNorm(nn.Module):
     """z = RMSNorm(dropout(x0) + residual); returns z, or (z, x) with prenorm, x the new residual.
     Dropout only in training mode."""
+    bias: torch.Tensor | None  # registered as None: the norm has no bias, as in flash_attn
 
     def __init__(self, hidden_size: int, prenorm: bool = False, p: float = 0.0, eps: float = 1e-5,
                  residual_in_fp32: bool = False, device: Any = None, dtype: Any = None) -> None:

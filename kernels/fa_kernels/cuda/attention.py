@@ -41,13 +41,16 @@ def unsupported(call: AttnProblem, device: torch.device) -> str | None:
 
 
 def _register_fakes() -> None:
-    @torch.library.register_fake("fa_kernels::flash_fwd")
-    def _fwd(q, k, v, softmax_scale, causal):  # type: ignore[no-untyped-def]
+    @torch.library.register_fake("fa_kernels::flash_fwd")  # type: ignore[untyped-decorator]
+    def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float,
+             causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
         batch, seqlen_q, heads, _ = q.shape
         return torch.empty_like(q), q.new_empty((batch, heads, seqlen_q), dtype=torch.float32)
 
-    @torch.library.register_fake("fa_kernels::flash_bwd")
-    def _bwd(dout, q, k, v, out, lse, softmax_scale, causal):  # type: ignore[no-untyped-def]
+    @torch.library.register_fake("fa_kernels::flash_bwd")  # type: ignore[untyped-decorator]
+    def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+             lse: torch.Tensor, softmax_scale: float,
+             causal: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
@@ -66,7 +69,10 @@ class CudaFlashAttnFunction(torch.autograd.Function):
     """Same calling convention as the Triton backend's FlashAttnFunction: -> (out, lse)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, alibi, call: AttnProblem, seed, s_aux=None):  # type: ignore[override]
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                cu_q: torch.Tensor | None, cu_k: torch.Tensor | None, alibi: torch.Tensor | None,
+                call: AttnProblem, seed: int,
+                s_aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         q, k, v = _aligned(q), _aligned(k), _aligned(v)
         out, lse = _call(torch.ops.fa_kernels.flash_fwd, q, k, v, call.softmax_scale, call.causal)
         ctx.save_for_backward(q, k, v, out, lse)
@@ -75,7 +81,8 @@ class CudaFlashAttnFunction(torch.autograd.Function):
         return out, lse
 
     @staticmethod
-    def backward(ctx, dout, _dlse) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, dout: torch.Tensor,
+                 _dlse: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = _call(torch.ops.fa_kernels.flash_bwd, _aligned(dout), q, k, v, out, lse,
                            ctx.call.softmax_scale, ctx.call.causal)

@@ -3,22 +3,27 @@ trace under torch.compile and FakeTensor."""
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import torch
 
 from fa_kernels._extension import cuda_extension
 from fa_kernels.cuda._errors import call
 
+Opt = Optional[torch.Tensor]
 
-def _ops():  # type: ignore[no-untyped-def]
+
+def _ops() -> Any:  # torch.ops' namespaces resolve op names at run time
     if cuda_extension() is None:
         raise RuntimeError("fa_kernels._C is not built: install a compiled wheel (fa-dist install)")
     return torch.ops.fa_kernels
 
 
 def _register_fakes() -> None:
-    @torch.library.register_fake("fa_kernels::rms_norm_fwd")
-    def _fwd(x, residual, weight, eps, dropout_p, seed, residual_dtype, out_dtype, store_residual_out,  # type: ignore[no-untyped-def]
-             store_keep):
+    @torch.library.register_fake("fa_kernels::rms_norm_fwd")  # type: ignore[untyped-decorator]
+    def _fwd(x: torch.Tensor, residual: Opt, weight: Opt, eps: float, dropout_p: float, seed: int,
+             residual_dtype: torch.dtype, out_dtype: torch.dtype, store_residual_out: bool,
+             store_keep: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         rows, cols = x.shape
         empty = x.new_empty(0)
         return (x.new_empty((rows, cols), dtype=out_dtype),
@@ -26,8 +31,10 @@ def _register_fakes() -> None:
                 x.new_empty((rows,), dtype=torch.float32),
                 x.new_empty((rows, cols), dtype=torch.bool) if store_keep else empty)
 
-    @torch.library.register_fake("fa_kernels::rms_norm_bwd")
-    def _bwd(dy, s, rstd, weight, dresidual_out, dropout_p, seed, x_dtype, separate_dresidual):  # type: ignore[no-untyped-def]
+    @torch.library.register_fake("fa_kernels::rms_norm_bwd")  # type: ignore[untyped-decorator]
+    def _bwd(dy: torch.Tensor, s: torch.Tensor, rstd: torch.Tensor, weight: Opt, dresidual_out: Opt,
+             dropout_p: float, seed: int, x_dtype: torch.dtype,
+             separate_dresidual: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         empty = dy.new_empty(0)
         return (dy.new_empty(s.shape, dtype=x_dtype),
                 torch.empty_like(s) if separate_dresidual else empty,
@@ -45,8 +52,9 @@ class CudaRmsNormFunction(torch.autograd.Function):
     float32, y in out_dtype; each gradient comes back in its input's dtype."""
 
     @staticmethod
-    def forward(ctx, x, weight, residual, eps, dropout_p, seed, residual_dtype, prenorm, store_keep,  # type: ignore[override]
-                out_dtype=None):
+    def forward(ctx: Any, x: torch.Tensor, weight: Opt, residual: Opt, eps: float,
+                dropout_p: float, seed: int, residual_dtype: torch.dtype, prenorm: bool, store_keep: bool,
+                out_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, Opt, Opt]:
         keep_s = residual is not None or dropout_p > 0 or prenorm or residual_dtype != x.dtype
         y, s, rstd, keep = call(_ops().rms_norm_fwd, x, residual, weight, eps, dropout_p, seed, residual_dtype,
                                 out_dtype or x.dtype, keep_s, store_keep)
@@ -59,7 +67,7 @@ class CudaRmsNormFunction(torch.autograd.Function):
         return y, s, keep if store_keep else None
 
     @staticmethod
-    def backward(ctx, dy, ds, _dkeep):  # type: ignore[override]
+    def backward(ctx: Any, dy: Opt, ds: Opt, _dkeep: Opt) -> tuple[Opt, ...]:
         s, weight, rstd = ctx.saved_tensors
         if dy is None:
             dy = torch.zeros(s.shape, dtype=ctx.out_dtype, device=s.device)

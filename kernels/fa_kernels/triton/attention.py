@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from fa_kernels.triton import attention_kernels as K
 
 
 def _block_d(p: AttnProblem) -> int:
-    return max(16, triton.next_power_of_2(p.head_dim))
+    return max(16, int(triton.next_power_of_2(p.head_dim)))
 
 
 def interpreting() -> bool:
@@ -166,7 +167,10 @@ def dropout_keep_mask(p: AttnProblem, seed: int, device: torch.device,
 
 class FlashAttnFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, alibi, problem, seed, s_aux=None):  # type: ignore[override]
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                cu_q: torch.Tensor | None, cu_k: torch.Tensor | None, alibi: torch.Tensor | None,
+                problem: AttnProblem, seed: int,
+                s_aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out, lse = forward(q, k, v, problem, cu_q=cu_q, cu_k=cu_k, alibi=alibi, seed=seed, sink=s_aux)
         ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi, s_aux)
         ctx.problem, ctx.seed = problem, seed
@@ -174,7 +178,8 @@ class FlashAttnFunction(torch.autograd.Function):
         return out, lse
 
     @staticmethod
-    def backward(ctx, dout, _dlse):  # type: ignore[override]
+    def backward(ctx: Any, dout: torch.Tensor,
+                 _dlse: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         q, k, v, out, lse, cu_q, cu_k, alibi, s_aux = ctx.saved_tensors
         dq, dk, dv, ds_aux = backward(dout, q, k, v, out, lse, ctx.problem, cu_q=cu_q, cu_k=cu_k,
                                       alibi=alibi, seed=ctx.seed, sink=s_aux)

@@ -30,7 +30,7 @@ class Config:
 
 
 def _block_d(head_dim: int) -> int:
-    return max(16, triton.next_power_of_2(head_dim))
+    return max(16, int(triton.next_power_of_2(head_dim)))
 
 
 def config(p: CacheAttnProblem, device: torch.device) -> Config:
@@ -72,7 +72,7 @@ def num_splits(ctas: int, key_tiles: int, sms: int, requested: int = 0) -> int:
         return min(requested, most)
     if ctas >= sms:
         return 1
-    wanted = triton.cdiv(CTAS_PER_SM * sms, ctas)
+    wanted = int(triton.cdiv(CTAS_PER_SM * sms, ctas))
     return max(1, min(wanted, key_tiles // MIN_TILES_PER_SPLIT, MAX_SPLITS))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 import triton
@@ -13,6 +14,8 @@ from fa_kernels import _alloc
 from fa_kernels.triton import norm_kernels as K
 
 MAX_HIDDEN = 32768  # one row lives in registers; beyond this it would spill
+
+Opt = Optional[torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -39,17 +42,20 @@ def fwd_rows(n: int, device: torch.device) -> int:
     """Rows per forward program: small rows are batched so each program has ~4k elements of work."""
     if device.type != "cuda":
         return 2
-    return max(1, 4096 // max(16, triton.next_power_of_2(n)))
+    return max(1, 4096 // max(16, int(triton.next_power_of_2(n))))
 
 
 def block_n_for(n: int) -> int:
     if n > MAX_HIDDEN:
         raise NotImplementedError(
             f"hidden size {n} > {MAX_HIDDEN}: the fused norm keeps a row in registers; split the row")
-    return max(16, triton.next_power_of_2(n))
+    return max(16, int(triton.next_power_of_2(n)))
 
 
-def forward(x, weight, bias, residual, rowscale, call: NormCall, seed: int, out=None, residual_out=None):  # type: ignore[no-untyped-def]
+def forward(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Opt, call: NormCall, seed: int,
+            out: Opt = None, residual_out: Opt = None) -> tuple[torch.Tensor, Opt, Opt, torch.Tensor, Opt]:
+    """-> (y, s, keep, rstd, mean): s the pre-norm sum (None where it is x), keep the int8 dropout mask
+    (None unless asked for), mean None for RMSNorm."""
     m, n = x.shape
     block = block_n_for(n)
     y = out if out is not None else _alloc.empty((m, n), dtype=call.out_dtype, device=x.device)
@@ -89,7 +95,7 @@ class BwdLaunch:
 
 def _stages_that_fit(n: int, rows: int, wanted: int) -> int:
     """Software-pipelining keeps (stages - 1) copies of three row tiles in shared memory."""
-    per_stage = 3 * rows * triton.next_power_of_2(n) * 4
+    per_stage = 3 * rows * int(triton.next_power_of_2(n)) * 4
     fit = 1 + (160 * 1024) // per_stage
     return max(1, min(wanted, fit))
 
@@ -119,8 +125,9 @@ def _programs(m: int, device: torch.device, per_sm: int) -> int:
     return min(m, _sm_count(device.index if device.index is not None else torch.cuda.current_device()) * per_sm)
 
 
-def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall, seed: int,
-             x_dtype: torch.dtype, need_dres: bool):  # type: ignore[no-untyped-def]
+def backward(dy: torch.Tensor, dres_out: Opt, s: torch.Tensor, weight: Opt, bias: Opt, rowscale: Opt,
+             rstd: torch.Tensor, mean: Opt, call: NormCall, seed: int, x_dtype: torch.dtype,
+             need_dres: bool) -> tuple[torch.Tensor, Opt, Opt, Opt]:
     m, n = s.shape
     block = block_n_for(n)
     if dy.stride(-1) != 1:
@@ -150,8 +157,8 @@ def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall
         ROWS=launch.rows, num_warps=launch.num_warps,
     )
     # summed in fp32, then cast: a bf16 sum over hundreds of partials would lose the low bits
-    dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None else None
-    db = db_part.sum(0).to(bias.dtype) if db_part is not None else None
+    dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None and weight is not None else None
+    db = db_part.sum(0).to(bias.dtype) if db_part is not None and bias is not None else None
     if need_dres and dres is None:
         dres = dx
     return dx, dres, dw, db
@@ -159,7 +166,9 @@ def backward(dy, dres_out, s, weight, bias, rowscale, rstd, mean, call: NormCall
 
 class FusedNormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, residual, rowscale, call, seed, out, residual_out):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt,
+                rowscale: Opt, call: NormCall, seed: int, out: Opt,
+                residual_out: Opt) -> tuple[torch.Tensor, Opt, Opt]:
         y, s, keep, rstd, mean = forward(x, weight, bias, residual, rowscale, call, seed, out, residual_out)
         ctx.save_for_backward(s if s is not None else x, weight, bias, rowscale, rstd, mean)
         ctx.call, ctx.seed, ctx.x_dtype = call, seed, x.dtype
@@ -170,7 +179,7 @@ class FusedNormFunction(torch.autograd.Function):
         return y, s, keep
 
     @staticmethod
-    def backward(ctx, dy, ds, _dkeep):  # type: ignore[override]
+    def backward(ctx: Any, dy: Opt, ds: Opt, _dkeep: Opt) -> tuple[Opt, ...]:
         s, weight, bias, rowscale, rstd, mean = ctx.saved_tensors
         if dy is None:
             dy = torch.zeros_like(s, dtype=ctx.call.out_dtype)
