@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from fa_kernels import reference
 from fa_kernels._extension import cuda_extension
+from fa_kernels.calls import AttnProblem
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
 _default = os.environ.get("FA_KERNELS_BACKEND", "auto")
@@ -95,7 +95,7 @@ def cuda_cannot(why: str) -> NotImplementedError:
                                "or backend='auto'")
 
 
-def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: bool = False,
+def attention_impl(name: str | None, device: torch.device, call: AttnProblem, *, alibi: bool = False,
                    sink: bool = False) -> AttnImpl:
     chosen = resolve(name, device)
     if chosen == "cuda":
@@ -104,15 +104,15 @@ def attention_impl(name: str | None, device: torch.device, call: Any, *, alibi: 
         why = "alibi_slopes" if alibi else "s_aux" if sink else cuda_attention.unsupported(call, device)
         if why is not None:
             raise cuda_cannot(why)
-        return cuda_attention.CudaFlashAttnFunction.apply  # type: ignore[no-any-return]
+        return cuda_attention.CudaFlashAttnFunction.apply
     if chosen == "triton":
         from fa_kernels.triton.attention import FlashAttnFunction
 
-        return FlashAttnFunction.apply  # type: ignore[no-any-return]
+        return FlashAttnFunction.apply
     return _reference_attention
 
 
-def dropout_keep_mask(call: Any, seed: int, device: torch.device) -> torch.Tensor:
+def dropout_keep_mask(call: AttnProblem, seed: int, device: torch.device) -> torch.Tensor:
     if triton_runs_on(device):
         from fa_kernels.triton.attention import dropout_keep_mask as keep
 
@@ -122,8 +122,10 @@ def dropout_keep_mask(call: Any, seed: int, device: torch.device) -> torch.Tenso
     return torch.rand(shape, generator=gen, device=device) >= call.dropout_p
 
 
-def _reference_attention(q, k, v, cu_q, cu_k, alibi, call, seed, s_aux=None):  # type: ignore[no-untyped-def]
-    if cu_q is None:
+def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor | None,
+                         cu_k: torch.Tensor | None, alibi: torch.Tensor | None, call: AttnProblem, seed: int,
+                         s_aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    if cu_q is None or cu_k is None:  # varlen calls pass both
         return _reference_fixed(q, k, v, alibi, call, seed, s_aux)
     outs, lses = [], []
     for b in range(call.batch):
@@ -137,7 +139,9 @@ def _reference_attention(q, k, v, cu_q, cu_k, alibi, call, seed, s_aux=None):  #
     return torch.cat(outs), torch.cat(lses, dim=-1)
 
 
-def _reference_fixed(q, k, v, alibi, call, seed, s_aux=None):  # type: ignore[no-untyped-def]
+def _reference_fixed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, alibi: torch.Tensor | None,
+                     call: AttnProblem, seed: int,
+                     s_aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     mask = dropout_keep_mask(call, seed, q.device) if call.dropout_p > 0 else None
     out, lse = reference.attention(q, k, v, softmax_scale=call.softmax_scale, causal=call.causal,
                                    window_size=call.window, softcap=call.softcap, alibi_slopes=alibi,

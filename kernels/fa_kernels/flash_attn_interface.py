@@ -119,7 +119,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, cu_q: torch
     return out, lse, probs
 
 
-def _attn_probs(q: torch.Tensor, k: torch.Tensor, problem: Any, alibi: torch.Tensor | None,
+def _attn_probs(q: torch.Tensor, k: torch.Tensor, problem: AttnProblem, alibi: torch.Tensor | None,
                 lse: torch.Tensor, seed: int) -> torch.Tensor:
     """The softmax the kernel used (from its lse); dropped entries negated, as flash_attn's S_dmask."""
     scores = reference.attention_scores(q, k, softmax_scale=problem.softmax_scale, causal=problem.causal,

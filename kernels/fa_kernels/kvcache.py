@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -21,6 +21,9 @@ from fa_kernels import backend as _backend
 from fa_kernels import reference
 from fa_kernels.calls import CacheAttnProblem
 from fa_kernels.flash_attn_interface import MAX_HEAD_DIM, _alibi, _window, check_s_aux
+
+Opt = torch.Tensor | None
+Rotary = tuple[Opt, Opt, bool]  # (rotary_cos, rotary_sin, interleaved)
 
 
 def _check_qkv(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, q_dims: int,
@@ -150,11 +153,15 @@ def _runs_triton(backend: str | None, device: torch.device) -> bool:
     return chosen == "triton"
 
 
-def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None, rotary_sin=None,
-                            cache_seqlens=None, cache_batch_idx=None, cache_leftpad=None, block_table=None,
-                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
-                            rotary_interleaved=True, alibi_slopes=None, num_splits=0,
-                            return_softmax_lse=False, *, s_aux=None, backend=None):
+def flash_attn_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: Opt = None,
+                            v: Opt = None, rotary_cos: Opt = None, rotary_sin: Opt = None,
+                            cache_seqlens: int | torch.Tensor | None = None, cache_batch_idx: Opt = None,
+                            cache_leftpad: Opt = None, block_table: Opt = None,
+                            softmax_scale: float | None = None, causal: bool = False,
+                            window_size: tuple[int, int] | list[int] = (-1, -1), softcap: float = 0.0,
+                            rotary_interleaved: bool = True, alibi_slopes: Opt = None, num_splits: int = 0,
+                            return_softmax_lse: bool = False, *, s_aux: Opt = None,
+                            backend: str | None = None) -> Any:
     """q (batch, seqlen_q, nheads, headdim) attends to the cache, after k/v (batch, seqlen_new, nheads_k,
     headdim) were written into it in place at cache_seqlens (int or (batch,) int32).
 
@@ -175,8 +182,8 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     p = _problem(q, k_cache, capacity=capacity, page_size=page_size, seqlen_new=seqlen_new,
                  softmax_scale=softmax_scale, causal=causal, window_size=window_size, softcap=softcap,
                  num_splits=num_splits, varlen_q=False, batch=batch, max_seqlen_q=q.shape[1])
+    seqlens = _seqlens(cache_seqlens, batch, capacity, q.device)
     tensors = {
-        "seqlens": _seqlens(cache_seqlens, batch, capacity, q.device),
         "cache_idx": _index("cache_batch_idx", cache_batch_idx, batch, q.device),
         "leftpad": _index("cache_leftpad", cache_leftpad, batch, q.device),
         "table": table, "alibi": _alibi(alibi_slopes, batch, q.shape[2]),
@@ -185,27 +192,32 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     rotary = (rotary_cos, rotary_sin, bool(rotary_interleaved))
     with torch.no_grad():
         if _runs_triton(backend, q.device):
-            out, lse = _triton_kvcache(q, k_cache, v_cache, k, v, p, rotary, **tensors)
+            out, lse = _triton_kvcache(q, k_cache, v_cache, k, v, p, rotary, seqlens=seqlens, **tensors)
         else:
-            out, lse = _reference_kvcache(q, k_cache, v_cache, k, v, p, rotary, **tensors)
+            out, lse = _reference_kvcache(q, k_cache, v_cache, k, v, p, rotary, seqlens=seqlens, **tensors)
     return (out, lse) if return_softmax_lse else out
 
 
-def _triton_kvcache(q, k_cache, v_cache, k, v, p, rotary, *, seqlens, cache_idx, leftpad, table, alibi,
-                    s_aux):  # type: ignore[no-untyped-def]
+def _triton_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: Opt, v: Opt,
+                    p: CacheAttnProblem, rotary: Rotary, *, seqlens: torch.Tensor, cache_idx: Opt, leftpad: Opt,
+                    table: Opt, alibi: Opt, s_aux: Opt) -> tuple[torch.Tensor, torch.Tensor]:
     decode = _decode()
     cos, sin, interleaved = rotary
     q, k, v = (_last_contiguous(t) for t in (q, k, v))
     if k is not None or cos is not None:
-        cos, sin = (t.contiguous() for t in (cos, sin)) if cos is not None else (None, None)
+        if cos is not None and sin is not None:  # both or neither (_check_rotary)
+            cos, sin = cos.contiguous(), sin.contiguous()
         q = decode.append(q, k_cache, v_cache, k, v, p, seqlens=seqlens, cache_idx=cache_idx,
                           block_table=table, cos=cos, sin=sin, interleaved=interleaved)
-    return decode.attend(q, k_cache, v_cache, p, seqlens_k=seqlens, k_starts=leftpad, cache_idx=cache_idx,
-                         block_table=table, cu_q=None, alibi=alibi, s_aux=s_aux)
+    out_lse: tuple[torch.Tensor, torch.Tensor] = decode.attend(  # decode: a module imported at first use
+        q, k_cache, v_cache, p, seqlens_k=seqlens, k_starts=leftpad, cache_idx=cache_idx, block_table=table,
+        cu_q=None, alibi=alibi, s_aux=s_aux)
+    return out_lse
 
 
-def _reference_kvcache(q, k_cache, v_cache, k, v, p, rotary, *, seqlens, cache_idx, leftpad, table, alibi,
-                       s_aux):  # type: ignore[no-untyped-def]
+def _reference_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: Opt, v: Opt,
+                       p: CacheAttnProblem, rotary: Rotary, *, seqlens: torch.Tensor, cache_idx: Opt,
+                       leftpad: Opt, table: Opt, alibi: Opt, s_aux: Opt) -> tuple[torch.Tensor, torch.Tensor]:
     cos, sin, interleaved = rotary
     out, lse = reference.kvcache_attention(
         q, k_cache, v_cache, k, v, cache_seqlens=seqlens, rotary_cos=cos, rotary_sin=sin,
@@ -247,7 +259,7 @@ def paged_varlen(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
                                                         **_attn_keywords(p, alibi, sinks))
             out = out.to(q.dtype)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k_cache, v_cache)):
-        out = _ForwardOnly.apply(out, q, k_cache, v_cache)
+        out = _ForwardOnly.apply(out, q, k_cache, v_cache)  # type: ignore[no-untyped-call]
     return out, lse
 
 
@@ -256,10 +268,10 @@ class _ForwardOnly(torch.autograd.Function):
     a backward through it fails with a clear error instead of leaving q's gradient silently unset."""
 
     @staticmethod
-    def forward(ctx, out, *inputs):  # type: ignore[no-untyped-def, override]
+    def forward(ctx: Any, out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         return out.view_as(out)
 
     @staticmethod
-    def backward(ctx, *grads):  # type: ignore[no-untyped-def, override]
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> NoReturn:
         raise NotImplementedError("flash_attn_varlen_func with block_table has no backward (as in flash_attn): "
                                   "pass unpaged k/v (no block_table) to train through attention")

@@ -4,7 +4,7 @@ RMSNorm / DropoutAddRMSNorm modules, on fa_kernels' backends."""
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,9 +12,9 @@ from torch import nn
 from fa_kernels import backend as _backend
 from fa_kernels import reference, validate
 
-Opt = Optional[torch.Tensor]
+Opt = torch.Tensor | None
 # what each backend hands back: y, the new residual stream s, the dropout keep mask (None without one)
-NormParts = tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
+NormParts = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def _flat(t: torch.Tensor | None, n: int) -> torch.Tensor | None:

@@ -101,6 +101,10 @@ class RotaryEmbedding(torch.nn.Module):
     """RoPE (RoFormer), or XPos when ``scale_base`` is set (k's tables divided by the scale q's are
     multiplied by). ``forward`` rotates qkv (and kv) in place; cos/sin tables are cached per length."""
 
+    # buffers (register_buffer): declared so they read as tensors, not as nn.Module's attribute fallback
+    inv_freq: torch.Tensor
+    scale: torch.Tensor | None
+
     def __init__(self, dim: int, base: float = 10000.0, interleaved: bool = False,
                  scale_base: float | None = None, pos_idx_in_fp32: bool = True,
                  device: torch.device | str | None = None) -> None:
@@ -135,7 +139,7 @@ class RotaryEmbedding(torch.nn.Module):
         t_dtype = torch.float32 if self.pos_idx_in_fp32 else self.inv_freq.dtype
         t = torch.arange(seqlen, device=device, dtype=t_dtype)
         freqs = torch.outer(t, inv_freq.to(device=device, dtype=t_dtype)).float()
-        if self.scale is None:
+        if self.scale is None or self.scale_base is None:  # both are set together, in __init__
             self._cos_cached, self._sin_cached = freqs.cos().to(dtype), freqs.sin().to(dtype)
             return
         power = (torch.arange(seqlen, dtype=torch.float32, device=device) - seqlen // 2) / self.scale_base

@@ -16,6 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time torch is imported after TRITON_INTERPRET is chosen (see _device)
+    import torch
 
 GPU_HINT = "cpu (Triton CPU interpreter, tiny sizes)"
 
@@ -42,7 +46,7 @@ def _setup_device() -> str:
     return "cpu"
 
 
-def _rel(out, ref) -> float:  # type: ignore[no-untyped-def]
+def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:
     out, ref = out.detach().double(), ref.detach().double()
     if not bool(out.isfinite().all()):
         return float("inf")
@@ -87,7 +91,7 @@ def attention_cases(backend: str, device: str, quick: bool) -> list[Case]:
                 return fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=backend)  # type: ignore[no-any-return]
 
             out = fwd()
-            dout = torch.randn_like(out)  # type: ignore[arg-type]
+            dout = torch.randn_like(out)
             grads = torch.autograd.grad(out, (q, k, v), dout)
             wide = [t.detach().double() if device == "cpu" else t.detach().float() for t in (q, k, v)]
             wide = [t.requires_grad_() for t in wide]
@@ -196,7 +200,7 @@ def run(quick: bool) -> dict[str, object]:
 
     torch.manual_seed(0)
     cases: list[Case] = []
-    norm_backends = [b for b in ("cuda", "triton") if b in backends.available()]
+    norm_backends: list[str] = [b for b in ("cuda", "triton") if b in backends.available()]
     if device == "cpu":
         norm_backends = ["triton"]
     for name in norm_backends:

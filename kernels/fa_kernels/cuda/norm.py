@@ -3,14 +3,14 @@ trace under torch.compile and FakeTensor."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
 from fa_kernels._extension import cuda_extension
 from fa_kernels.cuda._errors import call
 
-Opt = Optional[torch.Tensor]
+Opt = torch.Tensor | None
 
 
 def _ops() -> Any:  # torch.ops' namespaces resolve op names at run time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import triton
@@ -15,7 +15,7 @@ from fa_kernels.triton import norm_kernels as K
 
 MAX_HIDDEN = 32768  # one row lives in registers; beyond this it would spill
 
-Opt = Optional[torch.Tensor]
+Opt = torch.Tensor | None
 
 
 @dataclass(frozen=True)
