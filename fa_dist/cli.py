@@ -393,6 +393,7 @@ def matrix(path: Path, fmt: str, only: str | None) -> int:
     data = matrix_mod.load(path)
     known = recipes_mod.load_all()
     matrix_mod.check_against_recipes(data, {name: r.archs for name, r in known.items()})
+    matrix_mod.check_stable_target(data, {name: r.stable_abi_target for name, r in known.items()})
     expansion = matrix_mod.expand(data, matrix_mod.parse_only(only))
     cells = [codec.encode(c) for c in expansion.cells]
     if fmt == "github":

@@ -419,8 +419,9 @@ def install_outcome_json(outcome: install_pipeline.Outcome, *, as_json: bool) ->
         "installed": outcome.wheel,
         "source": outcome.source,
         "sha256": outcome.sha256
-        if outcome.verified
+        if outcome.verified or as_json
         else f"{outcome.sha256} (computed here: the source gave none to verify)",
+        "sha256_verified": outcome.verified,
         "seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
         "total_seconds": round(outcome.total_seconds, 2),
         "smoke_passed": outcome.smoke["passed"] if outcome.smoke else None,

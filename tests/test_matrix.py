@@ -26,6 +26,7 @@ def committed() -> dict:  # type: ignore[type-arg]
 def test_committed_matrix_collapses_to_one_stable_abi_wheel_per_cuda_major_and_platform() -> None:
     data = committed()
     matrix.check_against_recipes(data, {n: r.archs for n, r in recipes.load_all().items()})
+    matrix.check_stable_target(data, {n: r.stable_abi_target for n, r in recipes.load_all().items()})
     exp = matrix.expand(data)
     assert len(exp.cells) == 7 and exp.pure_triton_wheel  # <= 8 compiled cells for torch 2.10-2.14
     assert exp.uncollapsed == 128  # torch x Python x runtime x platform, one wheel each
@@ -145,3 +146,12 @@ def test_cibuildwheel_identifiers_match_the_matrix() -> None:
                               timeout=120, env={**os.environ, "CIBW_BUILD": " ".join(wanted)})
         assert done.returncode == 0, done.stderr[-2000:]
         assert sorted(done.stdout.split()) == wanted
+
+
+def test_a_stable_target_other_than_the_recipes_is_an_error() -> None:
+    data = committed()
+    targets = {n: r.stable_abi_target for n, r in recipes.load_all().items()}
+    matrix.check_stable_target(data, targets)
+    data["stable_abi"]["target"] = "2.11"
+    with pytest.raises(ConfigError, match=r"stable_abi\.target is 2\.11, recipes/cuda\.toml builds"):
+        matrix.check_stable_target(data, targets)

@@ -5,6 +5,7 @@ written outside the folder the operation owns."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -48,6 +49,14 @@ def answer(call: Callable[[], Any]) -> Any:
     except FaDistError as exc:
         assert isinstance(exc.exit_code, int) and exc.exit_code > 0 and exc.message
         return None
+
+
+def _plain(name: str) -> bool:
+    try:
+        safe_filename(name)
+    except UnsafePath:
+        return False
+    return True
 
 
 @contextmanager
@@ -99,7 +108,8 @@ def test_any_local_manifest_and_index_page_is_checked_without_leaving_the_site(c
         (site / "manifest.json").write_bytes(content)
         (site / "simple").mkdir()
         (site / "simple" / "index.html").write_text(page, errors="surrogateescape")
-        assert answer(lambda: wheelhouse.read(site)) is not None or True
+        entries = answer(lambda: wheelhouse.read(site))  # a value or an fa-dist error, never a traceback
+        assert entries is None or all(_plain(e.filename) for e in entries)
         problems = index.check(site)
         assert all(p.what for p in problems)
 
@@ -110,11 +120,19 @@ def test_index_build_writes_only_into_its_site(names: list[str]) -> None:
     with sandbox() as owned:
         wheels, site = owned / "wheels", owned / "site"
         wheels.mkdir()
-        entries = [{"filename": n, "sha256": "a" * 64, "size": 1, "name": "fa-kernels", "version": "0.1.0",
-                    "variant": None, "archs": [], "python": "py3", "platform": "any", "recipe": "triton",
-                    "source_digest": "", "built_at": ""} for n in names]
+        entries = []
+        for n in names:
+            data = f"wheel {n}".encode("utf-8", "surrogateescape")
+            if _plain(n):  # a real file with its real hash, so that the build gets to its writes
+                (wheels / n).write_bytes(data)
+            entries.append({"filename": n, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                            "name": "fa-kernels", "version": "0.1.0", "variant": None, "archs": [],
+                            "python": "py3", "platform": "any", "recipe": "triton", "source_digest": "",
+                            "built_at": ""})
         (wheels / "manifest.json").write_text(json.dumps({"version": 1, "wheels": entries}))
-        answer(lambda: index.build(wheels, site))
+        built = answer(lambda: index.build(wheels, site))
+        if built is not None:  # it wrote pages: every file it wrote lies inside the site
+            assert site.is_dir() and all(p.is_relative_to(site) for p in site.rglob("*"))
 
 
 SNAPSHOT = json.loads((FIXTURES / "envs" / "h100-torch2.11-cu130.json").read_text())

@@ -116,13 +116,25 @@ def test_abi3_tag_fits_every_cpython_from_3_10(version: str, abi: str, fits: boo
     assert (resolve.resolve(env, [cand(STABLE)]).choice is not None) is fits
 
 
-def test_stable_abi_beats_the_torch_specific_wheel_and_the_trace_says_why() -> None:
-    specific = cand(GOOD.replace("linux_x86_64", "manylinux_2_28_x86_64").replace("0.1.0", "0.1.1"))
+def test_stable_abi_beats_the_torch_specific_wheel_of_the_same_release_and_the_trace_says_why() -> None:
+    specific = cand(GOOD.replace("linux_x86_64", "manylinux_2_28_x86_64"))
     stable, pure = cand(STABLE), cand("fa_kernels-0.1.0-py3-none-any.whl", ())
     res = resolve.resolve(H100(), [pure, specific, stable])
-    assert res.choice == stable  # even though the torch-specific wheel has a newer version
-    assert res.lines()[-1] == (f"choose {STABLE}: a stable-ABI wheel is preferred over a torch-specific one: the "
-                               f"same binary keeps working after a torch upgrade (over {specific.filename})")
+    assert res.choice == stable
+    assert res.lines()[-1] == (f"choose {STABLE}: a stable-ABI wheel is preferred over a torch-specific one of "
+                               f"the same release: the same binary keeps working after a torch upgrade "
+                               f"(over {specific.filename})")
+
+
+def test_a_newer_release_beats_an_older_stable_abi_build() -> None:
+    """As in HF kernels: the release first, the variant among builds of one release. An old stable-ABI
+    build must not downgrade a user who has a newer matching wheel."""
+    newer = cand(GOOD.replace("linux_x86_64", "manylinux_2_28_x86_64").replace("0.1.0", "0.1.1"))
+    older_stable, newer_target = cand(STABLE), cand(STABLE.replace("torch2.10", "torch2.11"))
+    res = resolve.resolve(H100(), [older_stable, newer])
+    assert res.choice == newer and res.why.startswith("a newer fa-kernels release")
+    newest_stable = cand(STABLE.replace("0.1.0", "0.2.0"))
+    assert resolve.resolve(H100(), [newer_target, newest_stable]).choice == newest_stable
 
 
 def test_newest_target_this_torch_satisfies_wins_among_stable_wheels() -> None:

@@ -56,7 +56,7 @@ def write_record(
 def read_record(prefix: str) -> dict[str, Any] | None:
     path = Path(prefix) / RECORD_NAME
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON: no usable record
         return None
-    return data
+    return data if isinstance(data, dict) else None

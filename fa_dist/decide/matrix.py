@@ -354,6 +354,24 @@ def parse_only(text: str | None) -> dict[str, str]:
     return out
 
 
+def check_stable_target(data: dict[str, Any], recipe_targets: dict[str, TorchMinor | None]) -> None:
+    """matrix.yaml's stable_abi.target must be the target the recipes build with (`fa-dist build
+    --abi stable`), or the cells' variants would name wheels the builds do not make."""
+    stable = data.get("stable_abi")
+    if not stable:
+        return
+    target = TorchMinor.parse(str(stable["target"]))
+    for family in stable.get("runtimes", []):
+        built = recipe_targets.get(family)
+        if built != target:
+            raise ConfigError(
+                f"matrix.yaml: stable_abi.target is {target}, recipes/{family}.toml builds stable-ABI "
+                f"wheels for {built or 'no target (stable_abi_target unset)'}",
+                fix=f"set both to the same torch: stable_abi.target in matrix.yaml and "
+                f"stable_abi_target in recipes/{family}.toml",
+            )
+
+
 def check_against_recipes(data: dict[str, Any], recipe_archs: dict[str, tuple[Arch, ...]]) -> None:
     """Every arch the matrix asks of a toolkit must be one the kernels are written for (recipes/)."""
     for family in ("cuda", "rocm"):

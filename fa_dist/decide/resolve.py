@@ -43,15 +43,17 @@ class Resolution:
         return lines
 
 
-# What each position of a rank means, for the trace: (compiled, exact arch, stable ABI, stable-ABI
-# target major, target minor, *version). Arch fit outranks the ABI: the code that runs on this GPU
-# matters more than how long the binary survives torch upgrades. Like HF kernels, a stable-ABI build
-# beats a torch-specific one, and among stable-ABI builds the newest target this torch satisfies wins.
+# What each position of a rank means, for the trace: (compiled, exact arch, *version (four release
+# numbers), stable ABI, stable-ABI target major, target minor). Arch fit comes first: the code that runs
+# on this GPU matters most. Then, as HF kernels does, the newest release wins, and among builds of one
+# release a stable-ABI build beats a torch-specific one, the newest target this torch satisfies first.
+RELEASE_PARTS = 4
 PREFERENCE = (
     "compiled kernels beat the pure-Triton fallback",
     "it has code built for exactly this GPU's arch",
-    "a stable-ABI wheel is preferred over a torch-specific one: the same binary keeps working "
-    "after a torch upgrade",
+    *("a newer fa-kernels release",) * RELEASE_PARTS,
+    "a stable-ABI wheel is preferred over a torch-specific one of the same release: the same binary "
+    "keeps working after a torch upgrade",
     "the newest stable-ABI target this torch satisfies",
     "the newest stable-ABI target this torch satisfies",
 )
@@ -137,7 +139,8 @@ def judge(
         any(Arch.parse(a).base == g.base for a in cand.archs) for g in gpus
     )
     stable = (1, variant.torch.major, variant.torch.minor) if variant.stable_abi else (0, 0, 0)
-    rank = (1, int(exact), *stable, *version.release)
+    release = (*version.release, 0, 0, 0, 0)[:RELEASE_PARTS]
+    rank = (1, int(exact), *release, *stable)
     matches = _matches(variant, torch.version or "")
     if not cand.archs and gpus:
         return True, f"{matches}; archs unknown (no manifest entry)", rank
@@ -216,6 +219,6 @@ def preference(best: tuple[int, ...], runner_up: tuple[tuple[int, ...], Candidat
     other_rank, other = runner_up
     for i, (mine, theirs) in enumerate(zip(best, other_rank, strict=False)):
         if mine != theirs:
-            what = PREFERENCE[i] if i < len(PREFERENCE) else "the newest version"
+            what = PREFERENCE[i]
             return f"{what} (over {other.filename})"
     return f"equal to {other.filename}; the first listed wins"
