@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fa_dist import subproc
-from fa_dist.act import transaction, wheelhouse
+from fa_dist.act import smoke, transaction, wheelhouse
 from fa_dist.act.pip import pip_install
 from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record
 from fa_dist.decide.compat import build_wheel
@@ -44,11 +44,18 @@ class CompatStep:
     install -> smoke, restoring the previous compat when install or smoke fails."""
 
     def __init__(
-        self, env: Environment, fa_kernels_version: str, *, smoke: bool, log: Callable[[str], None]
+        self,
+        env: Environment,
+        fa_kernels_version: str,
+        *,
+        smoke: bool,
+        log: Callable[[str], None],
+        smoke_timeout: float | None = None,  # None: FA_DIST_SMOKE_TIMEOUT, else smoke's default
     ) -> None:
         assert env.python is not None
         self.env, self.python, self.prefix = env, env.python.executable, env.python.prefix
         self.fa_kernels_version, self.smoke, self.log = fa_kernels_version, smoke, log
+        self.smoke_timeout = smoke_timeout
         self.outcome: CompatOutcome | None = None
 
     def run(self) -> None:
@@ -81,12 +88,17 @@ class CompatStep:
         if not self.smoke:
             return None
         t = time.perf_counter()
-        result = run_smoke(self.python)
+        result = run_smoke(self.python, timeout=self.smoke_timeout)
         seconds["smoke"] = time.perf_counter() - t
         if not result["passed"]:
             raise InstallFailed(
                 f"the flash-attn compat's smoke test failed ({describe_failures(result)})",
-                fix=f"run it by hand to see everything: {self.python} -m {compat.SMOKE_MODULE}",
+                fix=f"run it by hand to see everything: {self.python} -m {compat.SMOKE_MODULE}"
+                + (
+                    "; or allow more time: --smoke-timeout SECONDS"
+                    if result.get("timed_out")
+                    else ""
+                ),
             )
         self.log(f"flash-attn compat: smoke passed on {result['device']}")
         if result.get("stand_ins"):
@@ -95,30 +107,69 @@ class CompatStep:
         return result
 
 
-def run_smoke(python: str, *, timeout: float = 600) -> dict[str, Any]:
+CASE_FIELDS: dict[str, type] = {"name": str, "passed": bool, "detail": str}
+
+
+def run_smoke(python: str, *, timeout: float | None = None) -> dict[str, Any]:
     """The compat's smoke test in the target interpreter, isolated (-I) and from an empty folder so
-    that only the installed files import; a crash or output that is no result becomes a failure."""
+    that only the installed files import; a crash, a non-zero exit or output that is no well-typed
+    result becomes a failure. ``timeout``: as for fa-kernels' smoke test (smoke.timeout_from)."""
+    limit = smoke.timeout_from(timeout)
     with tempfile.TemporaryDirectory(prefix="fa-dist-compat-smoke-") as neutral:
-        done = subproc.run([python, "-I", "-m", compat.SMOKE_MODULE], timeout=timeout, cwd=neutral)
-    for line in reversed(done.stdout.splitlines()):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("passed"), bool) and data.get("cases"):
-            return data
-        break
+        done = subproc.run([python, "-I", "-m", compat.SMOKE_MODULE], timeout=limit, cwd=neutral)
+    data = _parse_result(done.stdout)
+    if data is not None:
+        passed = data["passed"] and all(c["passed"] for c in data["cases"])
+        return {**data, "passed": passed and done.returncode == 0}
     why = done.error or "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
     return {
         "passed": False,
         "device": "?",
         "cases": [{"name": "run", "passed": False, "detail": f"gave no result: {why}"}],
+        "timed_out": (done.error or "").startswith("timed out"),
     }
+
+
+def _parse_result(stdout: str) -> dict[str, Any] | None:
+    """The last stdout line that is a JSON object, when it is a complete result: bool passed, str
+    device, and a non-empty list of cases each with str name, bool passed and str detail."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        return data if _valid(data) else None
+    return None
+
+
+def _valid(data: object) -> bool:
+    if not isinstance(data, dict):
+        return False
+    cases = data.get("cases")
+    return (
+        isinstance(data.get("passed"), bool)
+        and isinstance(data.get("device"), str)
+        and isinstance(cases, list)
+        and bool(cases)
+        and all(isinstance(c, dict) and _typed(c) for c in cases)
+        and _strings(data.get("stand_ins", []))
+    )
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _typed(case: dict[str, Any]) -> bool:
+    return all(isinstance(case.get(key), want) for key, want in CASE_FIELDS.items())
 
 
 def describe_failures(result: dict[str, Any]) -> str:
     failed = [c for c in result.get("cases", []) if not c["passed"]]
-    return "; ".join(f"{c['name']}: {c['detail']}" for c in failed) or "no case passed"
+    return (
+        "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
+        or "every case passed, but it exited with an error"
+    )
 
 
 # -- the record --------------------------------------------------------------------------------

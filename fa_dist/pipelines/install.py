@@ -213,7 +213,11 @@ def install(run: _Run) -> None:
     if options.flash_attn_compat:
         version = str(parse_wheel_filename(run.choice.filename)[1])
         run.compat_step = compat_install.CompatStep(
-            env, version, smoke=options.smoke, log=run.reporter.step
+            env,
+            version,
+            smoke=options.smoke,
+            log=run.reporter.step,
+            smoke_timeout=options.smoke_timeout,
         )
     with _progress(run) as progress:
         run.installed = act_install.install(
