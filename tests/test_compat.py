@@ -12,7 +12,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import parse_wheel_filename
 
-from fa_dist import output
+from fa_dist import containment, output
 from fa_dist.act import compat_install
 from fa_dist.act import record as install_record
 from fa_dist.decide import checks, compat
@@ -62,9 +62,11 @@ def test_a_bad_fa_kernels_version_is_a_clear_error() -> None:
 # -- the wheel ---------------------------------------------------------------------------------
 
 def test_wheel_is_byte_identical_complete_and_its_record_is_true(tmp_path: Path) -> None:
-    first = compat.build_wheel("0.1.0+cu130torch2.11cxx11abitrue", tmp_path / "a")
-    second = compat.build_wheel("0.1.0", tmp_path / "b")
+    first = compat_install.write_wheel("0.1.0+cu130torch2.11cxx11abitrue", tmp_path / "a")
+    second = compat_install.write_wheel("0.1.0", tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
+    assert first.stat().st_mode & 0o777 == 0o666 & ~containment.umask()  # not mkstemp's 0600
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary file left
     name, version, _, tags = parse_wheel_filename(first.name)
     assert (name, str(version), {str(t) for t in tags}) == ("flash-attn", "2.8.3+fakernels.0.1.0", {"py3-none-any"})
     archive = zipfile.ZipFile(first)

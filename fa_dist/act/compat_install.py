@@ -1,4 +1,4 @@
-"""Acting on the flash-attn compat: build its wheel, install it beside fa-kernels, smoke-test it
+"""Acting on the flash-attn compat: write its wheel, install it beside fa-kernels, smoke-test it
 through flash_attn's names, record it, roll it back, and remove it again.
 
 `fa-dist install --flash-attn-compat` runs `CompatStep` inside the fa-kernels install's transaction
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from fa_dist import subproc
 from fa_dist.act import smoke, transaction, wheelhouse
 from fa_dist.act.pip import pip_install
 from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record
-from fa_dist.decide.compat import build_wheel
+from fa_dist.containment import publish_mode
+from fa_dist.decide.compat import wheel_bytes
 from fa_dist.errors import ConfigError, InstallFailed, ProbeFailed
 from fa_dist.model import compat
 from fa_dist.model.environment import Environment
@@ -60,7 +62,7 @@ class CompatStep:
 
     def run(self) -> None:
         started = time.perf_counter()
-        wheel = build_wheel(self.fa_kernels_version, cache_dir() / "flash-attn-compat")
+        wheel = write_wheel(self.fa_kernels_version, cache_dir() / "flash-attn-compat")
         digest = wheelhouse.sha256_of(wheel)
         seconds = {"build": time.perf_counter() - started}
         self.log(f"flash-attn compat: built {wheel.name} (sha256 {digest[:12]}...)")
@@ -170,6 +172,28 @@ def describe_failures(result: dict[str, Any]) -> str:
         "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
         or "every case passed, but it exited with an error"
     )
+
+
+# -- the wheel --------------------------------------------------------------------------------
+
+
+def write_wheel(fa_kernels_version: str, folder: Path) -> Path:
+    """The compat wheel for this fa-kernels (decide/compat.py makes its bytes) in ``folder``,
+    replacing any file of that name atomically, with the mode a plain open() gives (umask), not
+    mkstemp's 0600, like every file fa-dist publishes."""
+    name, data = wheel_bytes(fa_kernels_version)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        publish_mode(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 # -- the record --------------------------------------------------------------------------------
