@@ -200,3 +200,37 @@ def test_the_dry_run_plans_the_compat_beside_fa_kernels_and_refuses_over_a_real_
     with pytest.raises(ConfigError, match=r"a real flash-attn is installed: flash-attn 2\.7\.4\.post1"):
         plan(mutate(H100(), packages=(UPSTREAM,)), tmp_path)
     assert not list(tmp_path.iterdir())  # refused before anything was built
+
+
+def test_the_compat_entry_is_written_with_fa_kernels_record_inside_the_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry ``then`` (the compat step) returns goes into the record act/install.py writes, under
+    the lock and before the rollback guard ends; nothing writes it afterwards."""
+    from fa_dist.act import install as act_install
+    from fa_dist.act import transaction
+    from fa_dist.decide.resolve import Candidate, Resolution
+
+    env = mutate(CPU(), python__prefix=str(tmp_path))
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr(transaction, "locate", lambda python, prefix: transaction.Target(
+        python=python, prefix=Path(prefix), sites=(site,)))
+    wheel = tmp_path / "fa_kernels-0.1.0-py3-none-any.whl"
+    monkeypatch.setattr(act_install, "fetch", lambda cand, **kw: wheel)
+    monkeypatch.setattr(act_install.wheelcheck, "check", lambda path, name: None)
+    monkeypatch.setattr(act_install, "_install_and_check", lambda *args: None)
+    cand = Candidate(filename=wheel.name, location=str(wheel), sha256="cd" * 32, archs=(), ptx=None,
+                     source="wheelhouse")
+    entry = {"wheel": "flash_attn-2.8.3+fakernels.0.1.0-py3-none-any.whl", "sha256": "ab" * 32}
+    locked = []
+
+    def then() -> dict[str, object]:
+        locked.append((tmp_path / transaction.LOCK_NAME).exists())
+        assert install_record.read_record(str(tmp_path)) is None  # not written before the compat ran
+        return entry
+
+    act_install.install(env, Resolution(choice=cand, trace=()), log=lambda line: None, then=then)
+    record = install_record.read_record(str(tmp_path))
+    assert locked == [True] and record is not None
+    assert record["sha256"] == "cd" * 32 and record[install_record.COMPAT_KEY] == entry
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fa-dist-install.json")] == []

@@ -21,7 +21,7 @@ from typing import Any
 from fa_dist import subproc
 from fa_dist.act import smoke, transaction, wheelhouse
 from fa_dist.act.pip import pip_install
-from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record
+from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record, write_atomic
 from fa_dist.containment import publish_mode
 from fa_dist.decide.compat import wheel_bytes
 from fa_dist.errors import ConfigError, InstallFailed, ProbeFailed
@@ -59,8 +59,10 @@ class CompatStep:
         self.fa_kernels_version, self.smoke, self.log = fa_kernels_version, smoke, log
         self.smoke_timeout = smoke_timeout
         self.outcome: CompatOutcome | None = None
+        self.entry: dict[str, Any] | None = None  # its record entry, once installed
 
-    def run(self) -> None:
+    def run(self) -> dict[str, Any]:
+        """Install the compat; its record entry, which the caller writes in the same transaction."""
         started = time.perf_counter()
         wheel = write_wheel(self.fa_kernels_version, cache_dir() / "flash-attn-compat")
         digest = wheelhouse.sha256_of(wheel)
@@ -78,6 +80,8 @@ class CompatStep:
             smoke=result,
             seconds=seconds,
         )
+        self.entry = record_entry(self.outcome)
+        return self.entry
 
     def _install_and_check(self, wheel: Path, seconds: dict[str, float]) -> dict[str, Any] | None:
         """pip install, then the smoke test through flash_attn's names; raises on any failure (the
@@ -219,7 +223,8 @@ def summary(entry: dict[str, Any]) -> str:
 
 
 def write_record(prefix: str, entry: dict[str, Any] | None) -> Path:
-    """Set (or, with None, drop) the compat's entry in the install record, keeping the rest."""
+    """Set (or, with None, drop) the compat's entry in the install record, keeping the rest
+    (atomically). An install writes the entry with fa-kernels' record (record.write_record)."""
     path = Path(prefix) / RECORD_NAME
     record = read_record(prefix)
     if record is None and entry is None:
@@ -229,8 +234,7 @@ def write_record(prefix: str, entry: dict[str, Any] | None) -> Path:
         record.pop(COMPAT_KEY, None)
     else:
         record[COMPAT_KEY] = entry
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
+    return write_atomic(path, record)
 
 
 # -- removal -----------------------------------------------------------------------------------

@@ -239,13 +239,11 @@ def install(run: _Run) -> None:
 
 
 def record(run: _Run) -> None:
-    """The compat's entry joins the record act/install.py wrote; the outcome is what the run did."""
+    """act/install.py wrote the record (the compat's entry included) inside the transaction; the
+    outcome is what the run did."""
     installed = run.installed
-    assert installed is not None and run.choice is not None and run.plan.env.python is not None
-    entry = None
-    if run.compat_step is not None and run.compat_step.outcome is not None:
-        entry = compat_install.record_entry(run.compat_step.outcome)
-        compat_install.write_record(run.plan.env.python.prefix, entry)
+    assert installed is not None and run.choice is not None
+    entry = run.compat_step.entry if run.compat_step is not None else None
     run.reporter.step(f"record: {installed.record}")
     run.outcome = Outcome(
         wheel=installed.wheel,
