@@ -234,3 +234,32 @@ def test_the_compat_entry_is_written_with_fa_kernels_record_inside_the_transacti
     assert locked == [True] and record is not None
     assert record["sha256"] == "cd" * 32 and record[install_record.COMPAT_KEY] == entry
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fa-dist-install.json")] == []
+
+
+def test_uninstall_holds_the_install_lock_while_it_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    from fa_dist import subproc
+    from fa_dist.act import transaction
+
+    installed = {"fa-kernels": {"version": "0.1.0", "location": None}}
+    monkeypatch.setattr(compat_install, "_installed", lambda python: (str(tmp_path), installed))
+    monkeypatch.setattr(transaction, "locate", lambda python, prefix: transaction.Target(
+        python=python, prefix=Path(prefix), sites=()))
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def locked(target: transaction.Target, log: object) -> Iterator[None]:
+        events.append(f"lock {target.prefix}")
+        yield
+        events.append("unlock")
+
+    def pip(argv: list[str], timeout: float) -> subproc.Completed:
+        events.append(" ".join(argv[1:]))
+        return subproc.Completed(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(transaction, "locked", locked)
+    monkeypatch.setattr(compat_install.subproc, "run", pip)
+    assert compat_install.uninstall("py", compat_only=False, log=lambda line: None) == ["fa-kernels"]
+    assert events == [f"lock {tmp_path}", "-m pip uninstall -y fa-kernels", "unlock"]

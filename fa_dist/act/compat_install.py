@@ -253,8 +253,23 @@ def uninstall(python: str, *, compat_only: bool, log: Callable[[str], None]) -> 
             fix=f"remove it with pip if you mean to: {python} -m pip uninstall -y flash-attn",
         )
     targets = ([] if upstream else [compat.DIST]) + ([] if compat_only else ["fa-kernels"])
+    # the install lock, so that an install into the same environment never runs half-way through this
+    with transaction.locked(transaction.locate(python, prefix), log):
+        return _remove(
+            python, prefix, [d for d in targets if d in installed], installed, compat_only, log
+        )
+
+
+def _remove(
+    python: str,
+    prefix: str,
+    dists: list[str],
+    installed: dict[str, dict[str, Any]],
+    compat_only: bool,
+    log: Callable[[str], None],
+) -> list[str]:
     removed = []
-    for dist in (d for d in targets if d in installed):
+    for dist in dists:
         done = subproc.run([python, "-m", "pip", "uninstall", "-y", dist], timeout=300)
         if not done.ok:
             raise InstallFailed(f"pip could not remove {dist}: {done.describe_failure()}")
