@@ -56,7 +56,10 @@ class Outcome:
 
 def plan(env: Environment, options: InstallOptions) -> Plan:
     """Pure: refuse without a working torch (kernels run through it), decide where wheels are looked
-    for and whether this machine could build from source."""
+    for and whether this machine could build from source. A snapshot's interpreter is another
+    machine's: from a snapshot the run is a dry run."""
+    if options.target.env_file is not None:
+        options = dataclasses.replace(options, dry_run=True)
     torch_error = next(
         (f for f in checks.check_torch(env) if f.severity is checks.Severity.ERROR), None
     )
