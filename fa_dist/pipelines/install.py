@@ -125,15 +125,23 @@ def _compiled(cand: Candidate) -> bool:
 
 
 def recipe_to_build(run: _Run) -> str | None:
-    """The recipe to build when no compiled wheel matches: one for this GPU when the toolchain
-    allows, else the pure-Triton one; None when nothing should be built (forbidden, or the matching
-    pure-Triton wheel is already at hand)."""
+    """The recipe to build when no compiled wheel matches (or --from-source): one for this GPU when
+    the toolchain allows, else the pure-Triton one; None when nothing should be built (forbidden, or
+    the matching pure-Triton wheel is already at hand). --from-source with the build blocked is
+    EnvironmentBroken, naming the blockers."""
     if run.plan.options.no_build:
         return None
     if run.plan.source_build.allowed:
         return "auto"
     blockers = ", ".join(run.plan.source_build.ids)
-    if run.choice is not None:
+    if run.plan.options.from_source:  # asked for a build: never fall back to a wheel silently
+        found = run.plan.source_build.blockers
+        raise EnvironmentBroken(
+            f"--from-source, but building from source is blocked by {blockers}:\n  "
+            + "\n  ".join(f"{f.id}: {f.title} ({f.evidence})" for f in found),
+            fix=" ; ".join(f.fix for f in found if f.fix) or "see fa-dist doctor",
+        )
+    if run.choice is not None:  # the pure-Triton wheel: a compiled one would not be built over
         run.reporter.step(
             f"no compiled wheel matches, and building is blocked by {blockers}: "
             "using the pure-Triton wheel (Triton kernels only)"
