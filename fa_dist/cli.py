@@ -331,7 +331,7 @@ def install(
         no_build=no_build,
         from_source=from_source,
         smoke=not no_smoke,
-        dry_run=dry_run or env_file is not None,
+        dry_run=dry_run,
         flash_attn_compat=flash_attn_compat,
     )
     env = load_environment(options.target)

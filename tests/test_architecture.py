@@ -110,3 +110,22 @@ def test_no_function_is_over_60_lines() -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == []
+
+
+WRITES = {"tempfile", "shutil", "mkstemp", "write_text", "write_bytes", "mkdir", "unlink", "rename"}
+
+
+def test_decide_writes_no_files() -> None:
+    """decide/ is pure: what it makes (e.g. the compat wheel's bytes), act/ writes."""
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {name}"
+        for module, path in MODULES.items()
+        if module.startswith("fa_dist.decide")
+        for node in ast.walk(ast.parse(path.read_text()))
+        for name in (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else
+            [node.attr] if isinstance(node, ast.Attribute) else []
+        )
+        if name in WRITES
+    ]
+    assert found == []

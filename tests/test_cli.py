@@ -115,3 +115,27 @@ def test_doctor_text_on_the_h100_snapshot_is_golden() -> None:
     done = fa_dist("doctor", "--env-file", str(H100_FILE), "-v")
     assert done.returncode == 0
     assert done.stdout == (GOLDEN / "doctor_h100_verbose.txt").read_text()
+
+
+def test_from_source_with_the_build_blocked_is_an_error_not_a_silent_wheel(tmp_path: Path) -> None:
+    """The H100 snapshot without nvcc, a compiled wheel that matches it at hand: --from-source names
+    what blocks the build (exit 3) instead of installing that wheel; without --from-source the
+    compiled wheel is chosen and no pure-Triton line is printed."""
+    data = json.loads(H100_FILE.read_text())
+    data["nvcc"] = None
+    data["nvcc_elsewhere"] = []
+    snapshot = tmp_path / "h100-no-nvcc.json"
+    snapshot.write_text(json.dumps(data))
+    wheels = tmp_path / "wh"
+    wheels.mkdir()
+    compiled = "fa_kernels-0.1.0+cu130torch2.11cxx11abitrue-cp312-cp312-linux_x86_64.whl"
+    (wheels / compiled).write_bytes(b"")
+    (wheels / "fa_kernels-0.1.0-py3-none-any.whl").write_bytes(b"")
+    args = ("install", "--env-file", str(snapshot), "--wheelhouse", str(wheels), "--offline", "--dry-run")
+    refused = fa_dist(*args, "--from-source")
+    assert refused.returncode == 3, refused.stderr
+    assert "--from-source, but building from source is blocked by nvcc" in refused.stderr
+    assert "using the pure-Triton wheel" not in refused.stderr and "plan:" not in refused.stderr
+    chosen = fa_dist(*args)
+    assert chosen.returncode == 0, chosen.stderr
+    assert f"plan: {compiled}" in chosen.stderr and "pure-Triton wheel (Triton" not in chosen.stderr

@@ -12,7 +12,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import parse_wheel_filename
 
-from fa_dist import output
+from fa_dist import containment, output
 from fa_dist.act import compat_install
 from fa_dist.act import record as install_record
 from fa_dist.decide import checks, compat
@@ -62,9 +62,11 @@ def test_a_bad_fa_kernels_version_is_a_clear_error() -> None:
 # -- the wheel ---------------------------------------------------------------------------------
 
 def test_wheel_is_byte_identical_complete_and_its_record_is_true(tmp_path: Path) -> None:
-    first = compat.build_wheel("0.1.0+cu130torch2.11cxx11abitrue", tmp_path / "a")
-    second = compat.build_wheel("0.1.0", tmp_path / "b")
+    first = compat_install.write_wheel("0.1.0+cu130torch2.11cxx11abitrue", tmp_path / "a")
+    second = compat_install.write_wheel("0.1.0", tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
+    assert first.stat().st_mode & 0o777 == 0o666 & ~containment.umask()  # not mkstemp's 0600
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary file left
     name, version, _, tags = parse_wheel_filename(first.name)
     assert (name, str(version), {str(t) for t in tags}) == ("flash-attn", "2.8.3+fakernels.0.1.0", {"py3-none-any"})
     archive = zipfile.ZipFile(first)
@@ -198,3 +200,66 @@ def test_the_dry_run_plans_the_compat_beside_fa_kernels_and_refuses_over_a_real_
     with pytest.raises(ConfigError, match=r"a real flash-attn is installed: flash-attn 2\.7\.4\.post1"):
         plan(mutate(H100(), packages=(UPSTREAM,)), tmp_path)
     assert not list(tmp_path.iterdir())  # refused before anything was built
+
+
+def test_the_compat_entry_is_written_with_fa_kernels_record_inside_the_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry ``then`` (the compat step) returns goes into the record act/install.py writes, under
+    the lock and before the rollback guard ends; nothing writes it afterwards."""
+    from fa_dist.act import install as act_install
+    from fa_dist.act import transaction
+    from fa_dist.decide.resolve import Candidate, Resolution
+
+    env = mutate(CPU(), python__prefix=str(tmp_path))
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr(transaction, "locate", lambda python, prefix: transaction.Target(
+        python=python, prefix=Path(prefix), sites=(site,)))
+    wheel = tmp_path / "fa_kernels-0.1.0-py3-none-any.whl"
+    monkeypatch.setattr(act_install, "fetch", lambda cand, **kw: wheel)
+    monkeypatch.setattr(act_install.wheelcheck, "check", lambda path, name: None)
+    monkeypatch.setattr(act_install, "_install_and_check", lambda *args: None)
+    cand = Candidate(filename=wheel.name, location=str(wheel), sha256="cd" * 32, archs=(), ptx=None,
+                     source="wheelhouse")
+    entry = {"wheel": "flash_attn-2.8.3+fakernels.0.1.0-py3-none-any.whl", "sha256": "ab" * 32}
+    locked = []
+
+    def then() -> dict[str, object]:
+        locked.append((tmp_path / transaction.LOCK_NAME).exists())
+        assert install_record.read_record(str(tmp_path)) is None  # not written before the compat ran
+        return entry
+
+    act_install.install(env, Resolution(choice=cand, trace=()), log=lambda line: None, then=then)
+    record = install_record.read_record(str(tmp_path))
+    assert locked == [True] and record is not None
+    assert record["sha256"] == "cd" * 32 and record[install_record.COMPAT_KEY] == entry
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fa-dist-install.json")] == []
+
+
+def test_uninstall_holds_the_install_lock_while_it_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    from fa_dist import subproc
+    from fa_dist.act import transaction
+
+    installed = {"fa-kernels": {"version": "0.1.0", "location": None}}
+    monkeypatch.setattr(compat_install, "_installed", lambda python: (str(tmp_path), installed))
+    monkeypatch.setattr(transaction, "locate", lambda python, prefix: transaction.Target(
+        python=python, prefix=Path(prefix), sites=()))
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def locked(target: transaction.Target, log: object) -> Iterator[None]:
+        events.append(f"lock {target.prefix}")
+        yield
+        events.append("unlock")
+
+    def pip(argv: list[str], timeout: float) -> subproc.Completed:
+        events.append(" ".join(argv[1:]))
+        return subproc.Completed(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(transaction, "locked", locked)
+    monkeypatch.setattr(compat_install.subproc, "run", pip)
+    assert compat_install.uninstall("py", compat_only=False, log=lambda line: None) == ["fa-kernels"]
+    assert events == [f"lock {tmp_path}", "-m pip uninstall -y fa-kernels", "unlock"]

@@ -164,3 +164,35 @@ def test_refused_over_a_real_flash_attn_and_rolled_back_with_fa_kernels_when_its
     assert ("removed the new flash-attn (none was installed before); removed the new fa-kernels (none "
             "was installed before)") in failed.stderr
     assert site_listing(target) == before and install_record.read_record(str(target.parent.parent)) is None
+
+
+def installed_files(python: Path) -> dict[str, bytes]:
+    """Every file of fa-kernels and the compat in the target's site-packages (no bytecode)."""
+    (site_dir,) = (python.parent.parent / "lib").glob("python3*/site-packages")
+    return {str(p.relative_to(site_dir)): p.read_bytes()
+            for top in site_dir.iterdir() if top.name.startswith(("fa_kernels", "flash_attn"))
+            for p in ([top] if top.is_file() else sorted(top.rglob("*")))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_a_failed_compat_smoke_restores_the_previous_fa_kernels_and_compat_and_record(
+        tmp_path: Path, wheels: Path) -> None:
+    target, cache = make_target(tmp_path), tmp_path / "cache"
+    args = ("install", "--python", str(target), "--no-build", "--wheelhouse", str(wheels), "--flash-attn-compat")
+    first = fa_dist(*args, cache=cache)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # mark the previous install's files, so that a reinstall of the same versions cannot pass for a restore
+    (site_dir,) = (target.parent.parent / "lib").glob("python3*/site-packages")
+    for module in ("fa_kernels/__init__.py", "flash_attn/__init__.py"):
+        with (site_dir / module).open("a") as f:
+            f.write("# the previous install\n")
+    before = installed_files(target)
+    record = target.parent.parent / install_record.RECORD_NAME
+    record_before = record.read_bytes()
+    assert any(n.startswith("flash_attn-") for n in before) and any(n.startswith("fa_kernels-") for n in before)
+
+    failed = fa_dist(*args, cache=cache, FA_KERNELS_BACKEND="planted-failure")
+    assert failed.returncode == 8, failed.stderr[-3000:]
+    assert "the flash-attn compat's smoke test failed" in failed.stderr
+    assert "restored flash-attn 2.8.3+fakernels.0.1.0; restored fa-kernels 0.1.0" in failed.stderr
+    assert installed_files(target) == before and record.read_bytes() == record_before

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fa_dist.decide import compat
+from fa_dist.act import compat_install
 from fa_dist.model import compat as compat_id
 
 torch = pytest.importorskip("torch")
@@ -37,7 +37,7 @@ def forget_flash_attn() -> None:
 @pytest.fixture
 def flash_attn(tmp_path: Path) -> Iterator[Any]:
     """The compat's flash_attn (and its dist-info), importable for one test, fresh each time."""
-    wheel = compat.build_wheel(fa_kernels.__version__, tmp_path / "wheel")
+    wheel = compat_install.write_wheel(fa_kernels.__version__, tmp_path / "wheel")
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     sys.path.insert(0, str(tmp_path / "site"))
     forget_flash_attn()

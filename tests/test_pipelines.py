@@ -53,3 +53,22 @@ def test_uninstall_is_a_pipeline_behind_the_library_api(tmp_path: Path) -> None:
     missing = UninstallOptions(target=Target(python=str(tmp_path / "python")), compat_only=True)
     with pytest.raises(ConfigError, match="no such executable"):
         fa_dist.uninstall(missing)
+
+
+def test_the_library_api_never_acts_on_a_snapshot(tmp_path: Path) -> None:
+    """A snapshot's interpreter and toolchain are another machine's: install is a dry run, a build is
+    refused (the CLI always did so; the library API now does too)."""
+    import fa_dist
+    from fa_dist.errors import ConfigError
+    from fa_dist.options import Target
+
+    snapshot = Target(env_file=Path(__file__).parent / "fixtures" / "envs" / "h100-torch2.11-cu130.json")
+    outcome = fa_dist.install(InstallOptions(target=snapshot, wheelhouses=(tmp_path,), offline=True))
+    assert outcome.would is not None and outcome.wheel is None and outcome.record is None
+    plan = build_pipeline.plan(H100(), BuildOptions(target=snapshot, wheelhouse=tmp_path))
+    with pytest.raises(ConfigError, match="made from a snapshot") as refused:
+        build_pipeline.run(plan)
+    assert "--plan" in (refused.value.fix or "")
+    with pytest.raises(ConfigError, match="made from a snapshot"):
+        fa_dist.build(BuildOptions(target=snapshot, wheelhouse=tmp_path))
+    assert not list(tmp_path.iterdir())  # nothing built, nothing written

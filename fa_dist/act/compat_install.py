@@ -1,4 +1,4 @@
-"""Acting on the flash-attn compat: build its wheel, install it beside fa-kernels, smoke-test it
+"""Acting on the flash-attn compat: write its wheel, install it beside fa-kernels, smoke-test it
 through flash_attn's names, record it, roll it back, and remove it again.
 
 `fa-dist install --flash-attn-compat` runs `CompatStep` inside the fa-kernels install's transaction
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from fa_dist import subproc
-from fa_dist.act import transaction, wheelhouse
+from fa_dist.act import smoke, transaction, wheelhouse
 from fa_dist.act.pip import pip_install
-from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record
-from fa_dist.decide.compat import build_wheel
+from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record, write_atomic
+from fa_dist.containment import publish_mode
+from fa_dist.decide.compat import wheel_bytes
 from fa_dist.errors import ConfigError, InstallFailed, ProbeFailed
 from fa_dist.model import compat
 from fa_dist.model.environment import Environment
@@ -44,16 +46,25 @@ class CompatStep:
     install -> smoke, restoring the previous compat when install or smoke fails."""
 
     def __init__(
-        self, env: Environment, fa_kernels_version: str, *, smoke: bool, log: Callable[[str], None]
+        self,
+        env: Environment,
+        fa_kernels_version: str,
+        *,
+        smoke: bool,
+        log: Callable[[str], None],
+        smoke_timeout: float | None = None,  # None: FA_DIST_SMOKE_TIMEOUT, else smoke's default
     ) -> None:
         assert env.python is not None
         self.env, self.python, self.prefix = env, env.python.executable, env.python.prefix
         self.fa_kernels_version, self.smoke, self.log = fa_kernels_version, smoke, log
+        self.smoke_timeout = smoke_timeout
         self.outcome: CompatOutcome | None = None
+        self.entry: dict[str, Any] | None = None  # its record entry, once installed
 
-    def run(self) -> None:
+    def run(self) -> dict[str, Any]:
+        """Install the compat; its record entry, which the caller writes in the same transaction."""
         started = time.perf_counter()
-        wheel = build_wheel(self.fa_kernels_version, cache_dir() / "flash-attn-compat")
+        wheel = write_wheel(self.fa_kernels_version, cache_dir() / "flash-attn-compat")
         digest = wheelhouse.sha256_of(wheel)
         seconds = {"build": time.perf_counter() - started}
         self.log(f"flash-attn compat: built {wheel.name} (sha256 {digest[:12]}...)")
@@ -69,6 +80,8 @@ class CompatStep:
             smoke=result,
             seconds=seconds,
         )
+        self.entry = record_entry(self.outcome)
+        return self.entry
 
     def _install_and_check(self, wheel: Path, seconds: dict[str, float]) -> dict[str, Any] | None:
         """pip install, then the smoke test through flash_attn's names; raises on any failure (the
@@ -81,12 +94,17 @@ class CompatStep:
         if not self.smoke:
             return None
         t = time.perf_counter()
-        result = run_smoke(self.python)
+        result = run_smoke(self.python, timeout=self.smoke_timeout)
         seconds["smoke"] = time.perf_counter() - t
         if not result["passed"]:
             raise InstallFailed(
                 f"the flash-attn compat's smoke test failed ({describe_failures(result)})",
-                fix=f"run it by hand to see everything: {self.python} -m {compat.SMOKE_MODULE}",
+                fix=f"run it by hand to see everything: {self.python} -m {compat.SMOKE_MODULE}"
+                + (
+                    "; or allow more time: --smoke-timeout SECONDS"
+                    if result.get("timed_out")
+                    else ""
+                ),
             )
         self.log(f"flash-attn compat: smoke passed on {result['device']}")
         if result.get("stand_ins"):
@@ -95,30 +113,91 @@ class CompatStep:
         return result
 
 
-def run_smoke(python: str, *, timeout: float = 600) -> dict[str, Any]:
+CASE_FIELDS: dict[str, type] = {"name": str, "passed": bool, "detail": str}
+
+
+def run_smoke(python: str, *, timeout: float | None = None) -> dict[str, Any]:
     """The compat's smoke test in the target interpreter, isolated (-I) and from an empty folder so
-    that only the installed files import; a crash or output that is no result becomes a failure."""
+    that only the installed files import; a crash, a non-zero exit or output that is no well-typed
+    result becomes a failure. ``timeout``: as for fa-kernels' smoke test (smoke.timeout_from)."""
+    limit = smoke.timeout_from(timeout)
     with tempfile.TemporaryDirectory(prefix="fa-dist-compat-smoke-") as neutral:
-        done = subproc.run([python, "-I", "-m", compat.SMOKE_MODULE], timeout=timeout, cwd=neutral)
-    for line in reversed(done.stdout.splitlines()):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("passed"), bool) and data.get("cases"):
-            return data
-        break
+        done = subproc.run([python, "-I", "-m", compat.SMOKE_MODULE], timeout=limit, cwd=neutral)
+    data = _parse_result(done.stdout)
+    if data is not None:
+        passed = data["passed"] and all(c["passed"] for c in data["cases"])
+        return {**data, "passed": passed and done.returncode == 0}
     why = done.error or "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
     return {
         "passed": False,
         "device": "?",
         "cases": [{"name": "run", "passed": False, "detail": f"gave no result: {why}"}],
+        "timed_out": (done.error or "").startswith("timed out"),
     }
+
+
+def _parse_result(stdout: str) -> dict[str, Any] | None:
+    """The last stdout line that is a JSON object, when it is a complete result: bool passed, str
+    device, and a non-empty list of cases each with str name, bool passed and str detail."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        return data if _valid(data) else None
+    return None
+
+
+def _valid(data: object) -> bool:
+    if not isinstance(data, dict):
+        return False
+    cases = data.get("cases")
+    return (
+        isinstance(data.get("passed"), bool)
+        and isinstance(data.get("device"), str)
+        and isinstance(cases, list)
+        and bool(cases)
+        and all(isinstance(c, dict) and _typed(c) for c in cases)
+        and _strings(data.get("stand_ins", []))
+    )
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _typed(case: dict[str, Any]) -> bool:
+    return all(isinstance(case.get(key), want) for key, want in CASE_FIELDS.items())
 
 
 def describe_failures(result: dict[str, Any]) -> str:
     failed = [c for c in result.get("cases", []) if not c["passed"]]
-    return "; ".join(f"{c['name']}: {c['detail']}" for c in failed) or "no case passed"
+    return (
+        "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
+        or "every case passed, but it exited with an error"
+    )
+
+
+# -- the wheel --------------------------------------------------------------------------------
+
+
+def write_wheel(fa_kernels_version: str, folder: Path) -> Path:
+    """The compat wheel for this fa-kernels (decide/compat.py makes its bytes) in ``folder``,
+    replacing any file of that name atomically, with the mode a plain open() gives (umask), not
+    mkstemp's 0600, like every file fa-dist publishes."""
+    name, data = wheel_bytes(fa_kernels_version)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        publish_mode(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 # -- the record --------------------------------------------------------------------------------
@@ -144,7 +223,8 @@ def summary(entry: dict[str, Any]) -> str:
 
 
 def write_record(prefix: str, entry: dict[str, Any] | None) -> Path:
-    """Set (or, with None, drop) the compat's entry in the install record, keeping the rest."""
+    """Set (or, with None, drop) the compat's entry in the install record, keeping the rest
+    (atomically). An install writes the entry with fa-kernels' record (record.write_record)."""
     path = Path(prefix) / RECORD_NAME
     record = read_record(prefix)
     if record is None and entry is None:
@@ -154,8 +234,7 @@ def write_record(prefix: str, entry: dict[str, Any] | None) -> Path:
         record.pop(COMPAT_KEY, None)
     else:
         record[COMPAT_KEY] = entry
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
+    return write_atomic(path, record)
 
 
 # -- removal -----------------------------------------------------------------------------------
@@ -174,8 +253,23 @@ def uninstall(python: str, *, compat_only: bool, log: Callable[[str], None]) -> 
             fix=f"remove it with pip if you mean to: {python} -m pip uninstall -y flash-attn",
         )
     targets = ([] if upstream else [compat.DIST]) + ([] if compat_only else ["fa-kernels"])
+    # the install lock, so that an install into the same environment never runs half-way through this
+    with transaction.locked(transaction.locate(python, prefix), log):
+        return _remove(
+            python, prefix, [d for d in targets if d in installed], installed, compat_only, log
+        )
+
+
+def _remove(
+    python: str,
+    prefix: str,
+    dists: list[str],
+    installed: dict[str, dict[str, Any]],
+    compat_only: bool,
+    log: Callable[[str], None],
+) -> list[str]:
     removed = []
-    for dist in (d for d in targets if d in installed):
+    for dist in dists:
         done = subproc.run([python, "-m", "pip", "uninstall", "-y", dist], timeout=300)
         if not done.ok:
             raise InstallFailed(f"pip could not remove {dist}: {done.describe_failure()}")

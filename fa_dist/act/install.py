@@ -176,11 +176,11 @@ def install(
     progress: Callable[[int, int], None] | None = None,
     options: Options | None = None,
     run_smoke: bool | None = None,
-    then: Callable[[], None] | None = None,
+    then: Callable[[], dict[str, Any] | None] | None = None,
 ) -> Outcome:
     """Fetch, check, then one transaction under the target's lock: back up, pip install, smoke test,
-    ``then`` (e.g. the flash-attn compat's install), record; any way out before the record is written
-    restores the backup (transaction.py)."""
+    ``then`` (e.g. the flash-attn compat's install, which returns its record entry), record (with
+    that entry); any way out before the record is written restores the backup (transaction.py)."""
     assert env.python is not None and resolution.choice is not None
     opts = options or Options()
     if run_smoke is not None:
@@ -207,9 +207,9 @@ def install(
         saved = transaction.backup(target, Path(folder))
         with transaction.rollback_on_failure(target, saved, log):
             result = _install_and_check(target, wheel, opts, log, timings)
-            if then is not None:
-                then()
-            record = write_record(env, cand, digest, result.data if result else None, verified)
+            entry = then() if then is not None else None
+            smoke_data = result.data if result else None
+            record = write_record(env, cand, digest, smoke_data, verified, compat_entry=entry)
     return Outcome(
         wheel=wheel.name,
         source=cand.source,

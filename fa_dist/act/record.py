@@ -19,13 +19,31 @@ RECORD_NAME = "fa-dist-install.json"
 COMPAT_KEY = "flash_attn_compat"  # the flash-attn compat's entry in the record (compat_install.py)
 
 
+def write_atomic(path: Path, record: dict[str, Any]) -> Path:
+    """Replace the record in one rename (a reader sees the old or the new one, never half of one),
+    with the mode a plain open() gives (umask)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{RECORD_NAME}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record, indent=1) + "\n")
+        publish_mode(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def write_record(
     env: Environment,
     cand: Candidate,
     digest: str,
     smoke_data: dict[str, Any] | None,
     verified: bool = True,
+    *,
+    compat_entry: dict[str, Any] | None = None,
 ) -> Path:
+    """The record of this install; ``compat_entry``: the flash-attn compat installed in the same
+    transaction (else a compat installed before keeps its entry)."""
     assert env.python is not None
     path = Path(env.python.prefix) / RECORD_NAME
     previous = read_record(env.python.prefix) or {}
@@ -40,17 +58,11 @@ def write_record(
         if smoke_data
         else None,
     }
-    if COMPAT_KEY in previous:  # the flash-attn compat stays installed over a new fa-kernels
+    if compat_entry is not None:
+        record[COMPAT_KEY] = compat_entry
+    elif COMPAT_KEY in previous:  # the flash-attn compat stays installed over a new fa-kernels
         record[COMPAT_KEY] = previous[COMPAT_KEY]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{RECORD_NAME}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=1) + "\n")
-        publish_mode(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_atomic(path, record)
 
 
 def read_record(prefix: str) -> dict[str, Any] | None:

@@ -4,8 +4,8 @@ package maps flash_attn's public modules onto fa-kernels, so code and tools writ
 fa-kernels without a multi-hour flash-attn build.
 
 Its naming is in model/compat.py; this module holds the decision (may the compat be installed?)
-and builds the wheel from the templates shipped in ``fa_dist/compat_templates``;
-compat_install.py installs, smoke-tests, records and removes it.
+and makes the wheel's bytes from the templates shipped in ``fa_dist/compat_templates``, writing
+nothing; act/compat_install.py writes, installs, smoke-tests, records and removes it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ import base64
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging.version import Version
@@ -125,9 +122,9 @@ def dist_info_files(version: str, fa_kernels_version: str) -> dict[str, bytes]:
     }
 
 
-def build_wheel(fa_kernels_version: str, folder: Path) -> Path:
-    """The compat wheel for this fa-kernels, written into ``folder`` (byte-identical for the same
-    fa-dist and fa-kernels versions), replacing any file of that name atomically."""
+def wheel_bytes(fa_kernels_version: str) -> tuple[str, bytes]:
+    """The compat wheel for this fa-kernels: its file name and contents, byte-identical for the same
+    fa-dist and fa-kernels versions (act/compat_wheel.py writes it)."""
     version = version_for(fa_kernels_version)
     dist_info = f"flash_attn-{version}.dist-info"
     files = package_files(fa_kernels_version)
@@ -136,17 +133,7 @@ def build_wheel(fa_kernels_version: str, folder: Path) -> Path:
     )
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
     files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / wheel_name(version)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(_zip(files))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return wheel_name(version), _zip(files)
 
 
 def _record_hash(data: bytes) -> str:

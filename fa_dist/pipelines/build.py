@@ -31,6 +31,7 @@ class Plan:
     kernels: Path  # the sources to build
     wheelhouse: Path
     clean: bool
+    from_snapshot: bool = False  # made from a saved snapshot: a plan to show, never to build
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +90,7 @@ def plan(env: Environment, options: BuildOptions) -> Plan:
         kernels=kernels,
         wheelhouse=options.wheelhouse or default_wheelhouse(),
         clean=options.clean,
+        from_snapshot=options.target.env_file is not None,
     )
 
 
@@ -169,6 +171,13 @@ STEPS = (reuse, compile_wheel, into_wheelhouse)
 
 def run(plan: Plan, reporter: Reporter | None = None) -> Outcome:
     """Take the steps in order until one of them has the wheel (reuse can end the run early)."""
+    if plan.from_snapshot:  # its facts (compiler, torch, GPU) are another machine's
+        raise ConfigError(
+            "a build plan made from a snapshot (env_file) cannot be built: the compiler, torch and "
+            "GPU it names are the snapshot machine's, not this one's",
+            fix="show the plan only (fa-dist build --env-file F --plan), or build on the machine "
+            "itself without --env-file",
+        )
     state = _Run(plan=plan, reporter=reporter or Silent())
     for step in STEPS:
         if state.outcome is not None:

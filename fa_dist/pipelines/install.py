@@ -56,7 +56,10 @@ class Outcome:
 
 def plan(env: Environment, options: InstallOptions) -> Plan:
     """Pure: refuse without a working torch (kernels run through it), decide where wheels are looked
-    for and whether this machine could build from source."""
+    for and whether this machine could build from source. A snapshot's interpreter is another
+    machine's: from a snapshot the run is a dry run."""
+    if options.target.env_file is not None:
+        options = dataclasses.replace(options, dry_run=True)
     torch_error = next(
         (f for f in checks.check_torch(env) if f.severity is checks.Severity.ERROR), None
     )
@@ -122,15 +125,23 @@ def _compiled(cand: Candidate) -> bool:
 
 
 def recipe_to_build(run: _Run) -> str | None:
-    """The recipe to build when no compiled wheel matches: one for this GPU when the toolchain
-    allows, else the pure-Triton one; None when nothing should be built (forbidden, or the matching
-    pure-Triton wheel is already at hand)."""
+    """The recipe to build when no compiled wheel matches (or --from-source): one for this GPU when
+    the toolchain allows, else the pure-Triton one; None when nothing should be built (forbidden, or
+    the matching pure-Triton wheel is already at hand). --from-source with the build blocked is
+    EnvironmentBroken, naming the blockers."""
     if run.plan.options.no_build:
         return None
     if run.plan.source_build.allowed:
         return "auto"
     blockers = ", ".join(run.plan.source_build.ids)
-    if run.choice is not None:
+    if run.plan.options.from_source:  # asked for a build: never fall back to a wheel silently
+        found = run.plan.source_build.blockers
+        raise EnvironmentBroken(
+            f"--from-source, but building from source is blocked by {blockers}:\n  "
+            + "\n  ".join(f"{f.id}: {f.title} ({f.evidence})" for f in found),
+            fix=" ; ".join(f.fix for f in found if f.fix) or "see fa-dist doctor",
+        )
+    if run.choice is not None:  # the pure-Triton wheel: a compiled one would not be built over
         run.reporter.step(
             f"no compiled wheel matches, and building is blocked by {blockers}: "
             "using the pure-Triton wheel (Triton kernels only)"
@@ -213,7 +224,11 @@ def install(run: _Run) -> None:
     if options.flash_attn_compat:
         version = str(parse_wheel_filename(run.choice.filename)[1])
         run.compat_step = compat_install.CompatStep(
-            env, version, smoke=options.smoke, log=run.reporter.step
+            env,
+            version,
+            smoke=options.smoke,
+            log=run.reporter.step,
+            smoke_timeout=options.smoke_timeout,
         )
     with _progress(run) as progress:
         run.installed = act_install.install(
@@ -235,13 +250,11 @@ def install(run: _Run) -> None:
 
 
 def record(run: _Run) -> None:
-    """The compat's entry joins the record act/install.py wrote; the outcome is what the run did."""
+    """act/install.py wrote the record (the compat's entry included) inside the transaction; the
+    outcome is what the run did."""
     installed = run.installed
-    assert installed is not None and run.choice is not None and run.plan.env.python is not None
-    entry = None
-    if run.compat_step is not None and run.compat_step.outcome is not None:
-        entry = compat_install.record_entry(run.compat_step.outcome)
-        compat_install.write_record(run.plan.env.python.prefix, entry)
+    assert installed is not None and run.choice is not None
+    entry = run.compat_step.entry if run.compat_step is not None else None
     run.reporter.step(f"record: {installed.record}")
     run.outcome = Outcome(
         wheel=installed.wheel,
