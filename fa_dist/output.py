@@ -84,6 +84,9 @@ def facts(env: Environment) -> list[tuple[str, str]]:
         rows.append(
             (pkg.name, f"{pkg.version} (import: {pkg.import_status.value}){_provides(pkg)}")
         )
+    for pkg in env.neighbours:
+        pin = f", requires {pkg.requires_torch}" if pkg.requires_torch else ""
+        rows.append((pkg.name, f"{pkg.version} (import: {pkg.import_status.value}{pin})"))
     driver = env.driver
     rows.append(
         (

@@ -68,7 +68,8 @@ class TorchInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class PackageInfo:
-    """An installed distribution that carries compiled kernels (flash-attn, fa-kernels)."""
+    """An installed distribution that carries compiled kernels (flash-attn, fa-kernels) or, among
+    ``Environment.neighbours``, another attention package (xformers, FA3/FA4, transformers)."""
 
     name: str
     version: str
@@ -76,6 +77,16 @@ class PackageInfo:
     import_status: ImportStatus
     import_error: str | None = None
     build_info: dict[str, str] = field(default_factory=dict)
+    requires_torch: str | None = None  # its Requires-Dist on torch, "torch==2.10.0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provider:
+    """An installed distribution that ships a top-level ``flash_attn`` package."""
+
+    name: str
+    version: str
+    location: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +169,11 @@ class Environment:
     ninja: Tool | None = None
     cxx_compilers: tuple[CxxCompiler, ...] = ()  # the one the build would use first
     extensions: tuple[ExtensionLink, ...] = ()
+    neighbours: tuple[PackageInfo, ...] = ()  # issue #18: attention packages beside ours
+    flash_attn_providers: tuple[Provider, ...] = ()
+    flash_attn_origin: str | None = (
+        None  # where `import flash_attn` resolves, found without importing
+    )
     resources: Resources
     env_vars: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)
@@ -193,6 +209,9 @@ class Environment:
 
     def package(self, name: str) -> PackageInfo | None:
         return next((p for p in self.packages if p.name == name), None)
+
+    def neighbour(self, name: str) -> PackageInfo | None:
+        return next((p for p in self.neighbours if p.name == name), None)
 
     @property
     def visible_gpus(self) -> tuple[Gpu, ...]:

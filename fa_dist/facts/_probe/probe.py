@@ -39,7 +39,56 @@ def _dist(name):
         location = str(dist.locate_file(""))
     except Exception:
         location = None
-    return {"name": name, "version": dist.version, "location": location}
+    return {
+        "name": name,
+        "version": dist.version,
+        "location": location,
+        "requires_torch": _torch_pin(dist),
+    }
+
+
+def _torch_pin(dist):
+    """The ``torch`` requirement of a distribution (``torch==2.10.0``), extras left out, or None."""
+    for req in dist.requires or []:
+        head = req.split(";")[0].strip()
+        name = head.split("[")[0]
+        for op in "=<>!~ (":
+            name = name.split(op)[0]
+        if name.strip().lower() == "torch" and "extra ==" not in req:
+            return head.replace(" ", "")
+    return None
+
+
+# Packages beside ours that use or provide attention kernels (issue #18): read from metadata only
+NEIGHBOURS = ("xformers", "flash-attn-4", "flash-attn-3", "vllm-flash-attn", "transformers")
+
+
+def _flash_attn_providers():
+    """Every installed distribution that ships a top-level ``flash_attn``, and where ``import
+    flash_attn`` would resolve: found without importing it."""
+    import importlib.util
+
+    found = []
+    for dist in metadata.distributions() if metadata else ():
+        name = dist.metadata["Name"] or ""
+        top = (dist.read_text("top_level.txt") or "").split()
+        # reading every RECORD is slow in a big environment: only flash/attn-named ones lack top_level
+        if not top and ("flash" in name.lower() or "attn" in name.lower()):
+            top = sorted({str(f).split("/")[0] for f in dist.files or ()})
+        if "flash_attn" in top:
+            try:
+                location = str(dist.locate_file(""))
+            except Exception:
+                location = None
+            found.append({"name": name, "version": dist.version, "location": location})
+    try:
+        spec = importlib.util.find_spec("flash_attn")
+    except (ImportError, ValueError):
+        spec = None
+    origin = (
+        (spec.origin or next(iter(spec.submodule_search_locations or []), None)) if spec else None
+    )
+    return {"providers": found, "origin": origin}
 
 
 def _glibc():
@@ -81,6 +130,8 @@ def section_python(_args):
         "torch_dist": torch,
         "triton_version": triton["version"] if triton else None,
         "dists": [d for d in (_dist(n) for n in ("flash-attn", "fa-kernels")) if d],
+        "neighbours": [d for d in (_dist(n) for n in NEIGHBOURS) if d],
+        "flash_attn": _flash_attn_providers(),
     }
 
 
@@ -204,6 +255,8 @@ def _read_build_info(dist_name, relpath):
             data = json.load(f)
     except (OSError, ValueError):
         return {}
+    if isinstance(data, dict) and isinstance(data.get("version"), dict):
+        data = data["version"]  # xformers' cpp_lib.json: {"version": {"torch": ..., "cuda": ...}}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
