@@ -28,6 +28,7 @@ from fa_dist.model.environment import (
     Provider,
     PythonInfo,
     Resources,
+    Sdpa,
     TorchInfo,
 )
 from fa_dist.model.versions import Arch, CudaVersion
@@ -52,6 +53,7 @@ NEIGHBOUR_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flash-attn-3": ("-", ("flash_attn_3._C?", "flash_attn_interface?")),
     "vllm-flash-attn": ("-", ("vllm_flash_attn",)),
     "transformers": ("-", ()),
+    "kernels": ("-", ()),
 }
 
 
@@ -214,6 +216,7 @@ def _torch(raw: Mapping[str, Any], unknown: dict[str, str]) -> TorchInfo:
         arch_list=tuple(raw.get("arch_list", [])),
         cudnn=raw.get("cudnn"),
         triton_requirement=raw.get("triton_requirement"),
+        sdpa=Sdpa(**raw["sdpa"]) if isinstance(raw.get("sdpa"), dict) else None,
     )
 
 
@@ -242,4 +245,5 @@ def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
         import_error=raw.get("error"),
         build_info=dict(raw.get("build_info", {})),
         requires_torch=dist.get("requires_torch"),
+        attention_op=raw.get("attention_op"),
     )

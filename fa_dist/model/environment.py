@@ -50,6 +50,19 @@ class Gpu:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Sdpa:
+    """torch's scaled_dot_product_attention in the target, as its own checks answer (issue #18).
+
+    Keys: ``enabled`` by backend (flash, mem_efficient, cudnn, math: torch.backends.cuda switches);
+    ``usable`` "flash/fp16/128" -> torch's can_use_*_attention on a GPU tensor (empty without a GPU);
+    ``chosen`` "fp16/128" -> the SDPBackend torch's dispatcher picks for causal self-attention."""
+
+    enabled: dict[str, bool | None] = field(default_factory=dict)
+    usable: dict[str, bool | None] = field(default_factory=dict)
+    chosen: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TorchInfo:
     status: ImportStatus
     error: str | None = None
@@ -64,6 +77,7 @@ class TorchInfo:
     arch_list: tuple[str, ...] = ()
     cudnn: str | None = None
     triton_requirement: str | None = None
+    sdpa: Sdpa | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +92,7 @@ class PackageInfo:
     import_error: str | None = None
     build_info: dict[str, str] = field(default_factory=dict)
     requires_torch: str | None = None  # its Requires-Dist on torch, "torch==2.10.0"
+    attention_op: str | None = None  # xformers: the fmha op its dispatcher picks here (GPU only)
 
 
 @dataclass(frozen=True, kw_only=True)
