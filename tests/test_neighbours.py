@@ -88,3 +88,20 @@ def test_xformers_035_reports_a_match(xformers_wheels: Path, tmp_path: Path) -> 
     assert finding["severity"] == "ok"
     assert finding["title"] == f"xformers 0.0.35 serves torch {torch.__version__}"
     assert "torch>=2.10" in finding["evidence"]
+
+
+def test_flash_attn_4_is_seen_from_metadata_and_its_import_failure_reported(tmp_path: Path) -> None:
+    """The real flash-attn-4 wheel (pure Python, CuTe DSL) --no-deps: its nvidia-cutlass-dsl is absent,
+    so flash_attn.cute cannot import; doctor says so without dying, and it alone is no second flash_attn."""
+    done = _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "flash-attn-4==4.0.0b36",
+                 "-d", str(tmp_path / "wh")])
+    if done.returncode:
+        pytest.skip(f"flash-attn-4 not downloadable here: {done.stderr[-300:]}")
+    python = _venv_with(tmp_path, next((tmp_path / "wh").glob("flash_attn_4-*.whl")))
+    report = _doctor(python)
+    (fa4,) = [p for p in report["environment"]["neighbours"] if p["name"] == "flash-attn-4"]
+    assert fa4["version"] == "4.0.0b36" and fa4["import_status"] == "broken"
+    assert "flash_attn.cute" in fa4["import_error"]
+    assert [p["name"] for p in report["environment"]["flash_attn_providers"]] == ["flash-attn-4"]
+    assert not [f for f in report["findings"] if f["id"] == "flash-attn-providers"]
+    assert _finding(report, "neighbour-flash-attn-4-import")["severity"] == "info"

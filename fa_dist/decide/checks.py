@@ -814,7 +814,11 @@ def check_flash_attn_compat(env: Environment) -> Iterator[Finding]:
 
 def check_flash_attn_providers(env: Environment) -> Iterator[Finding]:
     """Two distributions that both ship ``flash_attn`` (flash-attn-4 only adds flash_attn.cute)."""
-    owners = [p for p in env.flash_attn_providers if p.name.lower() != "flash-attn-4"]
+    owners = [
+        p
+        for p in env.flash_attn_providers
+        if re.sub(r"[-_.]+", "-", p.name.lower()) != "flash-attn-4"
+    ]
     if len(owners) < 2:
         return
     listed = "; ".join(f"{p.name} {p.version} at {p.location or '?'}" for p in owners)
