@@ -107,15 +107,28 @@ detect_cmd.name = "detect"
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/doctor.md).")
 @click.option("--strict", is_flag=True, help="Fail (exit 3) on warnings too, not only on errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
+@click.option(
+    "--attention",
+    is_flag=True,
+    help="Also say which attention each consumer (transformers, torch SDPA, xformers, fa_kernels) "
+    "will really run here, and why.",
+)
 def doctor(
-    python: str | None, env_file: Path | None, as_json: bool, strict: bool, verbose: bool
+    python: str | None,
+    env_file: Path | None,
+    as_json: bool,
+    strict: bool,
+    verbose: bool,
+    attention: bool,
 ) -> int:
     """Diagnose the environment: what works, what is broken, and the exact fix for each.
 
     Exit codes: 0 nothing is an error (with --strict: nor a warning), 3 something is,
     2 bad input, 4 the target interpreter could not be probed.
     """
-    options = DoctorOptions(target=Target(python=python, env_file=env_file), strict=strict)
+    options = DoctorOptions(
+        target=Target(python=python, env_file=env_file), strict=strict, attention=attention
+    )
     report = doctor_pipeline.run(load_environment(options.target), options)
     if as_json:
         output.write_json(output.doctor_report_json(report))

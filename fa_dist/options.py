@@ -20,6 +20,7 @@ class Target:
 class DoctorOptions:
     target: Target = Target()
     strict: bool = False  # warnings fail too (exit 3), not only errors
+    attention: bool = False  # also say which attention each consumer runs (issue #18)
 
 
 @dataclass(frozen=True, kw_only=True)

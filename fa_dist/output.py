@@ -28,6 +28,7 @@ from fa_dist.act.compat_install import summary as compat_summary
 from fa_dist.act.record import COMPAT_KEY
 from fa_dist.act.smoke import SmokeResult
 from fa_dist.decide import stable_abi
+from fa_dist.decide.attention import Choice
 from fa_dist.decide.checks import Finding, Severity, Verdict
 from fa_dist.decide.matrix import Expansion
 from fa_dist.model import codec, compat
@@ -84,6 +85,9 @@ def facts(env: Environment) -> list[tuple[str, str]]:
         rows.append(
             (pkg.name, f"{pkg.version} (import: {pkg.import_status.value}){_provides(pkg)}")
         )
+    for pkg in env.neighbours:
+        pin = f", requires {pkg.requires_torch}" if pkg.requires_torch else ""
+        rows.append((pkg.name, f"{pkg.version} (import: {pkg.import_status.value}{pin})"))
     driver = env.driver
     rows.append(
         (
@@ -348,15 +352,33 @@ def print_doctor_report(console: Console, report: Report, *, verbose: bool) -> N
         )
     if record and record.get(COMPAT_KEY):
         console.print(f"flash-attn compat: {compat_summary(record[COMPAT_KEY])}", highlight=False)
+    if report.attention is not None:
+        console.print(attention_table(report.attention))
+
+
+def attention_table(found: tuple[Choice, ...]) -> Table:
+    """`doctor --attention`: what each consumer runs here; "-" where it runs nothing (the why says)."""
+    table = Table(
+        title="Attention: what each consumer runs here", title_justify="left", expand=True
+    )
+    table.add_column("consumer", no_wrap=True)
+    table.add_column("runs")
+    table.add_column("why")
+    for choice in found:
+        runs = Text(choice.runs) if choice.runs else Text("-", style="red")
+        table.add_row(choice.consumer, runs, choice.why)
+    return table
 
 
 def doctor_report_json(report: Report) -> dict[str, Any]:
     data = doctor_json(report.env, list(report.findings), report.verdict)
+    extra = {} if report.attention is None else {"attention": codec.encode(list(report.attention))}
     return {
         **data,
         "install_record": report.install_record,
         "kernel_source": report.kernel_source,
         "wheelhouse": report.wheelhouse,
+        **extra,
     }
 
 

@@ -7,56 +7,21 @@ A finding may block a route: installing a prebuilt compiled wheel, or building f
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 
-from fa_dist.decide import jobs, knowledge
+from fa_dist.decide import jobs, knowledge, neighbours
+from fa_dist.decide.finding import BOTH as BOTH
+from fa_dist.decide.finding import SOURCE_ONLY as SOURCE_ONLY
+from fa_dist.decide.finding import Finding as Finding
+from fa_dist.decide.finding import Route as Route
+from fa_dist.decide.finding import Severity as Severity
+from fa_dist.decide.finding import ok as _ok
+from fa_dist.decide.finding import pip as _pip
 from fa_dist.facts import libstdcxx, parsers
 from fa_dist.model import compat
 from fa_dist.model.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
 from fa_dist.model.versions import Arch, ArchFamily, CudaVersion
-
-
-class Severity(Enum):
-    OK = "ok"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-    @property
-    def rank(self) -> int:
-        return list(Severity).index(self)
-
-
-class Route(Enum):
-    PREBUILT = "prebuilt"
-    SOURCE = "source"
-
-
-BOTH = frozenset({Route.PREBUILT, Route.SOURCE})
-SOURCE_ONLY = frozenset({Route.SOURCE})
-
-
-@dataclass(frozen=True, kw_only=True)
-class Finding:
-    id: str
-    severity: Severity
-    title: str
-    evidence: str
-    why: str = ""
-    fix: str | None = None
-    blocks: frozenset[Route] = field(default_factory=frozenset)
-
-
-def _pip(env: Environment, args: str) -> str:
-    python = env.python.executable if env.python else "python"
-    return f"{shlex.quote(python)} -m pip {args}"
-
-
-def _ok(check_id: str, title: str, evidence: str) -> Finding:
-    return Finding(id=check_id, severity=Severity.OK, title=title, evidence=evidence)
 
 
 def _gpus(env: Environment) -> tuple[Gpu, ...]:
@@ -847,6 +812,35 @@ def check_flash_attn_compat(env: Environment) -> Iterator[Finding]:
         )
 
 
+def check_flash_attn_providers(env: Environment) -> Iterator[Finding]:
+    """Two distributions that both ship ``flash_attn`` (flash-attn-4 only adds flash_attn.cute)."""
+    owners = [
+        p
+        for p in env.flash_attn_providers
+        if re.sub(r"[-_.]+", "-", p.name.lower()) != "flash-attn-4"
+    ]
+    if len(owners) < 2:
+        return
+    listed = "; ".join(f"{p.name} {p.version} at {p.location or '?'}" for p in owners)
+    ours = [p for p in owners if compat.is_compat_version(p.version)]
+    fix = (
+        "fa-dist uninstall --flash-attn-compat   # keep the other flash-attn"
+        if ours
+        else _pip(env, f"uninstall -y {owners[0].name}") + "   # then reinstall the one you want"
+    )
+    yield Finding(
+        id="flash-attn-providers",
+        severity=Severity.WARNING,
+        title=f"{len(owners)} installed packages provide flash_attn",
+        evidence=f"{listed}; `import flash_attn` resolves to {env.flash_attn_origin or '?'}",
+        why=(
+            "the one earlier on sys.path wins, so what runs depends on path order; and uninstalling "
+            "one removes files the other needs"
+        ),
+        fix=fix,
+    )
+
+
 # -- ROCm --------------------------------------------------------------------------------------
 
 
@@ -938,6 +932,7 @@ CHECKS: tuple[Callable[[Environment], Iterable[Finding]], ...] = (
     check_triton,
     check_kernel_packages,
     check_flash_attn_compat,
+    check_flash_attn_providers,
     check_rocm,
     check_nvcc,
     check_host_compiler,
@@ -952,7 +947,7 @@ CHECKS: tuple[Callable[[Environment], Iterable[Finding]], ...] = (
 
 def run_checks(env: Environment) -> list[Finding]:
     """Every finding, most severe first (stable within a severity)."""
-    findings = [f for check in CHECKS for f in check(env)]
+    findings = [f for check in (*CHECKS, *neighbours.CHECKS) for f in check(env)]
     return sorted(findings, key=lambda f: -f.severity.rank)
 
 

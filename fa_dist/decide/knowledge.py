@@ -131,3 +131,20 @@ def pytorch_index_for(cuda: CudaVersion) -> str:
 PYTORCH_CUDA_BUILDS: tuple[CudaVersion, ...] = tuple(
     CudaVersion.parse(t) for t in ("cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130")
 )
+
+# xFormers releases and the torch each serves: its wheels' `Requires-Dist: torch...`. Up to 0.0.34 a
+# release is built against one torch and pins it exactly (cp39-abi3 wheels, one torch each); 0.0.35
+# ships one py39-none wheel on torch's stable ABI that serves every torch from 2.10 on. Oldest first.
+# Source: the METADATA of each release's Linux wheel on PyPI (checked 2026-12 for 0.0.34 and 0.0.35).
+XFORMERS_TORCH: tuple[tuple[str, str], ...] = (
+    ("0.0.32.post2", "==2.8.0"),
+    ("0.0.33.post2", "==2.9.1"),
+    ("0.0.34", "==2.10.0"),
+    ("0.0.35", ">=2.10"),
+)
+
+# GPU archs (base, no suffix) each FlashAttention generation runs on.
+# Source: Dao-AILab/flash-attention README: FlashAttention-3 (hopper/) "H100 / H800 GPU";
+# FlashAttention-4 (flash_attn/cute, CuTe DSL) "Hopper and Blackwell" (SM90, SM100/SM103).
+FA3_ARCHS = frozenset({"sm_90"})
+FA4_ARCHS = frozenset({"sm_90", "sm_100", "sm_103"})

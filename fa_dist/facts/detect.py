@@ -25,8 +25,10 @@ from fa_dist.model.environment import (
     ImportStatus,
     OsInfo,
     PackageInfo,
+    Provider,
     PythonInfo,
     Resources,
+    Sdpa,
     TorchInfo,
 )
 from fa_dist.model.versions import Arch, CudaVersion
@@ -42,6 +44,16 @@ MARKER = "FA_DIST_PROBE "
 KERNEL_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flash-attn": (compat.MARKER, ("flash_attn_2_cuda",)),
     "fa-kernels": ("fa_kernels/_build_info.json", ("fa_kernels", "fa_kernels._C?")),
+}
+# the attention packages beside ours (issue #18), each imported in its own subprocess so that a
+# crash in one is a finding; transformers is read from metadata only (importing it takes seconds)
+NEIGHBOUR_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "xformers": ("xformers/cpp_lib.json", ("xformers._C?",)),
+    "flash-attn-4": ("-", ("flash_attn.cute",)),
+    "flash-attn-3": ("-", ("flash_attn_3._C?", "flash_attn_interface?")),
+    "vllm-flash-attn": ("-", ("vllm_flash_attn",)),
+    "transformers": ("-", ()),
+    "kernels": ("-", ()),
 }
 
 
@@ -89,10 +101,12 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
             d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
             for d in py["dists"]
         }
+        near_f = {d["name"]: pool.submit(_probe_neighbour, python, d) for d in py["neighbours"]}
         torch_raw = torch_f.result()
         seen = {name: f.result() for name, f in host_f.items()}
         nvcc_tool, nvcc_why, nvcc_other = nvcc_f.result()
         packages = tuple(_package(d, pkg_f[d["name"]].result()) for d in py["dists"])
+        neighbours = tuple(_package(d, near_f[d["name"]].result()) for d in py["neighbours"])
     for name, (_, why) in seen.items():
         if why:
             unknown[name] = why
@@ -117,6 +131,9 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         ninja=seen["ninja"][0],  # type: ignore[arg-type]
         cxx_compilers=seen["cxx"][0] or (),  # type: ignore[arg-type]
         extensions=libstdcxx.installed_extensions(packages),
+        neighbours=neighbours,
+        flash_attn_providers=tuple(Provider(**p) for p in py["flash_attn"]["providers"]),
+        flash_attn_origin=py["flash_attn"]["origin"],
         resources=_resources(view),
         env_vars=host.relevant_env(view),
         unknown=unknown,
@@ -149,6 +166,13 @@ def _probe_args(name: str, version: str) -> tuple[str, ...]:
     if name == compat.DIST and compat.is_compat_version(version):
         modules = compat.PROBE_MODULES  # a compat has no compiled module; this proves it is ours
     return (name, info, *modules)
+
+
+def _probe_neighbour(python: str, dist: Mapping[str, Any]) -> dict[str, Any]:
+    info, modules = NEIGHBOUR_DISTS[dist["name"]]
+    if not modules:
+        return {"status": ImportStatus.OK.value}  # metadata only: nothing compiled to load
+    return probe(python, "import", dist["name"], info, *modules)
 
 
 def _python(raw: Mapping[str, Any]) -> PythonInfo:
@@ -192,6 +216,7 @@ def _torch(raw: Mapping[str, Any], unknown: dict[str, str]) -> TorchInfo:
         arch_list=tuple(raw.get("arch_list", [])),
         cudnn=raw.get("cudnn"),
         triton_requirement=raw.get("triton_requirement"),
+        sdpa=Sdpa(**raw["sdpa"]) if isinstance(raw.get("sdpa"), dict) else None,
     )
 
 
@@ -210,6 +235,7 @@ def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
             location=dist["location"],
             import_status=ImportStatus.BROKEN,
             import_error=raw.get("error"),
+            requires_torch=dist.get("requires_torch"),
         )
     return PackageInfo(
         name=dist["name"],
@@ -218,4 +244,6 @@ def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
         import_status=ImportStatus(raw["status"]),
         import_error=raw.get("error"),
         build_info=dict(raw.get("build_info", {})),
+        requires_torch=dist.get("requires_torch"),
+        attention_op=raw.get("attention_op"),
     )

@@ -329,6 +329,8 @@ RELEVANT_ENV = (
     "HIP_VISIBLE_DEVICES",
     "CC",
     "CXX",
+    "HF_HUB_OFFLINE",  # transformers' hub-kernel fallback for flash_attention_2 needs the hub
+    "FA_KERNELS_BACKEND",
     "NVCC_PREPEND_FLAGS",
     "NVCC_APPEND_FLAGS",
     "TRITON_INTERPRET",

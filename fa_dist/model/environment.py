@@ -50,6 +50,19 @@ class Gpu:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Sdpa:
+    """torch's scaled_dot_product_attention in the target, as its own checks answer (issue #18).
+
+    Keys: ``enabled`` by backend (flash, mem_efficient, cudnn, math: torch.backends.cuda switches);
+    ``usable`` "flash/fp16/128" -> torch's can_use_*_attention on a GPU tensor (empty without a GPU);
+    ``chosen`` "fp16/128" -> the SDPBackend torch's dispatcher picks for causal self-attention."""
+
+    enabled: dict[str, bool | None] = field(default_factory=dict)
+    usable: dict[str, bool | None] = field(default_factory=dict)
+    chosen: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TorchInfo:
     status: ImportStatus
     error: str | None = None
@@ -64,11 +77,13 @@ class TorchInfo:
     arch_list: tuple[str, ...] = ()
     cudnn: str | None = None
     triton_requirement: str | None = None
+    sdpa: Sdpa | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class PackageInfo:
-    """An installed distribution that carries compiled kernels (flash-attn, fa-kernels)."""
+    """An installed distribution that carries compiled kernels (flash-attn, fa-kernels) or, among
+    ``Environment.neighbours``, another attention package (xformers, FA3/FA4, transformers)."""
 
     name: str
     version: str
@@ -76,6 +91,17 @@ class PackageInfo:
     import_status: ImportStatus
     import_error: str | None = None
     build_info: dict[str, str] = field(default_factory=dict)
+    requires_torch: str | None = None  # its Requires-Dist on torch, "torch==2.10.0"
+    attention_op: str | None = None  # xformers: the fmha op its dispatcher picks here (GPU only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provider:
+    """An installed distribution that ships a top-level ``flash_attn`` package."""
+
+    name: str
+    version: str
+    location: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +184,11 @@ class Environment:
     ninja: Tool | None = None
     cxx_compilers: tuple[CxxCompiler, ...] = ()  # the one the build would use first
     extensions: tuple[ExtensionLink, ...] = ()
+    neighbours: tuple[PackageInfo, ...] = ()  # issue #18: attention packages beside ours
+    flash_attn_providers: tuple[Provider, ...] = ()
+    flash_attn_origin: str | None = (
+        None  # where `import flash_attn` resolves, found without importing
+    )
     resources: Resources
     env_vars: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)
@@ -193,6 +224,9 @@ class Environment:
 
     def package(self, name: str) -> PackageInfo | None:
         return next((p for p in self.packages if p.name == name), None)
+
+    def neighbour(self, name: str) -> PackageInfo | None:
+        return next((p for p in self.neighbours if p.name == name), None)
 
     @property
     def visible_gpus(self) -> tuple[Gpu, ...]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fa_dist import sources
 from fa_dist.act.record import read_record
-from fa_dist.decide import checks
+from fa_dist.decide import attention, checks
 from fa_dist.model.environment import Environment
 from fa_dist.options import DoctorOptions
 from fa_dist.paths import default_wheelhouse
@@ -24,6 +24,7 @@ class Report:
     from_snapshot: bool  # the report is about another machine: fa-dist's own facts are not shown
     kernel_source: dict[str, Any]  # sources.describe()
     wheelhouse: str
+    attention: tuple[attention.Choice, ...] | None = None  # with --attention
 
 
 def run(env: Environment, options: DoctorOptions) -> Report:
@@ -37,4 +38,5 @@ def run(env: Environment, options: DoctorOptions) -> Report:
         from_snapshot=options.target.env_file is not None,
         kernel_source=sources.describe(),
         wheelhouse=str(default_wheelhouse()),
+        attention=tuple(attention.choices(env)) if options.attention else None,
     )

@@ -39,7 +39,63 @@ def _dist(name):
         location = str(dist.locate_file(""))
     except Exception:
         location = None
-    return {"name": name, "version": dist.version, "location": location}
+    return {
+        "name": name,
+        "version": dist.version,
+        "location": location,
+        "requires_torch": _torch_pin(dist),
+    }
+
+
+def _torch_pin(dist):
+    """The ``torch`` requirement of a distribution (``torch==2.10.0``), extras left out, or None."""
+    for req in dist.requires or []:
+        head = req.split(";")[0].strip()
+        name = head.split("[")[0]
+        for op in "=<>!~ (":
+            name = name.split(op)[0]
+        if name.strip().lower() == "torch" and "extra ==" not in req:
+            return head.replace(" ", "")
+    return None
+
+
+# Packages beside ours that use or provide attention kernels (issue #18): read from metadata only
+NEIGHBOURS = (
+    "xformers",
+    "flash-attn-4",
+    "flash-attn-3",
+    "vllm-flash-attn",
+    "transformers",
+    "kernels",  # Hugging Face's hub-kernel loader: transformers' flash_attention_2 fallback
+)
+
+
+def _flash_attn_providers():
+    """Every installed distribution that ships a top-level ``flash_attn``, and where ``import
+    flash_attn`` would resolve: found without importing it."""
+    import importlib.util
+
+    found = []
+    for dist in metadata.distributions() if metadata else ():
+        name = dist.metadata["Name"] or ""
+        top = (dist.read_text("top_level.txt") or "").split()
+        # reading every RECORD is slow in a big environment: only flash/attn-named ones lack top_level
+        if not top and ("flash" in name.lower() or "attn" in name.lower()):
+            top = sorted({str(f).split("/")[0] for f in dist.files or ()})
+        if "flash_attn" in top:
+            try:
+                location = str(dist.locate_file(""))
+            except Exception:
+                location = None
+            found.append({"name": name, "version": dist.version, "location": location})
+    try:
+        spec = importlib.util.find_spec("flash_attn")
+    except (ImportError, ValueError):
+        spec = None
+    origin = (
+        (spec.origin or next(iter(spec.submodule_search_locations or []), None)) if spec else None
+    )
+    return {"providers": found, "origin": origin}
 
 
 def _glibc():
@@ -81,6 +137,8 @@ def section_python(_args):
         "torch_dist": torch,
         "triton_version": triton["version"] if triton else None,
         "dists": [d for d in (_dist(n) for n in ("flash-attn", "fa-kernels")) if d],
+        "neighbours": [d for d in (_dist(n) for n in NEIGHBOURS) if d],
+        "flash_attn": _flash_attn_providers(),
     }
 
 
@@ -117,6 +175,7 @@ def section_torch(_args):
     }
     imported = time.perf_counter()
     out.update(_torch_devices(torch))
+    out["sdpa"] = _sdpa(torch, out["cuda_available"])
     # cuDNN's version from its wheel's metadata: asking torch would dlopen libcudnn (~1 s)
     cudnn = _dist("nvidia-cudnn-cu13") or _dist("nvidia-cudnn-cu12") or _dist("nvidia-cudnn-cu11")
     out["cudnn"] = cudnn["version"] if cudnn else None
@@ -165,6 +224,79 @@ def _torch_devices(torch):
     }
 
 
+SDPA_BACKENDS = {"flash": "flash", "mem_efficient": "efficient", "cudnn": "cudnn"}
+
+
+def _sdpa(torch, cuda_available):
+    """torch SDPA's backend switches, and on a GPU which backends accept fp16/bf16 at head dims 64
+    and 128 (torch's own can_use_* checks on tiny tensors: what F.scaled_dot_product_attention asks)."""
+    cuda = getattr(torch.backends, "cuda", None)
+    enabled = {}
+    for name in ("flash", "mem_efficient", "cudnn", "math"):
+        fn = getattr(cuda, name + "_sdp_enabled", None)
+        enabled[name] = bool(fn()) if fn else None
+    usable = {}
+    if cuda_available:
+        for dtype in ("float16", "bfloat16"):
+            for head_dim in (64, 128):
+                for name, check in SDPA_BACKENDS.items():
+                    key = f"{name}/{'fp16' if dtype == 'float16' else 'bf16'}/{head_dim}"
+                    usable[key] = _sdpa_can_use(torch, check, getattr(torch, dtype), head_dim)
+    chosen = {}
+    for dtype in ("float16", "bfloat16"):
+        for head_dim in (64, 128):
+            key = f"{'fp16' if dtype == 'float16' else 'bf16'}/{head_dim}"
+            chosen[key] = _sdpa_choice(torch, getattr(torch, dtype), head_dim, cuda_available)
+    return {"enabled": enabled, "usable": usable, "chosen": chosen}
+
+
+def _sdpa_choice(torch, dtype, head_dim, cuda_available):
+    """The backend torch's own dispatcher picks for causal self-attention of this shape."""
+    try:
+        from torch.nn.attention import SDPBackend
+
+        q = torch.zeros(
+            1, 8, 128, head_dim, dtype=dtype, device="cuda" if cuda_available else "cpu"
+        )
+        choice = torch._fused_sdp_choice(q, q, q, None, 0.0, True)
+        return SDPBackend(choice).name
+    except Exception:
+        return None
+
+
+def _sdpa_can_use(torch, check, dtype, head_dim):
+    fn = getattr(torch.backends.cuda, "can_use_" + check + "_attention", None)
+    if fn is None:
+        return None  # this torch has no such check (cuDNN's came in 2.5)
+    try:
+        q = torch.zeros(1, 8, 128, head_dim, dtype=dtype, device="cuda")
+        try:
+            params = torch.backends.cuda.SDPAParams(q, q, q, None, 0.0, True, False)
+        except TypeError:  # torch < 2.5: no enable_gqa
+            params = torch.backends.cuda.SDPAParams(q, q, q, None, 0.0, True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(fn(params, False))
+    except Exception:
+        return None
+
+
+def _xformers_op():
+    """The forward op xformers' dispatcher picks here for causal fp16 attention at head dim 128."""
+    import importlib
+
+    import torch
+
+    fmha = importlib.import_module("xformers.ops.fmha")
+
+    if not torch.cuda.is_available():
+        return None
+    q = torch.zeros(1, 128, 8, 128, dtype=torch.float16, device="cuda")
+    mask = fmha.attn_bias.LowerTriangularMask()
+    op = fmha._dispatch._dispatch_fw(fmha.Inputs(query=q, key=q, value=q, attn_bias=mask), False)
+    return getattr(op, "NAME", None) or type(op).__name__
+
+
 def section_import(args):
     """args: DIST BUILD_INFO_RELPATH MODULE... ; the build info is read WITHOUT importing anything."""
     dist_name, build_info_path, modules = args[0], args[1], args[2:]
@@ -182,6 +314,12 @@ def section_import(args):
             info.update({"status": "broken", "error": f"import {module}: {_error_text(exc)}"})
             return info
     info["status"] = "ok"
+    if dist_name == "xformers":
+        try:
+            info["attention_op"] = _xformers_op()
+        except Exception as exc:
+            info["attention_op"] = None
+            info["attention_op_error"] = _error_text(exc)
     return info
 
 
@@ -204,6 +342,8 @@ def _read_build_info(dist_name, relpath):
             data = json.load(f)
     except (OSError, ValueError):
         return {}
+    if isinstance(data, dict) and isinstance(data.get("version"), dict):
+        data = data["version"]  # xformers' cpp_lib.json: {"version": {"torch": ..., "cuda": ...}}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
