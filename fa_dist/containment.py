@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from fa_dist.errors import ConfigError
@@ -64,3 +65,18 @@ def umask() -> int:
 def publish_mode(path: Path, *, executable: bool = False) -> None:
     """Give a file fa-dist created through mkstemp (0600) the mode a plain open() would have."""
     os.chmod(path, (0o777 if executable else 0o666) & ~umask())
+
+
+def publish(path: Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` in one rename (a reader sees the old file or the new one, never
+    half of one), with the mode a plain open() gives; the temporary file never outlives a failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        publish_mode(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from fa_dist import subproc
 from fa_dist.act import smoke, transaction, wheelhouse
 from fa_dist.act.pip import pip_install
 from fa_dist.act.record import COMPAT_KEY, RECORD_NAME, read_record, write_atomic
-from fa_dist.containment import publish_mode
+from fa_dist.containment import publish
 from fa_dist.decide.compat import wheel_bytes
 from fa_dist.errors import ConfigError, InstallFailed, ProbeFailed
 from fa_dist.model import compat
@@ -186,18 +185,7 @@ def write_wheel(fa_kernels_version: str, folder: Path) -> Path:
     replacing any file of that name atomically, with the mode a plain open() gives (umask), not
     mkstemp's 0600, like every file fa-dist publishes."""
     name, data = wheel_bytes(fa_kernels_version)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        publish_mode(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return publish(folder / name, data)
 
 
 # -- the record --------------------------------------------------------------------------------

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from fa_dist.containment import publish_mode
+from fa_dist.containment import publish
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import Candidate
 
@@ -22,14 +20,7 @@ COMPAT_KEY = "flash_attn_compat"  # the flash-attn compat's entry in the record 
 def write_atomic(path: Path, record: dict[str, Any]) -> Path:
     """Replace the record in one rename (a reader sees the old or the new one, never half of one),
     with the mode a plain open() gives (umask)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{RECORD_NAME}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=1) + "\n")
-        publish_mode(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    publish(path, (json.dumps(record, indent=1) + "\n").encode())
     return path
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fa_dist.containment import publish_mode, safe_filename
+from fa_dist.containment import publish, safe_filename
 from fa_dist.errors import ConfigError
 from fa_dist.model import codec
 from fa_dist.model.wheel import WheelEntry
@@ -71,16 +69,7 @@ def verified(folder: Path, entry: WheelEntry) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        publish_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    publish(path, text.encode())
 
 
 def with_hash(entry: WheelEntry, path: Path) -> WheelEntry:
