@@ -36,13 +36,13 @@ __all__ = [
 
 def detect(target: Target | None = None) -> Environment:
     """The facts of the target interpreter and this host (or the snapshot ``target.env_file``)."""
-    return _target.environment(target or Target())
+    return _target.environment(target or Target(), sdpa=True)
 
 
 def doctor(options: DoctorOptions | None = None) -> _doctor.Report:
     """Every finding about the target, the verdict (with its exit code), and the last install record."""
     options = options or DoctorOptions()
-    return _doctor.run(detect(options.target), options)
+    return _doctor.run(_target.environment(options.target, sdpa=options.attention), options)
 
 
 def build(options: BuildOptions | None = None, reporter: Reporter | None = None) -> _build.Outcome:

@@ -54,13 +54,13 @@ def target_options(func: F) -> F:
     return func
 
 
-def load_environment(target: Target) -> Environment:
+def load_environment(target: Target, *, sdpa: bool = False) -> Environment:
     """The target's environment, with a spinner while the probe runs (seconds)."""
     if target.env_file is not None:
         return target_mod.environment(target)
     python = target_mod.resolve_python(target.python)
     with err.status(f"detecting the environment of {python}", spinner="dots"):
-        return target_mod.environment(Target(python=python))
+        return target_mod.environment(Target(python=python), sdpa=sdpa)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -89,7 +89,7 @@ def detect_cmd(python: str | None, env_file: Path | None, output: Path | None) -
 
     A snapshot taken on one machine can be replayed anywhere with --env-file.
     """
-    env = load_environment(Target(python=python, env_file=env_file))
+    env = load_environment(Target(python=python, env_file=env_file), sdpa=True)
     text = json.dumps(env.to_json(), indent=2, sort_keys=False)
     if output:
         output.write_text(text + "\n")
@@ -129,7 +129,7 @@ def doctor(
     options = DoctorOptions(
         target=Target(python=python, env_file=env_file), strict=strict, attention=attention
     )
-    report = doctor_pipeline.run(load_environment(options.target), options)
+    report = doctor_pipeline.run(load_environment(options.target, sdpa=options.attention), options)
     if as_json:
         output.write_json(output.doctor_report_json(report))
     else:

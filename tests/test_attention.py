@@ -60,6 +60,8 @@ def test_sdpa_reports_torchs_choice_and_what_is_switched_off() -> None:
 
 def test_an_old_snapshot_without_sdpa_facts_says_so() -> None:
     assert _by_consumer(H100())["torch sdpa"].why == "not probed (an older snapshot)"
+    crashed = mutate(H100(), unknown={"sdpa": "killed by signal 11 (a crash in native code)"})
+    assert _by_consumer(crashed)["torch sdpa"].why.startswith("the SDPA probe failed: killed by signal 11")
 
 
 def test_fa_kernels_auto_mirrors_the_backend_resolver() -> None:

@@ -83,7 +83,9 @@ def torch_sdpa(env: Environment) -> list[Choice]:
     if not torch or torch.status is not ImportStatus.OK:
         return [Choice(consumer="torch sdpa", runs=None, why="torch does not import")]
     if torch.sdpa is None:
-        return [Choice(consumer="torch sdpa", runs=None, why="not probed (an older snapshot)")]
+        failed = env.unknown.get("sdpa")
+        why = f"the SDPA probe failed: {failed}" if failed else "not probed (an older snapshot)"
+        return [Choice(consumer="torch sdpa", runs=None, why=why)]
     device = "GPU" if torch.cuda_available else "CPU"
     return [_sdpa_shape(torch.sdpa, shape, device) for shape in SHAPES]
 

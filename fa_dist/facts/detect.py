@@ -69,6 +69,28 @@ def probe(python: str, section: str, *args: str, timeout: float = 120.0) -> dict
     return {"error": _crash_text(out)}
 
 
+def _probe_ran(python: str, py: dict[str, Any]) -> dict[str, Any]:
+    """The python section's answer, or ProbeFailed when the probe could not run at all."""
+    if "error" in py:
+        raise ProbeFailed(
+            f"cannot run the probe with {python}: {py['error']}",
+            fix="pass --python with a working interpreter (python3.10+)",
+        )
+    return py
+
+
+def _merge_sdpa(
+    torch_raw: dict[str, Any], found: dict[str, Any] | None, unknown: dict[str, str]
+) -> None:
+    """The SDPA probe's answer (None: not asked for) into the torch facts, or why it has none."""
+    if found is None:
+        return
+    if "error" in found:
+        unknown["sdpa"] = found["error"]
+    elif "error" not in torch_raw:
+        torch_raw["sdpa"] = found.get("sdpa")
+
+
 def _crash_text(out: subproc.Completed) -> str:
     if out.error:
         return out.error
@@ -78,25 +100,23 @@ def _crash_text(out: subproc.Completed) -> str:
     return f"exited {out.returncode}: " + " | ".join(tail)
 
 
-def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> Environment:
-    """Observe the machine and the target interpreter (default: this one)."""
+def detect(
+    python: str | None = None, env: Mapping[str, str] | None = None, *, sdpa: bool = False
+) -> Environment:
+    """Observe the machine and the target interpreter (default: this one); with ``sdpa``, also which
+    torch SDPA backends work here (a probe of its own that puts tensors on the GPU)."""
     python = python or sys.executable
     interpreter.require(python)  # before the probe: a shell or an old Python cannot run it
     view = host.HostView(
         env=dict(env if env is not None else os.environ), extra_bin=(str(Path(python).parent),)
     )
-    unknown: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=6) as pool:
         py_f = pool.submit(probe, python, "python", timeout=60)
         torch_f = pool.submit(probe, python, "torch")
+        sdpa_f = pool.submit(probe, python, "sdpa") if sdpa else None
         host_f = {name: pool.submit(fn, view) for name, fn in _HOST_DETECTORS.items()}
         nvcc_f = pool.submit(host.nvcc, view)
-        py = py_f.result()
-        if "error" in py:
-            raise ProbeFailed(
-                f"cannot run the probe with {python}: {py['error']}",
-                fix="pass --python with a working interpreter (python3.10+)",
-            )
+        py = _probe_ran(python, py_f.result())
         pkg_f = {
             d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
             for d in py["dists"]
@@ -107,11 +127,10 @@ def detect(python: str | None = None, env: Mapping[str, str] | None = None) -> E
         nvcc_tool, nvcc_why, nvcc_other = nvcc_f.result()
         packages = tuple(_package(d, pkg_f[d["name"]].result()) for d in py["dists"])
         neighbours = tuple(_package(d, near_f[d["name"]].result()) for d in py["neighbours"])
-    for name, (_, why) in seen.items():
-        if why:
-            unknown[name] = why
-    if nvcc_why:
-        unknown["nvcc"] = nvcc_why
+        found_sdpa = sdpa_f.result() if sdpa_f is not None else None
+    unknown = {name: why for name, (_, why) in seen.items() if why}
+    unknown.update({"nvcc": nvcc_why} if nvcc_why else {})
+    _merge_sdpa(torch_raw, found_sdpa, unknown)
     torch = _torch(torch_raw, unknown)
     return Environment(
         fa_dist_version=__version__,

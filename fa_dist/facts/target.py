@@ -26,8 +26,9 @@ def resolve_python(python: str | None) -> str:
     return found
 
 
-def environment(target: Target) -> Environment:
-    """Load the snapshot, or detect the target interpreter's environment (seconds: it runs the probe)."""
+def environment(target: Target, *, sdpa: bool = False) -> Environment:
+    """Load the snapshot, or detect the target interpreter's environment (seconds: it runs the probe;
+    ``sdpa`` adds the torch SDPA probe, for doctor --attention and detect)."""
     if target.env_file is not None:
         if target.python:
             raise ConfigError(
@@ -35,4 +36,4 @@ def environment(target: Target) -> Environment:
                 fix="drop one: a snapshot already names its interpreter",
             )
         return Environment.load(target.env_file)
-    return detect(resolve_python(target.python))
+    return detect(resolve_python(target.python), sdpa=sdpa)

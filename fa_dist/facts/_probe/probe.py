@@ -175,7 +175,6 @@ def section_torch(_args):
     }
     imported = time.perf_counter()
     out.update(_torch_devices(torch))
-    out["sdpa"] = _sdpa(torch, out["cuda_available"])
     # cuDNN's version from its wheel's metadata: asking torch would dlopen libcudnn (~1 s)
     cudnn = _dist("nvidia-cudnn-cu13") or _dist("nvidia-cudnn-cu12") or _dist("nvidia-cudnn-cu11")
     out["cudnn"] = cudnn["version"] if cudnn else None
@@ -248,6 +247,20 @@ def _sdpa(torch, cuda_available):
             key = f"{'fp16' if dtype == 'float16' else 'bf16'}/{head_dim}"
             chosen[key] = _sdpa_choice(torch, getattr(torch, dtype), head_dim, cuda_available)
     return {"enabled": enabled, "usable": usable, "chosen": chosen}
+
+
+def section_sdpa(_args):
+    """torch SDPA's backends here, in a process of its own (only for doctor --attention and detect): it
+    puts tensors on the GPU, and a crash in it must not cost the torch facts every command needs."""
+    try:
+        import torch
+    except Exception as exc:
+        return {"error": _error_text(exc)}
+    try:
+        available = bool(torch.cuda.is_available())
+    except Exception:
+        available = False
+    return {"sdpa": _sdpa(torch, available)}
 
 
 def _sdpa_choice(torch, dtype, head_dim, cuda_available):
@@ -352,7 +365,12 @@ def _error_text(exc):
     return text if len(text) < 4000 else text[:4000] + "..."
 
 
-SECTIONS = {"python": section_python, "torch": section_torch, "import": section_import}
+SECTIONS = {
+    "python": section_python,
+    "torch": section_torch,
+    "sdpa": section_sdpa,
+    "import": section_import,
+}
 
 
 def main(argv):
