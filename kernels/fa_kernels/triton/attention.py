@@ -14,8 +14,9 @@ from fa_kernels.calls import AttnProblem
 from fa_kernels.triton import attention_kernels as K
 
 
-def _block_d(p: AttnProblem) -> int:
-    return max(16, int(triton.next_power_of_2(p.head_dim)))
+def block_d(head_dim: int) -> int:
+    """The head-dim tile: the next power of two, at least 16 (tl.dot's smallest K)."""
+    return max(16, int(triton.next_power_of_2(head_dim)))
 
 
 def interpreting() -> bool:
@@ -41,9 +42,9 @@ def fwd_config(p: AttnProblem, device: torch.device) -> Config:
         return Config(32, 32, 4, 1)
     if not _is_hopper(device):
         return Config(64, 64, 4, 2)
-    if _block_d(p) <= 64:
+    if block_d(p.head_dim) <= 64:
         return Config(64, 64, 4, 3) if p.causal else Config(128, 64, 8, 3)
-    if _block_d(p) <= 128:
+    if block_d(p.head_dim) <= 128:
         return Config(64, 64, 4, 3)
     return Config(64, 64, 4, 2)
 
@@ -52,9 +53,9 @@ def bwd_config(p: AttnProblem, device: torch.device) -> tuple[Config, Config]:
     """(dK/dV kernel, dQ kernel), chosen like fwd_config."""
     if interpreting() or device.type != "cuda":
         return Config(32, 32, 4, 1), Config(32, 32, 4, 1)
-    if not _is_hopper(device) or _block_d(p) > 128:
+    if not _is_hopper(device) or block_d(p.head_dim) > 128:
         return Config(32, 64, 4, 1), Config(64, 32, 4, 1)
-    if _block_d(p) <= 64:
+    if block_d(p.head_dim) <= 64:
         return Config(32, 64, 4, 3), Config(64, 32, 4, 3)
     return Config(64, 128, 8, 3), Config(128, 64, 8, 3)
 
@@ -97,7 +98,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: AttnProblem, *
         q, k, v, out, lse, alibi, cu_q, cu_k, sink, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(out), *_lse_strides(lse), slb,
         p.nheads, p.nheads // p.nheads_k, p.max_seqlen_q, p.max_seqlen_k,
-        HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, HAS_SINK=sink is not None,
         **_flags(p, alibi),
     )
@@ -126,12 +127,12 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     pre_m = 64 if not interpreting() else 32
     K._bwd_preprocess[(triton.cdiv(p.max_seqlen_q, pre_m), p.batch * p.nheads)](
         out, do, delta, cu_q, *_strides3(out), *_strides3(do), *_lse_strides(delta),
-        p.nheads, p.max_seqlen_q, HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p), BLOCK_M=pre_m,
+        p.nheads, p.max_seqlen_q, HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_M=pre_m,
         IS_VARLEN=p.varlen,
     )
     slb = alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0
     flags = _flags(p, alibi)
-    common = (p.head_dim, _block_d(p))
+    common = (p.head_dim, block_d(p.head_dim))
     K._bwd_dkdv_kernel[(triton.cdiv(p.max_seqlen_k, cfg_kv.block_n), p.batch * p.nheads_k)](
         q, k, v, do, lse, delta, dk, dv, alibi, cu_q, cu_k, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(do), *_strides3(dk),

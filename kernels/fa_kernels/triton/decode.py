@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import torch
 import triton
@@ -11,7 +10,7 @@ import triton
 from fa_kernels import _alloc
 from fa_kernels.calls import CacheAttnProblem
 from fa_kernels.triton import decode_kernels as K
-from fa_kernels.triton.attention import interpreting
+from fa_kernels.triton.attention import Config, block_d, interpreting
 
 MAX_SPLITS = 128
 # a split reads at least this many key tiles, so the partial results it writes and the combine
@@ -19,18 +18,6 @@ MAX_SPLITS = 128
 MIN_TILES_PER_SPLIT = 2
 # CTAs to aim for when splitting (the grid covers fewer SMs than the GPU has): two an SM
 CTAS_PER_SM = 2
-
-
-@dataclass(frozen=True)
-class Config:
-    block_m: int
-    block_n: int
-    num_warps: int
-    num_stages: int
-
-
-def _block_d(head_dim: int) -> int:
-    return max(16, int(triton.next_power_of_2(head_dim)))
 
 
 def config(p: CacheAttnProblem, device: torch.device) -> Config:
@@ -42,7 +29,7 @@ def config(p: CacheAttnProblem, device: torch.device) -> Config:
     block_m = 16 if rows <= 16 else 32 if rows <= 32 else 64
     if interpreting() or device.type != "cuda":
         return Config(16, 32, 4, 1)
-    if _block_d(p.head_dim) > 128:
+    if block_d(p.head_dim) > 128:
         return Config(min(block_m, 32), 32, 4, 3)
     return Config(block_m, 64, 4, 3)
 
@@ -101,7 +88,7 @@ def append(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: tor
         cos_t.stride(0), block_table.stride(0) if block_table is not None else 0,
         p.max_seqlen_q, p.seqlen_new, cos_t.shape[0] if rotate else 0, p.capacity, max(p.page_size, 1),
         p.nheads, p.nheads_k,
-        HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p.head_dim), BLOCK_H=block_h,
+        HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_H=block_h,
         ROT_DIM=2 * cos.shape[1] if cos is not None else 0, INTERLEAVED=interleaved,
         ROTATE_Q=rotate, Q_AT_EACH_ROW=p.causal or p.check_left or p.check_right,
         APPEND=k is not None, PAGED=p.page_size > 0, HAS_CACHE_IDX=cache_idx is not None,
@@ -147,7 +134,7 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, p: Cac
         block_table.stride(0) if block_table is not None else 0,
         alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0,
         p.nheads_k, p.group, p.max_seqlen_q, max(p.page_size, 1),
-        HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p.head_dim), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         IS_VARLEN_Q=p.varlen_q, K_FROM_CU=p.keys_from_cu, PAGED=p.page_size > 0,
         TILE_IN_PAGE=p.page_size % cfg.block_n == 0,
         HAS_LEFTPAD=k_starts is not None, HAS_CACHE_IDX=cache_idx is not None,
@@ -169,6 +156,6 @@ def _combine(o_buf: torch.Tensor, l_buf: torch.Tensor, out: torch.Tensor, lse: t
         *_strides3(out), *_lse_strides(lse),
         # varlen: every token is row `tok` of "batch" 0
         tokens + 1 if p.varlen_q else p.max_seqlen_q,
-        HEAD_DIM=p.head_dim, BLOCK_D=_block_d(p.head_dim), BLOCK_S=triton.next_power_of_2(splits),
+        HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_S=triton.next_power_of_2(splits),
         HAS_SINK=s_aux is not None, num_warps=4 if splits <= 32 else 8,
     )
