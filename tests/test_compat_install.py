@@ -19,6 +19,8 @@ import pytest
 from fa_dist.act import record as install_record
 from fa_dist.act import wheelhouse
 
+from .envs import OURS, shared_venv
+
 pytest.importorskip("torch")
 pytestmark = pytest.mark.integration
 
@@ -55,21 +57,8 @@ def fa_dist(*args: str, cache: Path, **env: str) -> subprocess.CompletedProcess[
 
 def make_target(root: Path) -> Path:
     """A venv whose site-packages links this environment's packages except fa-kernels, fa-dist and
-    any flash-attn (every site dir on sys.path: a venv may see a shared one through a .pth file)."""
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    shadow = root / "shared-site"
-    shadow.mkdir()
-    for folder in [p for p in sys.path if p.endswith("site-packages")]:
-        for entry in Path(folder).iterdir():
-            low = entry.name.lower()
-            if low.startswith(("fa_kernels", "fa-kernels", "fa_dist", "fa-dist", "__editable__", "pip", "flash")) \
-                    or entry.suffix == ".pth" or (shadow / entry.name).exists():
-                continue
-            (shadow / entry.name).symlink_to(entry)
-    (site_dir,) = (venv / "lib").glob("python3*/site-packages")
-    (site_dir / "zz_shared.pth").write_text(str(shadow) + "\n")
-    return venv / "bin" / "python"
+    any flash-attn."""
+    return shared_venv(root, hide=(*OURS, "flash"))
 
 
 def site_listing(python: Path) -> set[str]:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from . import wheelcraft
+from .envs import shared_venv
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.integration
@@ -33,23 +33,7 @@ def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv whose site-packages links every package of this one except fa-kernels and fa-dist."""
-    root = tmp_path_factory.mktemp("target")
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    shadow = root / "shared-site"
-    shadow.mkdir()
-    # every site folder this interpreter sees, those reached through a .pth (a shared base venv) too
-    folders = dict.fromkeys([*site.getsitepackages(), *(p for p in sys.path if p.endswith("site-packages"))])
-    for sp in folders:
-        for entry in Path(sp).iterdir():
-            low = entry.name.lower()
-            if low.startswith(("fa_kernels", "fa_dist", "__editable__", "fa-kernels", "fa-dist", "pip")) \
-                    or entry.suffix == ".pth" or (shadow / entry.name).exists():
-                continue
-            (shadow / entry.name).symlink_to(entry)
-    (site_dir,) = (venv / "lib").glob("python3*/site-packages")
-    (site_dir / "zz_shared.pth").write_text(str(shadow) + "\n")
-    return venv / "bin" / "python"
+    return shared_venv(tmp_path_factory.mktemp("target"))
 
 
 @pytest.fixture(scope="module")

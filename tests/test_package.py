@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .envs import shared_venv
+
 pytest.importorskip("torch")
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,21 +85,7 @@ def tool(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv that sees this environment's torch and triton (no second 1 GB install), and neither
     fa-dist nor fa-kernels."""
-    root = tmp_path_factory.mktemp("target")
-    assert run([sys.executable, "-m", "venv", root / "venv"]).returncode == 0
-    shadow = root / "shared-site"
-    shadow.mkdir()
-    mine = ("fa_kernels", "fa_dist", "fa-kernels", "fa-dist", "__editable__", "pip")
-    # sys.path, not site.getsitepackages(): it also holds site dirs that a .pth file added
-    for sp in dict.fromkeys(p for p in sys.path if p.endswith("site-packages")):
-        for entry in Path(sp).iterdir():
-            if entry.name.lower().startswith(mine) or entry.suffix == ".pth":
-                continue
-            if not (shadow / entry.name).exists():
-                (shadow / entry.name).symlink_to(entry)
-    (site_dir,) = (root / "venv" / "lib").glob("python3*/site-packages")
-    (site_dir / "zz_shared.pth").write_text(f"{shadow}\n")
-    return root / "venv" / "bin" / "python"
+    return shared_venv(tmp_path_factory.mktemp("target"))
 
 
 def test_the_installed_tool_works_from_another_folder(
