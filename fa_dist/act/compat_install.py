@@ -112,7 +112,8 @@ class CompatStep:
         return result
 
 
-CASE_FIELDS: dict[str, type] = {"name": str, "passed": bool, "detail": str}
+TOP_FIELDS: dict[str, type | tuple[type, ...]] = {"passed": bool, "device": str, "cases": list}
+CASE_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "passed": bool, "detail": str}
 
 
 def run_smoke(python: str, *, timeout: float | None = None) -> dict[str, Any]:
@@ -148,25 +149,18 @@ def _parse_result(stdout: str) -> dict[str, Any] | None:
 
 
 def _valid(data: object) -> bool:
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not smoke.has_fields(data, TOP_FIELDS):
         return False
-    cases = data.get("cases")
+    cases = data["cases"]
     return (
-        isinstance(data.get("passed"), bool)
-        and isinstance(data.get("device"), str)
-        and isinstance(cases, list)
-        and bool(cases)
-        and all(isinstance(c, dict) and _typed(c) for c in cases)
+        bool(cases)
+        and all(isinstance(c, dict) and smoke.has_fields(c, CASE_FIELDS) for c in cases)
         and _strings(data.get("stand_ins", []))
     )
 
 
 def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _typed(case: dict[str, Any]) -> bool:
-    return all(isinstance(case.get(key), want) for key, want in CASE_FIELDS.items())
 
 
 def describe_failures(result: dict[str, Any]) -> str:

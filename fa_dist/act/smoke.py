@@ -147,17 +147,18 @@ def parse_result(stdout: str) -> dict[str, Any] | None:
 
 
 def _valid(data: object) -> bool:
-    if not isinstance(data, dict) or not _fields(data, TOP_FIELDS):
+    if not isinstance(data, dict) or not has_fields(data, TOP_FIELDS):
         return False
     cases = data["cases"]
     return (
         bool(cases)
         and all(isinstance(b, str) for b in data["backends"])
-        and all(isinstance(c, dict) and _fields(c, CASE_FIELDS) for c in cases)
+        and all(isinstance(c, dict) and has_fields(c, CASE_FIELDS) for c in cases)
     )
 
 
-def _fields(data: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> bool:
+def has_fields(data: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> bool:
+    """Every key of ``spec`` is in ``data`` with a value of its type (a bool is no int here)."""
     return all(
         key in data
         and isinstance(data[key], want)
