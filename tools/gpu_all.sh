@@ -2,7 +2,7 @@
 # One GPU-machine call for several issues' acceptance scripts: each runs with its own $OUT subfolder
 # and a time limit, so one hanging script cannot eat the others' time. Usage:
 #   bash tools/gpu_all.sh "SCRIPT:SECONDS" ...      e.g. tools/gpu_all.sh tools/gpu_issue10.sh:420
-# Logs: $OUT/<script name>/... (the device returns files at most two folders down).
+# Logs: $OUT/<script name>.tgz, one archive per script (the device returns at most 8 files), and $OUT/gpu.txt.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -20,4 +20,5 @@ for spec in "$@"; do
     rc=$?
     echo "== $name: exit $rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
     tail -25 "$OUT/$name/stdout.log"
+    tar -czf "$OUT/$name.tgz" -C "$OUT" "$name" && rm -rf "${OUT:?}/$name"
 done

@@ -6,11 +6,12 @@
 #   2. build a wheel for exactly this torch (--abi torch), serve both as an index on 127.0.0.1, and let
 #      `fa-dist install` choose (the trace says why the stable-ABI one wins); doctor explains it;
 #   3. the CUDA backend's GPU tests and `fa-dist smoke --full` on the installed stable-ABI wheel;
-#   4. speed: the same norm and attention shapes on the stable-ABI build and on the ATen-glue build of
-#      branch i10 (git archive 8975790, when .git is here), each in its own venv, same run.
+#   4. speed (OLD_SRC=tarball of an ATen-glue kernels/ tree, e.g. `git archive 8975790 kernels`): that
+#      build in a venv of its own and benchmarks/bench_builds.py comparing it with the stable-ABI wheel.
+# SKIP_TESTS=1 leaves out step 3's pytest run (smoke --full still runs).
 # Environments are venvs that see the image's torch through a .pth file (torch is never changed).
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue14.sh      (about 5 minutes on an H200)
-# Logs under $OUT: build.log, symbols.log, install.log, tests.log, smoke.log (5 files).
+# Logs under $OUT: build.log, symbols.log, install.log, tests.log, smoke.log, speed.log (6 files).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
@@ -80,7 +81,7 @@ SPECIFIC=$(ls "$WORK"/wh/*cxx11abi*.whl | head -1)
 } 2>&1 | tee "$OUT/install.log"
 
 # 3. GPU tests of the CUDA backend and the full smoke test, on the installed stable-ABI wheel ------------
-{
+[ -n "${SKIP_TESTS:-}" ] || {
     # the venv's fa_kernels (the installed wheel) must win over the checkout's kernels/ folder
     cd "$WORK" && step "$WORK/env/bin/python" -m pytest -p no:cacheprovider -q -m gpu -k cuda \
         --rootdir "$ROOT" -c "$ROOT/pyproject.toml" "$ROOT/tests/kernels"
@@ -89,4 +90,15 @@ SPECIFIC=$(ls "$WORK"/wh/*cxx11abi*.whl | head -1)
 step $PY -m fa_dist smoke --python "$WORK/env/bin/python" --full 2>&1 | tee "$OUT/smoke.log"
 
 # 4. speed: stable-ABI glue vs the ATen glue (same kernels), same shapes, same run -------------------------
+if [ -n "${OLD_SRC:-}" ]; then
+    {
+        newenv "$WORK/old" && mkdir -p "$WORK/oldsrc" && tar -xzf "$OLD_SRC" -C "$WORK/oldsrc"
+        # the shared-libstdc++ compiler, as fa-dist picks (the image's CXX links libstdc++ statically: #10)
+        step env CC=/usr/bin/gcc CXX=/usr/bin/g++ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 $PY -m pip install -q \
+            --no-deps --no-build-isolation --target "$("$WORK/old/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+            "$WORK/oldsrc/kernels"
+        step $PY benchmarks/bench_builds.py --compare "stable-abi wheel=$WORK/env/bin/python" \
+            "ATen glue=$WORK/old/bin/python"
+    } 2>&1 | tee "$OUT/speed.log"
+fi
 echo "logs in $OUT"; ls -la "$OUT"
