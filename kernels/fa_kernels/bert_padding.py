@@ -14,9 +14,9 @@ def index_first_axis(input: torch.Tensor, indices: torch.Tensor) -> torch.Tensor
 
 def index_put_first_axis(values: torch.Tensor, indices: torch.Tensor, first_axis_dim: int) -> torch.Tensor:
     """Zeros (first_axis_dim, ...) with ``values`` scattered to rows ``indices``: the inverse of
-    :func:`index_first_axis`."""
+    :func:`index_first_axis`. ``indices`` may be int32 or int64 (transformers passes both)."""
     out = values.new_zeros((first_axis_dim, *values.shape[1:]))
-    return out.index_copy(0, indices, values)
+    return out.index_copy(0, indices.long(), values)
 
 
 def unpad_input(hidden_states: torch.Tensor, attention_mask: torch.Tensor,

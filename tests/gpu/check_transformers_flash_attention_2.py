@@ -16,8 +16,10 @@ and, as the precision yardstick, "sdpa" in float32 (REF). Checks, each PASS or F
     only where REF puts the two tokens within bf16 noise of each other (a near tie);
   - a training step's loss and gradients, left-padded (varlen forward and backward) and unpadded
     (flash_attn_func forward and backward).
-FA2's error must be bf16-sized: against SDPA below an absolute bound, and against REF at most twice
-SDPA's own error against REF (or below a floor). Exit status 1 when any check fails.
+FA2's error is measured against REF, the float32 truth: it must be bf16-sized (below an absolute bound)
+and at most twice SDPA's own error against REF (or below a floor). FA2~SDPA is printed too, but two bf16
+results can differ by the sum of their errors, and where SDPA is the one far from REF (seen: left-padded
+training, H200) a bound on FA2~SDPA would blame FA2 for SDPA's error. Exit status 1 when any check fails.
 """
 
 from __future__ import annotations
@@ -150,10 +152,10 @@ def check_logits(models: dict[str, Any], batch: tuple[torch.Tensor, torch.Tensor
     fa, sdpa, ref = (logits[k][valid] for k in ("FA2", "SDPA", "REF"))
     e_fs, e_fr, e_sr = rel(fa, sdpa), rel(fa, ref), rel(sdpa, ref)
     report["logit_noise"] = float((sdpa - ref).abs().max())  # how far bf16 moves a logit here
-    ok = e_fs < 2e-2 and e_fr <= max(2 * e_sr, 1e-2)
+    ok = e_fr < 2e-2 and e_fr <= max(2 * e_sr, 1e-2)
     return Check("logits, valid positions of a left-padded batch", ok,
                  f"FA2~SDPA {e_fs:.1e}, FA2~REF {e_fr:.1e}, SDPA~REF {e_sr:.1e}",
-                 "FA2~SDPA < 2e-2, FA2~REF <= max(2 x SDPA~REF, 1e-2)",
+                 "FA2~REF < 2e-2 and <= max(2 x SDPA~REF, 1e-2)",
                  f"{int(valid.sum())} positions, lengths {mask.sum(1).tolist()}")
 
 
@@ -213,11 +215,11 @@ def check_training(models: dict[str, Any], ids: torch.Tensor, mask: torch.Tensor
     e_fs, e_fr, e_sr = _global(g_fa, g_s), _global(g_fa, g_r), _global(g_s, g_r)
     worst = max(g_s, key=lambda n: rel(g_fa[n], g_s[n]))
     used = {k: counts[k] - before[k] for k in counts if counts[k] > before[k]}
-    ok = e_fs < 5e-2 and e_fr <= max(2 * e_sr, 2e-2) and abs(l_fa - l_s) <= 1e-2 * abs(l_s) and set(g_fa) == set(g_s)
+    ok = e_fr < 5e-2 and e_fr <= max(2 * e_sr, 2e-2) and abs(l_fa - l_r) <= 1e-2 * abs(l_r) and set(g_fa) == set(g_s)
     kind = "left-padded (varlen)" if mask is not None else "unpadded (flash_attn_func)"
     return Check(f"training step, {kind}: loss and gradients", ok,
                  f"grads FA2~SDPA {e_fs:.1e}, FA2~REF {e_fr:.1e}, SDPA~REF {e_sr:.1e}; loss FA2 {l_fa:.4f} SDPA {l_s:.4f} REF {l_r:.4f}",
-                 "FA2~SDPA < 5e-2, FA2~REF <= max(2 x SDPA~REF, 2e-2), loss within 1%",
+                 "FA2~REF < 5e-2 and <= max(2 x SDPA~REF, 2e-2), loss within 1% of REF",
                  f"worst parameter {worst}: {rel(g_fa[worst], g_s[worst]):.1e}; calls {used}")
 
 

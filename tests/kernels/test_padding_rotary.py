@@ -44,9 +44,10 @@ def test_unused_mask_is_packed_but_not_counted_as_used():
     assert packed.shape[0] == 17 and cu.tolist() == [0, 4, 10, 17] and used.tolist() == [4, 5, 7]
 
 
-def test_index_put_first_axis_inverts_index_first_axis():
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])  # transformers' generate passes int32
+def test_index_put_first_axis_inverts_index_first_axis(index_dtype):
     x = torch.randn(10, 3)
-    idx = torch.tensor([7, 2, 5])
+    idx = torch.tensor([7, 2, 5], dtype=index_dtype)
     rows = index_first_axis(x, idx)
     assert torch.equal(rows, x[idx])
     scattered = index_put_first_axis(rows, idx, 10)
