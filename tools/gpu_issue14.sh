@@ -6,7 +6,8 @@
 #   2. build a wheel for exactly this torch (--abi torch), serve both as an index on 127.0.0.1, and let
 #      `fa-dist install` choose (the trace says why the stable-ABI one wins); doctor explains it;
 #   3. the CUDA backend's GPU tests and `fa-dist smoke --full` on the installed stable-ABI wheel;
-#   4. speed (OLD_SRC=tarball of an ATen-glue kernels/ tree, e.g. `git archive 8975790 kernels`): that
+#   4. speed (OLD_SRC=tarball of an ATen-glue kernels/ tree, e.g. `git archive 8975790 kernels`, and
+#      OLD_CONFIG=its FA_KERNELS_BUILD_CONFIG, the JSON `fa-dist build` of that commit wrote): that
 #      build in a venv of its own and benchmarks/bench_builds.py comparing it with the stable-ABI wheel.
 # SKIP_TESTS=1 leaves out step 3's pytest run (smoke --full still runs).
 # Environments are venvs that see the image's torch through a .pth file (torch is never changed).
@@ -34,7 +35,7 @@ install_wheel() { $PY -m pip install -q --no-deps --target "$("$1/bin/python" -c
     mkdir -p "$WORK/wh"
     if [ -n "${STABLE_WHEEL:-}" ]; then
         echo "carried stable-ABI wheel: $STABLE_WHEEL"
-        cp "$STABLE_WHEEL" "$WORK/wh/" && $PY tools/ci/manifest_from_wheels.py "$WORK/wh"
+        cp "$STABLE_WHEEL" "$WORK/wh/" && PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} $PY tools/ci/manifest_from_wheels.py "$WORK/wh"
     else
         step $PY -m fa_dist build --abi stable --arch native --wheelhouse "$WORK/wh" --clean
     fi
@@ -94,9 +95,10 @@ if [ -n "${OLD_SRC:-}" ]; then
     {
         newenv "$WORK/old" && mkdir -p "$WORK/oldsrc" && tar -xzf "$OLD_SRC" -C "$WORK/oldsrc"
         # the shared-libstdc++ compiler, as fa-dist picks (the image's CXX links libstdc++ statically: #10)
-        step env CC=/usr/bin/gcc CXX=/usr/bin/g++ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 $PY -m pip install -q \
+        step env CC=/usr/bin/gcc CXX=/usr/bin/g++ FA_KERNELS_BUILD_CONFIG="$OLD_CONFIG" $PY -m pip install -q \
             --no-deps --no-build-isolation --target "$("$WORK/old/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
             "$WORK/oldsrc/kernels"
+        "$WORK/old/bin/python" -c "import fa_kernels, fa_kernels.backend as b; print(fa_kernels.__version__, b.available())"
         step $PY benchmarks/bench_builds.py --compare "stable-abi wheel=$WORK/env/bin/python" \
             "ATen glue=$WORK/old/bin/python"
     } 2>&1 | tee "$OUT/speed.log"
