@@ -95,7 +95,7 @@ if [ -n "${OLD_SRC:-}" ]; then
     {
         newenv "$WORK/old" && mkdir -p "$WORK/oldsrc" && tar -xzf "$OLD_SRC" -C "$WORK/oldsrc"
         # the shared-libstdc++ compiler, as fa-dist picks (the image's CXX links libstdc++ statically: #10)
-        step env CC=/usr/bin/gcc CXX=/usr/bin/g++ FA_KERNELS_BUILD_CONFIG="$OLD_CONFIG" $PY -m pip install -q \
+        step env CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}" FA_KERNELS_BUILD_CONFIG="$OLD_CONFIG" $PY -m pip install -q \
             --no-deps --no-build-isolation --target "$("$WORK/old/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
             "$WORK/oldsrc/kernels"
         "$WORK/old/bin/python" -c "import fa_kernels, fa_kernels.backend as b; print(fa_kernels.__version__, b.available())"
