@@ -78,6 +78,8 @@ for when in ("before", "after"):
         for impl, r in ran.items():
             print(f"  model:  {impl:<18} loaded={r['loaded']} config={r['config_impl']} calls={r['calls']} "
                   f"fa_kernels={r['fa_kernels_backends']} {r['error'] or ''}")
+            for name, count in r.get("attention_kernels", {}).items():
+                print(f"          GPU kernel x{count}: {name}")
     except Exception as exc:
         print(f"  model run unreadable: {exc}")
 PYEOF

@@ -74,13 +74,30 @@ def _run(impl: str) -> dict[str, Any]:
         model = model.to("cuda").eval()
         ids = torch.randint(0, 1000, (2, 64), device="cuda")
         with torch.no_grad():
-            model(input_ids=ids)
+            model(input_ids=ids)  # once outside the profiler: lazy init and Triton compiles
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                model(input_ids=ids)
         torch.cuda.synchronize()
     except Exception as exc:  # the "before" fa2 load is expected to fail
         return {"loaded": False, "error": f"{type(exc).__name__}: {str(exc)[:400]}",
                 "config_impl": None, "calls": dict(calls), "fa_kernels_backends": dict(backends)}
     return {"loaded": True, "error": None, "config_impl": model.config._attn_implementation,
-            "calls": dict(calls), "fa_kernels_backends": dict(backends)}
+            "calls": dict(calls), "fa_kernels_backends": dict(backends),
+            "attention_kernels": attention_kernels(prof)}
+
+
+# GPU kernel names that are attention: SDPA's cuDNN, flash and memory-efficient kernels, fa_kernels'
+# Triton (_fwd_kernel) and CUDA C++ ones; what the profiler saw says which backend really ran
+ATTENTION_NAMES = ("cudnn", "fmha", "flash", "attention", "attn", "_fwd_kernel", "mem_eff", "sdpa")
+
+
+def attention_kernels(prof: Any) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for event in prof.events():
+        name = event.name
+        if event.device_type == torch.autograd.DeviceType.CUDA and any(a in name.lower() for a in ATTENTION_NAMES):
+            seen[name[:90]] = seen.get(name[:90], 0) + 1
+    return seen
 
 
 def main() -> int:
@@ -99,6 +116,8 @@ def main() -> int:
         kb = ", ".join(f"{k} x{v}" for k, v in sorted(r["fa_kernels_backends"].items()))
         print(f"{impl}: loaded={r['loaded']} config={r['config_impl']} ran: {ran}"
               + (f"; fa_kernels backends: {kb}" if kb else "") + (f"; error: {r['error']}" if r["error"] else ""))
+        for name, count in r.get("attention_kernels", {}).items():
+            print(f"    GPU kernel x{count}: {name}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
