@@ -14,6 +14,12 @@ import triton.language as tl
 
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
+# Scalars Triton would otherwise specialise on (== 1, divisible by 16), compiling again per value class:
+# sizes, counts, the LSE strides and the mask/dropout parameters. None feeds a pointer's alignment (the
+# head_dim-row strides do, and stay specialised), so this costs no speed and lets one compiled kernel
+# (and one precompiled one, see fa_kernels.precompiled) serve every sequence length and head count.
+_SCALARS = ("seed", "win_left", "win_right", "stride_lb", "stride_lh", "stride_slb", "nheads", "group",
+            "seqlen_q", "seqlen_k")
 
 
 @triton.jit
@@ -120,7 +126,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, offs_m, o
     return acc, m_i, l_i
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_SCALARS)
 def _fwd_kernel(
     Q, K, V, O, LSE, SLOPES, CU_Q, CU_K, SINK,
     sm_scale, softcap, dropout_p, seed, win_left, win_right,
@@ -195,7 +201,7 @@ def _fwd_kernel(
     tl.store(lse_base + offs_m, lse, mask=offs_m < sq)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("stride_lb", "stride_lh", "nheads", "seqlen_q"))
 def _bwd_preprocess(
     O, DO, DELTA, CU_Q,
     stride_ob, stride_os, stride_oh, stride_dob, stride_dos, stride_doh, stride_lb, stride_lh,
@@ -261,7 +267,7 @@ def _bwd_dkdv_inner(dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_
     return dk, dv
 
 
-@triton.jit
+@triton.jit(do_not_specialize=(*_SCALARS, "nheads_k"))
 def _bwd_dkdv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, SLOPES, CU_Q, CU_K,
     sm_scale, softcap, dropout_p, seed, win_left, win_right,
@@ -378,7 +384,7 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, 
     return dq
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_SCALARS)
 def _bwd_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, SLOPES, CU_Q, CU_K,
     sm_scale, softcap, dropout_p, seed, win_left, win_right,

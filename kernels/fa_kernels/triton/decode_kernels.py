@@ -20,6 +20,9 @@ import triton.language as tl
 
 from fa_kernels.triton.attention_kernels import LN2, LOG2E, _logits2
 
+# do_not_specialize below: as attention_kernels._SCALARS, sizes and counts that vary per call (cache
+# lengths, splits, heads) compile once, not once per value class
+
 
 @triton.jit
 def _rotated(ptrs, offs_d, rows_ok, pos, COS, SIN, stride_cos, seqlen_ro,
@@ -65,7 +68,7 @@ def _cache_rows(b, pos, CACHE_IDX, BLOCK_TABLE, stride_cb, stride_cs, stride_bt,
     return row
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("stride_cos", "stride_bt", "seqlen_q", "seqlen_new", "seqlen_ro", "capacity", "page_size", "nheads", "nheads_k"))
 def _append_kernel(
     Q, QR, KN, VN, KC, VC, COS, SIN, SEQLENS, CACHE_IDX, BLOCK_TABLE,
     stride_qb, stride_qs, stride_qh, stride_rb, stride_rs, stride_rh,
@@ -176,7 +179,7 @@ def _kv_offsets(pages, start, offs_n, stride_b, stride_s, page_size, PAGED: tl.c
     return offs
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("win_left", "win_right", "seqlen_new", "num_splits", "stride_lsp", "stride_lb", "stride_lh", "stride_bt", "stride_slb", "nheads_k", "group", "seqlen_q", "page_size"))
 def _cache_attn_kernel(
     Q, K, V, O, LSE, SEQLENS_K, K_STARTS, CACHE_IDX, BLOCK_TABLE, CU_Q, SLOPES, SINK,
     sm_scale, softcap, win_left, win_right, seqlen_new, num_splits,
@@ -294,7 +297,7 @@ def _cache_attn_kernel(
     tl.store(LSE + l_rows, lse, mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("num_splits", "stride_lsp", "stride_lpb", "stride_lph", "stride_lb", "stride_lh", "seqlen_q"))
 def _combine_kernel(
     OP, LP, O, LSE, SINK, num_splits,
     stride_psp, stride_pb, stride_ps, stride_ph, stride_lsp, stride_lpb, stride_lph,

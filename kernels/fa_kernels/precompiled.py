@@ -1,0 +1,260 @@
+"""Triton kernels compiled ahead of time, so that a first call loads instead of compiling.
+
+Triton keeps what it compiled in a cache folder, one entry a kernel specialisation, named by the
+sha256 of everything the result depends on: Triton itself (its sources and libtriton), the kernel's
+source and the functions it calls, the GPU target, the compile options, the argument specialisation
+and the cache-relevant environment. fa_kernels ships or is given such entries in
+``fa_kernels/_precompiled/<group>/`` (a group: one Triton version and one GPU target, with a
+manifest.json) and, once per process before its first Triton launch, copies the entries of the groups
+matching this Triton and these GPUs into Triton's own cache folder. Triton then finds them under the
+very name it would have compiled to; anything that differs (another Triton build, another GPU, a
+changed kernel) hashes to another name, misses, and compiles as always. A precompiled kernel can
+therefore be unused, never wrong.
+
+    python -m fa_kernels.precompiled warm [--jobs N] [--json]   compile the common cases into the store
+    python -m fa_kernels.precompiled status [--json]            what the store holds and what matches here
+
+FA_KERNELS_PRECOMPILED=0 turns the copying off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STORE = Path(__file__).parent / "_precompiled"
+MANIFEST = "manifest.json"
+FORMAT = 1
+GROUP_FILE = "__grp__"  # Triton's name prefix for an entry's index of its files
+ENV_SWITCH = "FA_KERNELS_PRECOMPILED"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One Triton version x GPU target's worth of cache entries."""
+
+    path: Path
+    triton: str
+    target: str  # "cuda:90", "hip:gfx942"
+    entries: tuple[str, ...]  # Triton's cache entry names (its key's sha256)
+    digest: str  # of the manifest: a changed group is seeded again
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def target_name(backend: str, arch: int | str) -> str:
+    """Triton's GPUTarget as one string: ("cuda", 90) -> "cuda:90", ("hip", "gfx942") -> "hip:gfx942"."""
+    return f"{backend}:{arch}"
+
+
+def group_name(triton: str, target: str) -> str:
+    return f"triton-{triton}-{target.replace(':', '-')}"
+
+
+def read_groups(store: Path = STORE) -> list[Group]:
+    """The store's groups; a folder without a readable, well-formed manifest is no group."""
+    groups = []
+    for folder in sorted(store.iterdir()) if store.is_dir() else []:
+        try:
+            text = (folder / MANIFEST).read_text()
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                continue
+            entries = tuple(str(e) for e in data["entries"])
+            groups.append(Group(folder, str(data["triton"]), str(data["target"]), entries,
+                                hashlib.sha256(text.encode()).hexdigest()[:16]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return groups
+
+
+def matching(groups: list[Group], triton: str, targets: list[str]) -> list[Group]:
+    """The groups made by this Triton version for one of these GPU targets."""
+    return [g for g in groups if g.triton == triton and g.target in targets]
+
+
+def _is_entry_name(name: str) -> bool:
+    """Triton names a cache entry by its key's sha256: base32 (Triton >= 3.2) or hex (older)."""
+    return re.fullmatch(r"[A-Z2-7]{52}|[0-9a-f]{64}", name) is not None
+
+
+def seed(group: Group, cache_dir: Path) -> int:
+    """Copy the group's entries that Triton's cache lacks into it; -> how many were copied.
+
+    Files are written under temporary names and renamed into place, the entry's index of files last,
+    as Triton writes them itself: a process reading the cache meanwhile sees an entry whole or not at
+    all. The index is rewritten to point at the copies (Triton stores absolute paths)."""
+    copied = 0
+    for entry in group.entries:
+        source, target = group.path / entry, cache_dir / entry
+        if not _is_entry_name(entry) or not source.is_dir():
+            continue
+        index_files = sorted(source.glob(f"{GROUP_FILE}*.json"))
+        if not index_files or all((target / f.name).exists() for f in index_files):
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for file in sorted(source.iterdir()):
+            if not file.name.startswith(GROUP_FILE):
+                _put(target / file.name, file.read_bytes())
+        for index in index_files:
+            children = json.loads(index.read_text())["child_paths"]
+            rewritten = {name: str(target / name) for name in children}
+            _put(target / index.name, json.dumps({"child_paths": rewritten}).encode())
+        copied += 1
+    return copied
+
+
+def _put(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def triton_cache_dir() -> Path | None:
+    """The folder Triton's file cache uses in this process; None when a custom cache manager (a
+    remote or user-defined one) is configured, which copying files into a folder would not feed."""
+    if os.environ.get("TRITON_CACHE_MANAGER"):
+        return None
+    try:
+        from triton import knobs
+
+        folder = knobs.cache.dir
+    except (ImportError, AttributeError):
+        folder = os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
+    return Path(folder) if folder else None
+
+
+def visible_targets() -> list[str]:
+    """The Triton targets of the GPUs torch sees."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    targets = []
+    for i in range(torch.cuda.device_count()):
+        if torch.version.hip:
+            arch = torch.cuda.get_device_properties(i).gcnArchName.split(":")[0]
+            targets.append(target_name("hip", arch))
+        else:
+            major, minor = torch.cuda.get_device_capability(i)
+            targets.append(target_name("cuda", major * 10 + minor))
+    return sorted(set(targets))
+
+
+_seeded = False
+
+
+def ensure_seeded() -> None:
+    """Once per process, before the first Triton launch: copy the matching groups into Triton's cache.
+
+    Never raises: whatever goes wrong here only costs the compile that would have happened anyway."""
+    global _seeded
+    if _seeded:
+        return
+    _seeded = True
+    if os.environ.get(ENV_SWITCH, "1") == "0" or os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return
+    try:
+        _seed_here()
+    except Exception:  # a failed copy must not fail the user's call
+        return
+
+
+def _seed_here() -> None:
+    groups = read_groups()
+    if not groups:
+        return
+    import triton
+
+    cache_dir = triton_cache_dir()
+    if cache_dir is None:
+        return
+    for group in matching(groups, triton.__version__, visible_targets()):
+        stamp = cache_dir / f"fa_kernels-{group.name}-{group.digest}.seeded"
+        if stamp.exists():
+            continue
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        seed(group, cache_dir)
+        stamp.touch()
+
+
+def write_group(store: Path, cache: Path, triton: str, target: str, fa_kernels: str,
+                cases: list[str]) -> Group:
+    """Move the complete entries of a warm-up's private Triton cache into the store as one group
+    (replacing that group's previous content) -> the group."""
+    final = store / group_name(triton, target)
+    staging = Path(tempfile.mkdtemp(dir=store, prefix=f".{final.name}."))
+    entries = []
+    for entry in sorted(p for p in cache.iterdir() if p.is_dir() and _is_entry_name(p.name)):
+        indexes = list(entry.glob(f"{GROUP_FILE}*.json"))
+        if not indexes:  # a compile that did not finish
+            continue
+        (staging / entry.name).mkdir()
+        for file in entry.iterdir():
+            if file.name.startswith(GROUP_FILE):
+                children = json.loads(file.read_text())["child_paths"]
+                (staging / entry.name / file.name).write_text(
+                    json.dumps({"child_paths": {name: name for name in children}}))
+            elif not file.name.startswith(".") and ".tmp." not in file.name:
+                shutil.copy2(file, staging / entry.name / file.name)
+        entries.append(entry.name)
+    manifest = {"format": FORMAT, "triton": triton, "target": target, "fa_kernels": fa_kernels,
+                "entries": entries, "cases": cases}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return next(g for g in read_groups(store) if g.path == final)
+
+
+def record_store(store: Path) -> bool:
+    """List the store's files in the installed fa-kernels' RECORD, so that uninstalling or upgrading
+    the package removes them too; -> False when fa_kernels is not an installed distribution whose
+    files contain the store (a checkout, an editable install)."""
+    import base64
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("fa-kernels")
+    except metadata.PackageNotFoundError:
+        return False
+    record = next((f for f in dist.files or () if f.name == "RECORD" and f.parent.name.endswith(".dist-info")), None)
+    if record is None:
+        return False
+    site = Path(str(dist.locate_file(""))).resolve()
+    record_path = Path(str(record.locate())).resolve()
+    try:
+        prefix = store.resolve().relative_to(site).as_posix() + "/"
+    except ValueError:
+        return False
+    kept = [line for line in record_path.read_text().splitlines() if line and not line.startswith(prefix)]
+    for file in sorted(p for p in store.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        kept.append(f"{file.resolve().relative_to(site).as_posix()},sha256={digest},{len(data)}")
+    tmp = record_path.with_name(f".RECORD.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(kept) + "\n")
+    os.replace(tmp, record_path)
+    return True
+
+
+def describe(groups: list[Group], triton: str | None, targets: list[str]) -> dict[str, Any]:
+    """The store's state as JSON-able facts (for `status` and fa-dist doctor)."""
+    return {
+        "triton": triton, "targets": targets,
+        "groups": [{"name": g.name, "triton": g.triton, "target": g.target, "kernels": len(g.entries)}
+                   for g in groups],
+        "matching": [g.name for g in matching(groups, triton, targets)] if triton else [],
+    }

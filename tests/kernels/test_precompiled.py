@@ -1,0 +1,156 @@
+"""fa_kernels.precompiled: Triton cache entries made ahead of time, stored as groups, copied into Triton's
+cache only for this Triton and these GPUs, found by Triton under its own key.
+
+The end-to-end cases compile a real kernel with the installed Triton for a CUDA target (no GPU is needed
+to compile, only to run), in subprocesses whose TRITON_CACHE_DIR is a test folder, and read Triton's own
+compilation listener to see whether it compiled or loaded from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fa_kernels import precompiled
+
+triton = pytest.importorskip("triton")
+
+COMPILE = textwrap.dedent("""
+    import json, sys
+    import triton, triton.language as tl
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    @triton.jit
+    def add_one(X, Y, n, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(Y + i, tl.load(X + i, mask=i < n) + 1, mask=i < n)
+
+    hits = []
+    knobs.compilation.listener = lambda **kw: hits.append(kw["cache_hit"])
+    src = ASTSource(add_one, signature={"X": "*fp32", "Y": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+                    constexprs={"BLOCK": 128})
+    kernel = triton.compile(src, target=GPUTarget("cuda", int(sys.argv[1]), 32))
+    print(json.dumps({"hash": kernel.hash, "cache_hit": hits[-1], "cubin": len(kernel.asm["cubin"])}))
+""")
+
+
+def compile_into(cache: Path, arch: int = 90) -> dict[str, object]:
+    """Compile the kernel in a fresh process whose Triton cache is ``cache`` -> its hash, whether Triton
+    loaded it from the cache, and its cubin's size."""
+    script = cache.parent / "compile_add_one.py"  # Triton reads a kernel's source from its file
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(COMPILE)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(cache)
+    proc = subprocess.run([sys.executable, str(script), str(arch)], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """A store with one group (this Triton, cuda:90) made from a real compile."""
+    root = tmp_path_factory.mktemp("made")
+    first = compile_into(root / "warm-cache")
+    assert first["cache_hit"] is False
+    store = root / "store"
+    store.mkdir()
+    precompiled.write_group(store, root / "warm-cache", triton.__version__, "cuda:90", "test", ["add_one"])
+    return store, first
+
+
+@pytest.mark.integration  # real Triton compiles in subprocesses
+def test_a_seeded_cache_loads_the_kernel_instead_of_compiling_it(made, tmp_path):
+    store, first = made
+    (group,) = precompiled.read_groups(store)
+    assert group.target == "cuda:90" and len(group.entries) == 1
+    assert precompiled.seed(group, tmp_path / "cache") == 1
+    index = next((tmp_path / "cache" / group.entries[0]).glob("__grp__*.json"))
+    paths = json.loads(index.read_text())["child_paths"].values()
+    assert all(Path(p).parent == tmp_path / "cache" / group.entries[0] and Path(p).exists() for p in paths)
+    again = compile_into(tmp_path / "cache")
+    assert again["cache_hit"] is True and again["hash"] == first["hash"] and again["cubin"] == first["cubin"]
+    assert precompiled.seed(group, tmp_path / "cache") == 0  # present already: nothing copied
+
+
+@pytest.mark.integration  # real Triton compiles in subprocesses
+def test_an_entry_for_another_gpu_arch_is_never_used(made, tmp_path):
+    store, _first = made
+    (group,) = precompiled.read_groups(store)
+    precompiled.seed(group, tmp_path / "cache")  # even copied in by hand, an sm_90 entry ...
+    other = compile_into(tmp_path / "cache", arch=80)  # ... is not what an sm_80 compile looks up
+    assert other["cache_hit"] is False
+
+
+@pytest.mark.integration  # real Triton compiles in subprocesses
+def test_only_groups_of_this_triton_and_these_gpus_are_seeded(made, tmp_path, monkeypatch):
+    store, _first = made
+    (group,) = precompiled.read_groups(store)
+    manifest = json.loads((group.path / precompiled.MANIFEST).read_text())
+    for name, triton_version, target in [("other-triton", "0.0.1", "cuda:90"), ("other-gpu", triton.__version__, "cuda:80")]:
+        (store / name).mkdir()
+        for entry in group.entries:  # the same files, claimed for another Triton / GPU
+            (store / name / entry).symlink_to(group.path / entry)
+        (store / name / precompiled.MANIFEST).write_text(json.dumps({**manifest, "triton": triton_version, "target": target}))
+    groups = precompiled.read_groups(store)
+    assert [g.name for g in precompiled.matching(groups, triton.__version__, ["cuda:90"])] == [group.name]
+    assert precompiled.matching(groups, triton.__version__, ["cuda:89"]) == []
+    assert {g.name for g in precompiled.matching(groups, "0.0.1", ["cuda:90"])} == {"other-triton"}
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(precompiled, "STORE", store)
+    monkeypatch.setattr(precompiled, "visible_targets", lambda: ["cuda:80"])
+    monkeypatch.setattr(precompiled, "triton_cache_dir", lambda: cache)
+    monkeypatch.setattr(precompiled, "read_groups", lambda store=store: groups)
+    precompiled._seed_here()  # an sm_80 machine: only the group claimed for cuda:80 is copied
+    other_gpu = next(g for g in groups if g.name == "other-gpu")
+    assert {p.name for p in cache.iterdir()} == {*group.entries, f"fa_kernels-other-gpu-{other_gpu.digest}.seeded"}
+
+
+def test_a_broken_store_is_no_store(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / precompiled.MANIFEST).write_text("{not json")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / precompiled.MANIFEST).write_text(json.dumps({"format": 99, "triton": "x", "target": "y", "entries": []}))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / precompiled.MANIFEST).write_text(json.dumps({"format": 1, "triton": "x"}))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / precompiled.MANIFEST).write_text(json.dumps(
+        {"format": 1, "triton": "x", "target": "cuda:90", "entries": ["../../etc", "zz"]}))
+    groups = precompiled.read_groups(tmp_path)
+    assert [g.name for g in groups] == ["d"]
+    assert precompiled.seed(groups[0], tmp_path / "cache") == 0  # names that are no cache entry are skipped
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert precompiled.read_groups(tmp_path / "missing") == []
+
+
+def test_seeding_never_raises_and_runs_once(monkeypatch):
+    monkeypatch.setattr(precompiled, "_seeded", False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise OSError("read-only cache folder")
+
+    monkeypatch.setattr(precompiled, "_seed_here", broken)
+    precompiled.ensure_seeded()
+    precompiled.ensure_seeded()
+    assert calls == [1]
+
+
+def test_the_switch_turns_seeding_off(monkeypatch):
+    monkeypatch.setattr(precompiled, "_seeded", False)
+    monkeypatch.setenv(precompiled.ENV_SWITCH, "0")
+    monkeypatch.setattr(precompiled, "_seed_here", lambda: pytest.fail("seeded although switched off"))
+    precompiled.ensure_seeded()
