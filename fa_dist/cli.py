@@ -19,16 +19,24 @@ from fa_dist.act import index as index_mod
 from fa_dist.act import smoke as act_smoke
 from fa_dist.decide import matrix as matrix_mod
 from fa_dist.decide import recipes as recipes_mod
-from fa_dist.errors import FaDistError, SmokeFailed
+from fa_dist.errors import FaDistError, SmokeFailed, WarmFailed
 from fa_dist.facts import target as target_mod
 from fa_dist.model import codec
 from fa_dist.model.environment import Environment
-from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target, UninstallOptions
+from fa_dist.options import (
+    BuildOptions,
+    DoctorOptions,
+    InstallOptions,
+    Target,
+    UninstallOptions,
+    WarmOptions,
+)
 from fa_dist.paths import default_wheelhouse
 from fa_dist.pipelines import build as build_pipeline
 from fa_dist.pipelines import doctor as doctor_pipeline
 from fa_dist.pipelines import install as install_pipeline
 from fa_dist.pipelines import uninstall as uninstall_pipeline
+from fa_dist.pipelines import warm as warm_pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -299,6 +307,12 @@ def smoke(python: str | None, full: bool, as_json: bool, timeout: float | None) 
 @click.option("--from-source", is_flag=True, help="Build for this GPU even if a wheel matches.")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test after installing.")
 @click.option(
+    "--no-warm",
+    is_flag=True,
+    help="Do not precompile the Triton kernels for this GPU (first calls then compile them); "
+    "on a GPU machine install does it unless the wheel brought them (see fa-dist warm).",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Show the plan and the resolver's trace; change nothing."
 )
 @click.option(
@@ -321,6 +335,7 @@ def install(
     no_build: bool,
     from_source: bool,
     no_smoke: bool,
+    no_warm: bool,
     dry_run: bool,
     flash_attn_compat: bool,
     as_json: bool,
@@ -344,6 +359,7 @@ def install(
         no_build=no_build,
         from_source=from_source,
         smoke=not no_smoke,
+        warm=not no_warm,
         dry_run=dry_run,
         flash_attn_compat=flash_attn_compat,
     )
@@ -356,6 +372,40 @@ def install(
     else:
         output.print_keyed_lines(out, data)
     return 0
+
+
+@cli.command()
+@click.option("--python", "python", metavar="PATH", help="Target interpreter (default: this one).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Compiling processes (default: the cores, at most 16).",
+)
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing when the kernels are already precompiled for this Triton and GPU.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def warm(python: str | None, jobs: int | None, if_missing: bool, as_json: bool) -> int:
+    """Precompile the installed kernels' Triton code for this GPU and this Triton, so that first calls
+    load instead of compiling (seconds each, again in every fresh container).
+
+    Runs the common cases (both half dtypes, head dims 64 and 128, causal or not, varlen, KV-cache
+    decoding, the Triton norm) once each on tiny inputs, in parallel processes of the target
+    interpreter; stores the result inside the installed package (listed in its RECORD, so pip removes
+    it with the package) and copies it into Triton's cache. Triton only ever loads an entry under the
+    exact key it would compile to: another Triton build or GPU simply compiles as before. Needs the GPU.
+    `fa-dist install` does this itself unless --no-warm. Exit 9 when it cannot run or a case failed.
+    """
+    options = WarmOptions(target=Target(python=python), jobs=jobs, if_missing=if_missing)
+    result = warm_pipeline.run(options, output.ConsoleReporter(err))
+    data = {**result.data, "seconds": round(result.seconds, 2)}
+    if as_json:
+        output.write_json(data, indent=None)
+    else:
+        output.print_keyed_lines(out, {k: v for k, v in data.items() if k not in ("failed",) or v})
+    return WarmFailed.exit_code if result.failed else 0
 
 
 @cli.command()

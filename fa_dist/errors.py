@@ -61,3 +61,9 @@ class InstallFailed(FaDistError):
     """Installing (fetch, pip, smoke test, record) failed; the previous state was restored."""
 
     exit_code = 8
+
+
+class WarmFailed(FaDistError):
+    """Precompiling the Triton kernels failed or cannot run here; the kernels still compile on first use."""
+
+    exit_code = 9

@@ -48,6 +48,9 @@ class InstallOptions:
     no_build: bool = False
     from_source: bool = False
     smoke: bool = True
+    warm: bool = (
+        True  # precompile the Triton kernels on a GPU machine unless the wheel brought them
+    )
     dry_run: bool = False
     flash_attn_compat: bool = False  # also the flash-attn compat, in the same transaction
 
@@ -56,3 +59,10 @@ class InstallOptions:
 class UninstallOptions:
     target: Target = Target()  # an interpreter: a snapshot has nothing to remove
     compat_only: bool = False  # only the flash-attn compat; fa-kernels stays
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarmOptions:
+    target: Target = Target()  # an interpreter with fa-kernels installed and the GPU at hand
+    jobs: int | None = None  # worker processes; None: the target's cores, at most 16
+    if_missing: bool = False  # nothing to do when the package already has this Triton and GPU

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fa_dist.act import net, smoke, transaction, wheelcheck, wheelhouse
+from fa_dist.act import net, smoke, transaction, warm, wheelcheck, wheelhouse
 from fa_dist.act.pip import pip_install
 from fa_dist.act.record import write_record
 from fa_dist.containment import publish_mode, safe_filename, within
 from fa_dist.decide import index_manifest, resolve
-from fa_dist.errors import ConfigError, FaDistError, InstallFailed
+from fa_dist.errors import ConfigError, FaDistError, InstallFailed, WarmFailed
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import Candidate
 from fa_dist.paths import cache_dir
@@ -164,6 +165,7 @@ class Outcome:
 class Options:
     run_smoke: bool = True
     smoke_timeout: float | None = None  # None: FA_DIST_SMOKE_TIMEOUT, else smoke's default
+    warm: bool = True  # precompile the Triton kernels for this GPU unless the wheel brought them
     allow_insecure_http: bool = False
     allow_unverified: bool = False
 
@@ -206,7 +208,9 @@ def install(
     ):
         saved = transaction.backup(target, Path(folder))
         with transaction.rollback_on_failure(target, saved, log):
-            result = _install_and_check(target, wheel, opts, log, timings)
+            result = _install_and_check(
+                target, wheel, opts, log, timings, warm_here=bool(env.visible_gpus)
+            )
             entry = then() if then is not None else None
             smoke_data = result.data if result else None
             record = write_record(env, cand, digest, smoke_data, verified, compat_entry=entry)
@@ -227,14 +231,19 @@ def _install_and_check(
     opts: Options,
     log: Callable[[str], None],
     timings: dict[str, float],
+    *,
+    warm_here: bool = False,
 ) -> smoke.SmokeResult | None:
-    """pip install, then the smoke test of exactly the installed files; raises on any failure."""
+    """pip install, precompile (``warm_here``: a GPU is visible), then the smoke test of exactly the
+    installed files; raises on any failure but the precompile's (first calls then compile, as always)."""
     t = time.perf_counter()
     done = pip_install(target.python, wheel)
     timings["install"] = time.perf_counter() - t
     if not done.ok:
         raise InstallFailed(f"pip could not install {wheel.name}: {done.describe_failure()}")
     log(f"installed {wheel.name} ({timings['install']:.1f} s)")
+    if opts.warm and warm_here:
+        _precompile(target.python, log, timings)
     if not opts.run_smoke:
         return None
     t = time.perf_counter()
@@ -254,6 +263,36 @@ def _install_and_check(
             fix=f"see every case: fa-dist smoke --python {target.python}",
         )
     return result
+
+
+def _precompile(python: str, log: Callable[[str], None], timings: dict[str, float]) -> None:
+    """fa_kernels.warm --if-missing: a wheel built on a machine like this one brought its kernels;
+    otherwise compile them now, in parallel, rather than in each first call. A failure only warns."""
+    t = time.perf_counter()
+
+    def every_tenth(line: str) -> None:
+        parsed = re.match(r"warm: (\d+)/(\d+)", line)
+        if parsed is None or "FAILED" in line or parsed[1] == parsed[2] or int(parsed[1]) % 10 == 0:
+            log(f"  {line}")
+
+    try:
+        result = warm.run(python, if_missing=True, progress=every_tenth)
+    except WarmFailed as exc:
+        log(f"precompile: skipped ({exc}); Triton kernels compile at first use")
+        return
+    timings["precompile"] = time.perf_counter() - t
+    data = result.data
+    if "skipped" in data:
+        log(f"precompile: {data['skipped']}")
+    else:
+        log(
+            f"precompile: {data['kernels']} Triton kernels for {data['target']} ({timings['precompile']:.1f} s)"
+            + (
+                f", {len(result.failed)} case(s) failed: they compile at first use"
+                if result.failed
+                else ""
+            )
+        )
 
 
 def gather(

@@ -239,6 +239,7 @@ def install(run: _Run) -> None:
             options=act_install.Options(
                 run_smoke=options.smoke,
                 smoke_timeout=options.smoke_timeout,
+                warm=options.warm,
                 allow_insecure_http=options.allow_insecure_http,
                 allow_unverified=options.allow_unverified,
             ),

@@ -5,8 +5,10 @@ whose entries then become a group of fa_kernels.precompiled's store.
     python -m fa_kernels.warm [--jobs N] [--head-dims 64 128] [--json]
     python -m fa_kernels.warm status [--json]
 
-Progress: one "warm: i/n case" line a finished case on stdout; with --json the last line is the result.
-Exit status: 0 done, 1 some case failed (the rest is stored), 2 nothing to do here (no GPU, no triton).
+Progress: one "warm: i/n case" line a finished case, on stderr; the result on stdout (--json: one line).
+--if-missing: nothing to do when the store already has this Triton and GPU (e.g. the wheel shipped it).
+Exit status: 0 done (or nothing missing), 1 some case failed (the rest is stored), 2 cannot here (no GPU,
+no triton, the interpreter).
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ def _run_workers(todo: list[Case], jobs: int, head_dims: tuple[int, ...], cache:
     failed cases' indices with why."""
     env = {**os.environ, "TRITON_CACHE_DIR": str(cache), precompiled.ENV_SWITCH: "0"}
     dims = ",".join(map(str, head_dims))
-    procs = [subprocess.Popen([sys.executable, "-m", "fa_kernels.warm", "_worker", "--head-dims", dims,
+    isolated = ["-I"] if sys.flags.isolated else []  # workers see the sys.path this process saw
+    procs = [subprocess.Popen([sys.executable, *isolated, "-m", "fa_kernels.warm", "_worker", "--head-dims", dims,
                                "--cases", ",".join(map(str, range(j, len(todo), jobs)))],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
              for j in range(min(jobs, len(todo)))]
@@ -181,7 +184,7 @@ def _run_workers(todo: list[Case], jobs: int, head_dims: tuple[int, ...], cache:
             if kind == "case-failed":
                 failed[int(index)] = why
             print(f"warm: {len(reported)}/{len(todo)} {todo[int(index)].label}{' FAILED: ' + why if why else ''}",
-                  flush=True)
+                  file=sys.stderr, flush=True)
         if proc.wait() not in (0, 1):  # 1: some case failed, said above; anything else: it died
             for i in set(range(procs.index(proc), len(todo), jobs)) - reported:
                 failed[i] = f"its worker exited with {proc.returncode} before reaching it: {tail[:200]}"
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, default=precompiled.STORE)
     parser.add_argument("--no-seed", action="store_true", help="do not copy into Triton's cache")
     parser.add_argument("--no-record", action="store_true", help="do not list the files in the package's RECORD")
+    parser.add_argument("--if-missing", action="store_true", help="skip when this Triton and GPU are stored")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     head_dims = tuple(int(d) for d in args.head_dims.split(",") if d)
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         _print({"error": why}, args.json)
         return 2
+    if args.if_missing and (have := status(args.store)["matching"]):
+        return _print({"skipped": f"precompiled already: {', '.join(have)}", "matching": have}, args.json)
     result = warm(max(1, args.jobs), head_dims, args.store, not args.no_seed, not args.no_record)
     _print(result, args.json)
     return 1 if result["failed"] else 0
