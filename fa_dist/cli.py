@@ -186,6 +186,12 @@ def doctor(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the build config (for a build run by cibuildwheel) and stop.",
 )
+@click.option(
+    "--no-precompile",
+    is_flag=True,
+    help="Do not put this GPU's compiled Triton kernels into the wheel (done by default when the "
+    "wheel is built for the GPUs here and triton is installed).",
+)
 @click.option("--plan", "plan_only", is_flag=True, help="Print the build plan and stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (or plan) as JSON.")
 def build(
@@ -199,6 +205,7 @@ def build(
     ptx: str | None,
     abi: str,
     write_config: Path | None,
+    no_precompile: bool,
     plan_only: bool,
     as_json: bool,
 ) -> int:
@@ -206,8 +213,10 @@ def build(
 
     Compiles with torch's ninja build (no build isolation) for exactly the detected GPU unless --arch
     says otherwise, refusing early when doctor knows the build cannot work. A second build of the same
-    sources reuses the finished wheel, or ninja's objects after a change. Exit 5 when compilation fails
-    (the cause and the relevant log lines are shown).
+    sources reuses the finished wheel, or ninja's objects after a change. On a machine with the GPU the
+    wheel is built for, the Triton kernels are then run once each and what Triton compiled goes into
+    the wheel (fa-dist warm), so that installs on such machines load them instead of compiling. Exit 5
+    when compilation fails (the cause and the relevant log lines are shown).
     """
     options = BuildOptions(
         target=Target(python=python, env_file=env_file),
@@ -218,6 +227,7 @@ def build(
         clean=clean,
         ptx=ptx,
         abi=abi,
+        precompile=not no_precompile,
     )
     plan = build_pipeline.plan(load_environment(options.target), options)
     if write_config is not None:

@@ -33,6 +33,9 @@ class BuildOptions:
     clean: bool = False
     ptx: str | None = None
     abi: str = "auto"  # stable (torch's stable ABI), torch (this torch only), or auto
+    precompile: bool = (
+        True  # on a GPU machine, put this GPU's compiled Triton kernels into the wheel
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,11 +3,11 @@ test wants (pass, print garbage, sleep, check its own files), built as a real zi
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import zipfile
 from pathlib import Path
+
+from fa_dist.act.wheelpatch import record_line
 
 CASE = {"op": "attention fwd+bwd", "backend": "triton", "shape": "b1", "dtype": "fp16", "max_err": 0.0,
         "tolerance": 0.001, "speed": "-", "passed": True, "error": ""}
@@ -42,11 +42,6 @@ def printing_smoke(stdout: str, code: int = 0) -> str:
     return f"import sys\nsys.stdout.write({stdout!r})\nsys.exit({code})\n"
 
 
-def _record_line(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
-
-
 def craft(folder: Path, version: str, smoke: str, *, meta_version: str | None = None,
           script: bool = False) -> Path:
     """fa_kernels-VERSION-py3-none-any.whl in ``folder``; METADATA says ``meta_version`` (default the
@@ -62,7 +57,7 @@ def craft(folder: Path, version: str, smoke: str, *, meta_version: str | None = 
     if script:
         files[f"fa_kernels-{version}.data/scripts/fa-kernels-smoke"] = (
             f"#!python\nprint('fa-kernels-smoke {version}')\n".encode())
-    record = [_record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
+    record = [record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
     path = folder / f"fa_kernels-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():

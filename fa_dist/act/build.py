@@ -127,7 +127,8 @@ def into_wheelhouse(plan: BuildPlan, wheel: Path, folder: Path) -> tuple[Path, W
     return target, entry
 
 
-SKIP_PARTS = ("build", "dist", "__pycache__")
+# _precompiled: Triton kernels a checkout's `fa-dist warm` stored, for its own machine; a build adds its own
+SKIP_PARTS = ("build", "dist", "__pycache__", "_precompiled")
 
 
 def _skipped(rel: Path) -> bool:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fa_dist import subproc
@@ -30,6 +32,30 @@ class WarmResult:
         return failed
 
 
+PROGRESS = re.compile(r"warm: (\d+)/(\d+) (.*)")
+
+
+def progress_of(line: str) -> tuple[int, int, str] | None:
+    """("warm: 12/60 attention bfloat16 d64") -> (12, 60, "attention bfloat16 d64")."""
+    match = PROGRESS.match(line)
+    return (int(match[1]), int(match[2]), match[3]) if match else None
+
+
+def relay(update: Callable[[int, int], None], note: Callable[[str], None]) -> Callable[[str], None]:
+    """Feed fa_kernels.warm's progress lines to a bar; a failed case also gets a line of its own."""
+
+    def each(line: str) -> None:
+        parsed = progress_of(line)
+        if parsed is None:
+            return
+        done, total, label = parsed
+        update(done, total)
+        if "FAILED" in label:
+            note(f"  [yellow]{label}[/]")
+
+    return each
+
+
 def run(
     python: str,
     *,
@@ -37,29 +63,40 @@ def run(
     if_missing: bool = False,
     timeout: float = DEFAULT_TIMEOUT_S,
     progress: Callable[[str], None] | None = None,
+    unpacked: Path | None = None,
 ) -> WarmResult:
     """Run ``python -m fa_kernels.warm`` isolated from a neutral folder; progress lines ("warm: i/n
-    case") go to ``progress``. Raises WarmFailed when it cannot run here or dies; a run where some cases
-    failed returns (the others are stored)."""
-    argv = [python, "-I", "-u", "-m", "fa_kernels.warm", "--json"]
+    case") go to ``progress``. ``unpacked``: a wheel's unpacked files, whose fa_kernels is warmed (and
+    stored there) instead of the installed one. Raises WarmFailed when it cannot run here or dies; a run
+    where some cases failed returns (the others are stored)."""
+    isolation = (
+        ["-I"] if unpacked is None else []
+    )  # -I would drop the PYTHONPATH naming ``unpacked``
+    argv = [python, *isolation, "-u", "-m", "fa_kernels.warm", "--json"]
     argv += (["--jobs", str(jobs)] if jobs else []) + (["--if-missing"] if if_missing else [])
+    if unpacked is not None:
+        argv += ["--store", str(unpacked / "fa_kernels" / "_precompiled"), "--no-record"]
     started = time.perf_counter()
 
-    def relay(line: str) -> None:
+    def forward(line: str) -> None:
         if progress is not None and line.startswith("warm: "):
             progress(line)
 
     with tempfile.TemporaryDirectory(prefix="fa-dist-warm-") as neutral:
-        done = subproc.stream(argv, timeout=timeout, on_stderr=relay, cwd=neutral, env=_env())
+        done = subproc.stream(
+            argv, timeout=timeout, on_stderr=forward, cwd=neutral, env=_env(unpacked)
+        )
     data = parse_result(done.stdout)
     if data is None or done.returncode not in (0, 1):
         raise WarmFailed(_why(done, data), fix=_fix(done, data, python))
     return WarmResult(data=data, seconds=time.perf_counter() - started)
 
 
-def _env() -> dict[str, str]:
+def _env(unpacked: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)  # the interpreter compiles nothing
+    if unpacked is not None:
+        env["PYTHONPATH"] = str(unpacked)
     return env
 
 

@@ -300,3 +300,18 @@ def source_digest(
             continue
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def precompile_skip(env: Environment, plan_: BuildPlan) -> str | None:
+    """Why a build cannot precompile its Triton kernels into the wheel here, or None when it can: that
+    needs triton and a visible GPU the wheel is built for (the kernels are compiled by running them)."""
+    if env.triton_version is None:
+        return "no triton in the target environment"
+    gpus = [g.arch for g in env.visible_gpus if g.arch is not None]
+    if not gpus:
+        return "no GPU visible to the target's torch"
+    if plan_.archs is not None:
+        built = {(a.family, a.major, a.minor) for a in plan_.archs.archs}
+        if any((g.family, g.major, g.minor) not in built for g in gpus):
+            return "the wheel is not built for every GPU here"
+    return None

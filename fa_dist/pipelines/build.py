@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fa_dist.act import build as act_build
-from fa_dist.act import wheelhouse
+from fa_dist.act import warm as act_warm
+from fa_dist.act import wheelhouse, wheelpatch
 from fa_dist.decide import build_plan, checks, recipes
 from fa_dist.decide.recipes import Kind, Recipe
-from fa_dist.errors import ConfigError, EnvironmentBroken
+from fa_dist.errors import ConfigError, EnvironmentBroken, WarmFailed
 from fa_dist.facts import libstdcxx
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import WheelEntry
@@ -31,6 +35,7 @@ class Plan:
     kernels: Path  # the sources to build
     wheelhouse: Path
     clean: bool
+    precompile: bool = True  # put this GPU's compiled Triton kernels into the wheel, where it can
     from_snapshot: bool = False  # made from a saved snapshot: a plan to show, never to build
 
 
@@ -90,6 +95,7 @@ def plan(env: Environment, options: BuildOptions) -> Plan:
         kernels=kernels,
         wheelhouse=options.wheelhouse or default_wheelhouse(),
         clean=options.clean,
+        precompile=options.precompile,
         from_snapshot=options.target.env_file is not None,
     )
 
@@ -151,6 +157,39 @@ def compile_wheel(run: _Run) -> None:
         )
 
 
+def precompile(run: _Run) -> None:
+    """Run the new wheel's Triton kernels once each on this GPU (fa_kernels.warm) and put what Triton
+    compiled into the wheel: installed on a machine like this one, its first calls load instead of
+    compiling. Skipped (with the reason) where that cannot run; a failure leaves the wheel as built."""
+    assert run.compiled is not None
+    why = None if run.plan.precompile else "--no-precompile"
+    why = why or build_plan.precompile_skip(run.plan.env, run.plan.build)
+    if why is not None:
+        run.reporter.note(f"precompile: skipped ({why}); `fa-dist install` does it where it can")
+        return
+    python = run.plan.env.python.executable if run.plan.env.python else sys.executable
+    with tempfile.TemporaryDirectory(prefix="fa-dist-precompile-") as unpacked:
+        with zipfile.ZipFile(run.compiled.wheel) as wheel:
+            wheel.extractall(unpacked)  # our own wheel, just built
+        try:
+            with run.reporter.progress("precompile", unit="steps") as update:
+                result = act_warm.run(
+                    python,
+                    unpacked=Path(unpacked),
+                    progress=act_warm.relay(update, run.reporter.note),
+                )
+        except WarmFailed as exc:
+            run.reporter.note(f"[yellow]precompile failed[/]: {exc} (the wheel is left as built)")
+            return
+        store = Path(unpacked) / "fa_kernels" / "_precompiled"
+        added = wheelpatch.add_tree(run.compiled.wheel, store, "fa_kernels/_precompiled")
+    data = result.data
+    run.reporter.note(
+        f"precompile: {data.get('kernels')} Triton kernels for {data.get('target')} added to the wheel "
+        f"({added} files, {result.seconds:.1f} s)"
+    )
+
+
 def into_wheelhouse(run: _Run) -> None:
     assert run.compiled is not None
     wheel, entry = act_build.into_wheelhouse(
@@ -166,7 +205,7 @@ def into_wheelhouse(run: _Run) -> None:
     )
 
 
-STEPS = (reuse, compile_wheel, into_wheelhouse)
+STEPS = (reuse, compile_wheel, precompile, into_wheelhouse)
 
 
 def run(plan: Plan, reporter: Reporter | None = None) -> Outcome:

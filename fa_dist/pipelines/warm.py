@@ -3,36 +3,10 @@ target's GPU and Triton (act/warm.py), with a progress bar over the cases."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from fa_dist.act import warm as act_warm
 from fa_dist.facts import target as target_mod
 from fa_dist.options import WarmOptions
-from fa_dist.reporter import Progress, Reporter, Silent
-
-PROGRESS = re.compile(r"warm: (\d+)/(\d+) (.*)")
-
-
-def progress_of(line: str) -> tuple[int, int, str] | None:
-    """("warm: 12/60 attention bfloat16 d64") -> (12, 60, "attention bfloat16 d64")."""
-    match = PROGRESS.match(line)
-    return (int(match[1]), int(match[2]), match[3]) if match else None
-
-
-def relay(update: Progress, reporter: Reporter) -> Callable[[str], None]:
-    """Feed fa_kernels.warm's progress lines to a bar; a failed case also gets a line of its own."""
-
-    def each(line: str) -> None:
-        parsed = progress_of(line)
-        if parsed is None:
-            return
-        done, total, label = parsed
-        update(done, total)
-        if "FAILED" in label:
-            reporter.note(f"  [yellow]{label}[/]")
-
-    return each
+from fa_dist.reporter import Reporter, Silent
 
 
 def run(options: WarmOptions, reporter: Reporter | None = None) -> act_warm.WarmResult:
@@ -44,7 +18,7 @@ def run(options: WarmOptions, reporter: Reporter | None = None) -> act_warm.Warm
             python,
             jobs=options.jobs,
             if_missing=options.if_missing,
-            progress=relay(update, reporter),
+            progress=act_warm.relay(update, reporter.note),
         )
     data = result.data
     if "skipped" in data:
