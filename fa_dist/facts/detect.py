@@ -38,6 +38,8 @@ log = logging.getLogger("fa_dist")
 
 PROBE = Path(__file__).parent / "_probe" / "probe.py"
 MARKER = "FA_DIST_PROBE "
+# threads, each waiting on a subprocess or a file: the host detectors, then the target's probes
+WORKERS = 8
 
 # distribution -> (build-info file inside site-packages, compiled modules to import); a flash-attn
 # that is fa-dist's compat has a marker file there instead, and modules of its own (see _probe_args)
@@ -115,7 +117,7 @@ def detect(
         env=dict(env if env is not None else os.environ), extra_bin=(str(Path(python).parent),)
     )
     # the host detectors run while the target is probed: every one is a subprocess or a file read
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         host_f = {name: pool.submit(fn, view) for name, fn in _HOST_DETECTORS.items()}
         nvcc_f = pool.submit(host.nvcc, view)
         resources_f = pool.submit(_resources, view)
