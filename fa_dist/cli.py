@@ -45,7 +45,13 @@ err = Console(stderr=True)
 
 
 def target_options(func: F) -> F:
-    """--python and --env-file: which environment a command looks at."""
+    """--python, --env-file and --refresh: which environment a command looks at, and how."""
+    func = click.option(
+        "--refresh",
+        is_flag=True,
+        help="Import torch in the target again instead of using the cached facts "
+        "(docs/doctor.md: the facts cache).",
+    )(func)
     func = click.option(
         "--env-file",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -68,7 +74,7 @@ def load_environment(target: Target, *, sdpa: bool = False) -> Environment:
         return target_mod.environment(target)
     python = target_mod.resolve_python(target.python)
     with err.status(f"detecting the environment of {python}", spinner="dots"):
-        return target_mod.environment(Target(python=python), sdpa=sdpa)
+        return target_mod.environment(Target(python=python, refresh=target.refresh), sdpa=sdpa)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -92,12 +98,14 @@ def cli(debug: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the snapshot to this file instead of standard output.",
 )
-def detect_cmd(python: str | None, env_file: Path | None, output: Path | None) -> int:
+def detect_cmd(
+    python: str | None, env_file: Path | None, refresh: bool, output: Path | None
+) -> int:
     """Print the machine's facts as a JSON snapshot (the input of every decision).
 
     A snapshot taken on one machine can be replayed anywhere with --env-file.
     """
-    env = load_environment(Target(python=python, env_file=env_file), sdpa=True)
+    env = load_environment(Target(python=python, env_file=env_file, refresh=refresh), sdpa=True)
     text = json.dumps(env.to_json(), indent=2, sort_keys=False)
     if output:
         output.write_text(text + "\n")
@@ -124,6 +132,7 @@ detect_cmd.name = "detect"
 def doctor(
     python: str | None,
     env_file: Path | None,
+    refresh: bool,
     as_json: bool,
     strict: bool,
     verbose: bool,
@@ -135,7 +144,9 @@ def doctor(
     2 bad input, 4 the target interpreter could not be probed.
     """
     options = DoctorOptions(
-        target=Target(python=python, env_file=env_file), strict=strict, attention=attention
+        target=Target(python=python, env_file=env_file, refresh=refresh),
+        strict=strict,
+        attention=attention,
     )
     report = doctor_pipeline.run(load_environment(options.target, sdpa=options.attention), options)
     if as_json:
@@ -197,6 +208,7 @@ def doctor(
 def build(
     python: str | None,
     env_file: Path | None,
+    refresh: bool,
     recipe: str,
     arch_request: str,
     jobs: int | None,
@@ -219,7 +231,7 @@ def build(
     when compilation fails (the cause and the relevant log lines are shown).
     """
     options = BuildOptions(
-        target=Target(python=python, env_file=env_file),
+        target=Target(python=python, env_file=env_file, refresh=refresh),
         recipe=recipe,
         arch=arch_request,
         jobs=jobs,
@@ -335,6 +347,7 @@ def smoke(python: str | None, full: bool, as_json: bool, timeout: float | None) 
 def install(
     python: str | None,
     env_file: Path | None,
+    refresh: bool,
     wheelhouses: tuple[Path, ...],
     find_links: tuple[Path, ...],
     index_urls: tuple[str, ...],
@@ -358,7 +371,7 @@ def install(
     """
     reporter = output.ConsoleReporter(err)
     options = InstallOptions(
-        target=Target(python=python, env_file=env_file),
+        target=Target(python=python, env_file=env_file, refresh=refresh),
         wheelhouses=wheelhouses,
         find_links=find_links,
         index_urls=index_urls,

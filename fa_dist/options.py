@@ -14,6 +14,7 @@ class Target:
 
     python: str | None = None
     env_file: Path | None = None
+    refresh: bool = False  # re-probe the target instead of using the facts cache
 
 
 @dataclass(frozen=True, kw_only=True)

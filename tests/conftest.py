@@ -26,6 +26,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _own_facts_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own fa-dist cache: facts cached by one test (a fake torch) never answer another."""
+    monkeypatch.setenv("FA_DIST_CACHE_DIR", str(tmp_path_factory.mktemp("fa-dist-cache")))
+
+
+@pytest.fixture(autouse=True)
 def _seal_outside_world(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if request.node.get_closest_marker("integration") or request.node.get_closest_marker("gpu"):
         yield

@@ -31,18 +31,27 @@ def view(tmp_path: Path, **env: str) -> host.HostView:
                          use_nvml=False)
 
 
-def test_driver_from_nvidia_smi_and_proc(tmp_path: Path) -> None:
+def test_driver_from_nvidia_smi_when_neither_nvml_nor_proc_answers(tmp_path: Path) -> None:
     smi_script = (f'case "$1" in --query-gpu*) cat "{OUT}/h100/nvidia-smi-query.txt";; '
                   f'*) cat "{OUT}/h100/nvidia-smi.txt";; esac\n')
     fake_tool(tmp_path / "bin", "nvidia-smi", script=smi_script)
-    proc = tmp_path / "root/proc/driver/nvidia/version"
-    proc.parent.mkdir(parents=True)
-    proc.write_text((OUT / "h100/proc-driver-nvidia-version.txt").read_text())
     driver, why = host.nvidia_driver(view(tmp_path))
     assert why is None and driver is not None
     assert (driver.version, driver.cuda, driver.source) == ("580.159.04", CudaVersion(13, 0), "nvidia-smi")
     assert [(g.name, g.arch, g.memory_mib) for g in driver.gpus] == [
         ("NVIDIA H100 80GB HBM3", Arch.parse("sm_90"), 81559)]
+
+
+def test_nvidia_smi_is_not_run_when_proc_answers(tmp_path: Path) -> None:
+    ran = tmp_path / "smi-ran"
+    fake_tool(tmp_path / "bin", "nvidia-smi", script=f"touch '{ran}'\n")
+    proc = tmp_path / "root/proc/driver/nvidia/version"
+    proc.parent.mkdir(parents=True)
+    proc.write_text((OUT / "h100/proc-driver-nvidia-version.txt").read_text())
+    driver, why = host.nvidia_driver(view(tmp_path))
+    assert why is None and driver is not None
+    assert (driver.version, driver.source) == ("580.159.04", "/proc/driver/nvidia/version")
+    assert not ran.exists()
 
 
 def test_driver_from_proc_alone_when_nvidia_smi_is_broken(tmp_path: Path) -> None:

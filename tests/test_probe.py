@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from fa_dist.decide import checks
+from fa_dist.facts import detect as detect_mod
+from fa_dist.facts import torch_files
 from fa_dist.facts.detect import detect, probe
 from fa_dist.model.environment import Environment, ImportStatus
+
+from .envs import shared_venv
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +106,78 @@ def test_detect_snapshot_round_trips_through_json() -> None:
     env = detect()
     assert Environment.from_json(env.to_json()) == env
     assert env.python is not None and env.python.executable == sys.executable
+
+
+# -- the facts cache, with a real target interpreter --------------------------------------------
+
+def plant_fake_torch(venv: Path, version: str, imports_log: Path) -> None:
+    """A torch that imports in milliseconds and writes a line to ``imports_log`` each time it does."""
+    plant_module(venv, "torch", f"with open({str(imports_log)!r}, 'a') as f:\n    f.write('import\\n')\n"
+                                "from . import _C, cuda, version\n__version__ = version.__version__\n")
+    pkg = site_packages(venv) / "torch"
+    (pkg / "version.py").write_text(f"__version__ = {version!r}\ncuda = None\nhip = None\n")
+    (pkg / "cuda.py").write_text("def is_available():\n    return False\n")
+    (pkg / "_C.py").write_text("_GLIBCXX_USE_CXX11_ABI = True\n")
+
+
+def imports_of(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_a_repeated_detect_takes_torchs_facts_from_the_cache(venv_with: Path, tmp_path: Path) -> None:
+    log = tmp_path / "imports.log"
+    plant_fake_torch(venv_with, "2.13.0+cpu", log)
+    first = detect(python_of(venv_with))
+    seen = imports_of(log)
+    second = detect(python_of(venv_with))
+    assert seen >= 1 and imports_of(log) == seen  # the second detect imported torch nowhere
+    assert second.torch == first.torch and second.torch is not None
+    assert (second.torch.version, second.torch.cxx11_abi) == ("2.13.0+cpu", True)
+    detect(python_of(venv_with), refresh=True)
+    assert imports_of(log) == seen + 1
+
+
+def test_a_changed_torch_misses_the_cache(venv_with: Path, tmp_path: Path) -> None:
+    log = tmp_path / "imports.log"
+    plant_fake_torch(venv_with, "2.13.0+cpu", log)
+    detect(python_of(venv_with))
+    (site_packages(venv_with) / "torch/version.py").write_text("__version__ = '2.14.1'\ncuda = None\n")
+    env = detect(python_of(venv_with))
+    assert imports_of(log) == 2
+    assert env.torch is not None and env.torch.version == "2.14.1"
+
+
+def test_a_broken_torch_is_probed_every_time(venv_with: Path, tmp_path: Path) -> None:
+    log = tmp_path / "imports.log"
+    plant_module(venv_with, "torch", f"open({str(log)!r}, 'a').write('import\\n')\nraise ImportError('libc10.so')\n")
+    detect(python_of(venv_with))
+    detect(python_of(venv_with))
+    assert imports_of(log) == 2
+
+
+def test_one_thread_or_many_give_the_same_facts(venv_with: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    plant_fake_torch(venv_with, "2.13.0+cpu", tmp_path / "imports.log")
+    concurrent = detect(python_of(venv_with), refresh=True).to_json()
+    monkeypatch.setattr(detect_mod, "WORKERS", 1)
+    serial = detect(python_of(venv_with), refresh=True).to_json()
+    for snapshot in (concurrent, serial):
+        snapshot.pop("captured_at")
+        snapshot["resources"].pop("mem_available_mib")  # the one fact that moves between two runs
+        snapshot["resources"].pop("disk_free_mib")
+    assert serial == concurrent
+
+
+def test_torchs_files_say_what_its_import_says(tmp_path: Path) -> None:
+    """The file reader against the real torch installed here, and against it seen from a throwaway
+    venv (through links, as a venv on a shared base sees it)."""
+    imported = probe(sys.executable, "torch")
+    if imported.get("status") != "ok":
+        pytest.skip("no importable torch here")
+    here = probe(sys.executable, "python")["torch_dir"]
+    there = probe(shared_venv(tmp_path), "python")["torch_dir"]
+    assert there != here
+    for folder in (here, there):
+        files = torch_files.read(Path(folder))
+        assert {k: files[k] for k in ("version", "cuda", "hip", "cxx11_abi")} == {
+            k: imported[k] for k in ("version", "cuda", "hip", "cxx11_abi")}

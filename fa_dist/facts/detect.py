@@ -17,7 +17,7 @@ from typing import Any
 from fa_dist import subproc
 from fa_dist._version import __version__
 from fa_dist.errors import ProbeFailed
-from fa_dist.facts import host, interpreter, libstdcxx
+from fa_dist.facts import factcache, host, interpreter, libstdcxx, torch_files
 from fa_dist.model import compat
 from fa_dist.model.environment import (
     Environment,
@@ -38,6 +38,8 @@ log = logging.getLogger("fa_dist")
 
 PROBE = Path(__file__).parent / "_probe" / "probe.py"
 MARKER = "FA_DIST_PROBE "
+# threads, each waiting on a subprocess or a file: the host detectors, then the target's probes
+WORKERS = 8
 
 # distribution -> (build-info file inside site-packages, compiled modules to import); a flash-attn
 # that is fa-dist's compat has a marker file there instead, and modules of its own (see _probe_args)
@@ -101,37 +103,75 @@ def _crash_text(out: subproc.Completed) -> str:
 
 
 def detect(
-    python: str | None = None, env: Mapping[str, str] | None = None, *, sdpa: bool = False
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    sdpa: bool = False,
+    refresh: bool = False,
 ) -> Environment:
     """Observe the machine and the target interpreter (default: this one); with ``sdpa``, also which
-    torch SDPA backends work here (a probe of its own that puts tensors on the GPU)."""
+    torch SDPA backends work here (a probe of its own that puts tensors on the GPU). The facts that
+    need ``import torch`` come from the facts cache when the target is unchanged (``refresh``: never)."""
     python = python or sys.executable
-    interpreter.require(python)  # before the probe: a shell or an old Python cannot run it
     view = host.HostView(
         env=dict(env if env is not None else os.environ), extra_bin=(str(Path(python).parent),)
     )
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        py_f = pool.submit(probe, python, "python", timeout=60)
-        torch_f = pool.submit(probe, python, "torch")
-        sdpa_f = pool.submit(probe, python, "sdpa") if sdpa else None
+    # the host detectors run while the target is probed: every one is a subprocess or a file read
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         host_f = {name: pool.submit(fn, view) for name, fn in _HOST_DETECTORS.items()}
         nvcc_f = pool.submit(host.nvcc, view)
-        py = _probe_ran(python, py_f.result())
-        pkg_f = {
-            d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
-            for d in py["dists"]
-        }
-        near_f = {d["name"]: pool.submit(_probe_neighbour, python, d) for d in py["neighbours"]}
-        torch_raw = torch_f.result()
+        resources_f = pool.submit(_resources, view)
+        interpreter.require(python)  # before the probe: a shell or an old Python cannot run it
+        py = _probe_ran(python, probe(python, "python", timeout=60))
+        answers = factcache.cached(
+            factcache.identity(python, py, view.env),
+            lambda: _import_answers(python, py, pool, sdpa=sdpa),
+            lambda: probe(python, "sdpa"),
+            sdpa=sdpa,
+            refresh=refresh,
+        )
         seen = {name: f.result() for name, f in host_f.items()}
-        nvcc_tool, nvcc_why, nvcc_other = nvcc_f.result()
-        packages = tuple(_package(d, pkg_f[d["name"]].result()) for d in py["dists"])
-        neighbours = tuple(_package(d, near_f[d["name"]].result()) for d in py["neighbours"])
-        found_sdpa = sdpa_f.result() if sdpa_f is not None else None
+        nvcc_found = nvcc_f.result()
+        resources = resources_f.result()
+    return _environment(py, answers, seen, nvcc_found, resources, view)
+
+
+def _import_answers(
+    python: str, py: Mapping[str, Any], pool: ThreadPoolExecutor, *, sdpa: bool
+) -> dict[str, Any]:
+    """Every probe that imports torch in the target, run at once, each in its own process."""
+    torch_f = pool.submit(probe, python, "torch")
+    sdpa_f = pool.submit(probe, python, "sdpa") if sdpa else None
+    pkg_f = {
+        d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
+        for d in py["dists"]
+    }
+    near_f = {d["name"]: pool.submit(_probe_neighbour, python, d) for d in py["neighbours"]}
+    answers: dict[str, Any] = {
+        "torch": torch_f.result(),
+        "packages": {name: f.result() for name, f in pkg_f.items()},
+        "neighbours": {name: f.result() for name, f in near_f.items()},
+    }
+    if sdpa_f is not None:
+        answers["sdpa"] = sdpa_f.result()
+    return answers
+
+
+def _environment(
+    py: Mapping[str, Any],
+    answers: Mapping[str, Any],
+    seen: Mapping[str, tuple[Any, str | None]],
+    nvcc_found: tuple[Any, str | None, tuple[str, ...]],
+    resources: Resources,
+    view: host.HostView,
+) -> Environment:
+    nvcc_tool, nvcc_why, nvcc_other = nvcc_found
     unknown = {name: why for name, (_, why) in seen.items() if why}
     unknown.update({"nvcc": nvcc_why} if nvcc_why else {})
-    _merge_sdpa(torch_raw, found_sdpa, unknown)
+    torch_raw = _torch_raw(py, answers["torch"])
+    _merge_sdpa(torch_raw, answers.get("sdpa"), unknown)
     torch = _torch(torch_raw, unknown)
+    packages = tuple(_package(d, answers["packages"][d["name"]]) for d in py["dists"])
     return Environment(
         fa_dist_version=__version__,
         captured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -140,23 +180,41 @@ def detect(
         torch=torch,
         triton_version=py.get("triton_version"),
         packages=packages,
-        driver=seen["driver"][0],  # type: ignore[arg-type]
-        rocm=seen["rocm"][0],  # type: ignore[arg-type]
+        driver=seen["driver"][0],
+        rocm=seen["rocm"][0],
         nvcc=nvcc_tool,
         nvcc_elsewhere=nvcc_other,
-        hipcc=seen["hipcc"][0],  # type: ignore[arg-type]
-        gcc=seen["gcc"][0],  # type: ignore[arg-type]
-        gxx=seen["gxx"][0],  # type: ignore[arg-type]
-        ninja=seen["ninja"][0],  # type: ignore[arg-type]
-        cxx_compilers=seen["cxx"][0] or (),  # type: ignore[arg-type]
+        hipcc=seen["hipcc"][0],
+        gcc=seen["gcc"][0],
+        gxx=seen["gxx"][0],
+        ninja=seen["ninja"][0],
+        cxx_compilers=seen["cxx"][0] or (),
         extensions=libstdcxx.installed_extensions(packages),
-        neighbours=neighbours,
+        neighbours=tuple(_package(d, answers["neighbours"][d["name"]]) for d in py["neighbours"]),
         flash_attn_providers=tuple(Provider(**p) for p in py["flash_attn"]["providers"]),
         flash_attn_origin=py["flash_attn"]["origin"],
-        resources=_resources(view),
+        resources=resources,
         env_vars=host.relevant_env(view),
         unknown=unknown,
     )
+
+
+def _torch_raw(py: Mapping[str, Any], imported: Mapping[str, Any]) -> dict[str, Any]:
+    """The import's answer, checked against the build facts torch's files give without importing
+    it: they agree (the cache is keyed on those files); the import is the truth where they do not."""
+    raw = dict(imported)
+    if raw.get("status") == "ok" and py.get("torch_dir") and log.isEnabledFor(logging.DEBUG):
+        files = torch_files.read(Path(py["torch_dir"]))
+        drift = {
+            k: (raw.get(k), v) for k, v in files.items() if k in FILE_FACTS and raw.get(k) != v
+        }
+        if drift:
+            log.debug("torch's import and its files disagree (the import counts): %s", drift)
+    return raw
+
+
+# what torch_files reads, by the torch probe's names for them
+FILE_FACTS = ("version", "cuda", "hip", "cxx11_abi")
 
 
 def _resources(view: host.HostView) -> Resources:

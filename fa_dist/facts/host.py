@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,34 +48,50 @@ class HostView:
 # -- NVIDIA driver -----------------------------------------------------------------------------
 
 
-def nvidia_driver(view: HostView) -> tuple[NvidiaDriver | None, str | None]:
-    """NVML first (it sees every GPU, whatever CUDA_VISIBLE_DEVICES says), then /proc, then nvidia-smi."""
+DriverReading = tuple[NvidiaDriver | None, str | None]
+
+
+def nvidia_driver(view: HostView) -> DriverReading:
+    """NVML first (it sees every GPU, whatever CUDA_VISIBLE_DEVICES says), then /proc, then
+    nvidia-smi: a process that takes up to seconds, run only when neither of the others answers."""
+    smi = view.which("nvidia-smi")
+    return pick_driver(
+        nvml=_nvml_driver if view.use_nvml else None,
+        proc_text=view.read("/proc/driver/nvidia/version"),
+        smi=(lambda: _smi_driver(smi)) if smi else None,
+    )
+
+
+def pick_driver(
+    *,
+    nvml: Callable[[], DriverReading] | None,
+    proc_text: str | None,
+    smi: Callable[[], DriverReading] | None,
+) -> DriverReading:
+    """The first reader that answers, in the order NVML, /proc, nvidia-smi (None: not available);
+    with none, why each could not. /proc gives the driver version only (no GPUs, no CUDA version):
+    the GPUs torch sees and the driver floors of decide/knowledge.py do the rest."""
     reasons = []
-    if view.use_nvml:
-        found, why = _nvml_driver()
+    if nvml is not None:
+        found, why = nvml()
         if found:
             return found, None
         reasons.append(f"NVML: {why}")
-    smi = view.which("nvidia-smi")
-    proc_text = view.read("/proc/driver/nvidia/version")
-    proc_version = parsers.proc_driver_version(proc_text) if proc_text else None
-    if not proc_version:
-        reasons.append("/proc/driver/nvidia/version: absent" if proc_text is None else "unparsable")
-    if smi:
-        found, why = _smi_driver(smi, proc_version)
-        if found:
-            return found, None
-        reasons.append(f"nvidia-smi: {why}")
-    else:
+    version = parsers.proc_driver_version(proc_text) if proc_text else None
+    if version:
+        return NvidiaDriver(version=version, cuda=None, source="/proc/driver/nvidia/version"), None
+    reasons.append("/proc/driver/nvidia/version: absent" if proc_text is None else "unparsable")
+    if smi is None:
         reasons.append("nvidia-smi: not on PATH")
-    if proc_version:
-        return NvidiaDriver(
-            version=proc_version, cuda=None, source="/proc/driver/nvidia/version"
-        ), None
+        return None, "; ".join(reasons)
+    found, why = smi()
+    if found:
+        return found, None
+    reasons.append(f"nvidia-smi: {why}")
     return None, "; ".join(reasons)
 
 
-def _smi_driver(smi: str, proc_version: str | None) -> tuple[NvidiaDriver | None, str | None]:
+def _smi_driver(smi: str) -> DriverReading:
     query = subproc.run(
         [smi, "--query-gpu=name,driver_version,memory.total,compute_cap", "--format=csv,noheader"],
         timeout=20,
@@ -96,9 +112,7 @@ def _smi_driver(smi: str, proc_version: str | None) -> tuple[NvidiaDriver | None
         for i, r in enumerate(rows)
     )
     cuda = parsers.nvidia_smi_cuda(banner.stdout) if banner.ok else None
-    return NvidiaDriver(
-        version=proc_version or rows[0].driver, cuda=cuda, source="nvidia-smi", gpus=gpus
-    ), None
+    return NvidiaDriver(version=rows[0].driver, cuda=cuda, source="nvidia-smi", gpus=gpus), None
 
 
 class _NvmlMemory(ctypes.Structure):
@@ -109,7 +123,7 @@ class _NvmlMemory(ctypes.Structure):
     ]
 
 
-def _nvml_driver() -> tuple[NvidiaDriver | None, str | None]:
+def _nvml_driver() -> DriverReading:
     try:
         nvml = ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:

@@ -27,8 +27,9 @@ def resolve_python(python: str | None) -> str:
 
 
 def environment(target: Target, *, sdpa: bool = False) -> Environment:
-    """Load the snapshot, or detect the target interpreter's environment (seconds: it runs the probe;
-    ``sdpa`` adds the torch SDPA probe, for doctor --attention and detect)."""
+    """Load the snapshot, or detect the target interpreter's environment (it runs the probe: under a
+    second when the facts cache holds what needs ``import torch``, seconds when not; ``sdpa`` adds the
+    torch SDPA probe, for doctor --attention and detect)."""
     if target.env_file is not None:
         if target.python:
             raise ConfigError(
@@ -36,4 +37,4 @@ def environment(target: Target, *, sdpa: bool = False) -> Environment:
                 fix="drop one: a snapshot already names its interpreter",
             )
         return Environment.load(target.env_file)
-    return detect(resolve_python(target.python), sdpa=sdpa)
+    return detect(resolve_python(target.python), sdpa=sdpa, refresh=target.refresh)

@@ -39,12 +39,38 @@ def _dist(name):
         location = str(dist.locate_file(""))
     except Exception:
         location = None
+    folder = getattr(dist, "_path", None)  # the dist-info folder (PathDistribution, 3.8+)
     return {
         "name": name,
         "version": dist.version,
         "location": location,
         "requires_torch": _torch_pin(dist),
+        "dist_info": str(folder) if folder is not None else None,
     }
+
+
+def _with_dirs(dist):
+    """The dist plus the folders its top-level packages load from (an editable install's are its
+    source tree): the facts cache keys on their files."""
+    try:
+        top = (metadata.distribution(dist["name"]).read_text("top_level.txt") or "").split()
+    except Exception:
+        top = []
+    names = top or [dist["name"].replace("-", "_")]
+    dist["package_dirs"] = [d for d in (_package_dir(n) for n in names) if d]
+    return dist
+
+
+def _package_dir(name):
+    """Where ``import name`` would load the package from, found without importing it."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return locations[0] if locations else None
 
 
 def _torch_pin(dist):
@@ -135,9 +161,12 @@ def section_python(_args):
         "in_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
         "pip_version": pip["version"] if pip else None,
         "torch_dist": torch,
+        "torch_dir": _package_dir("torch"),
+        # the folders imports come from (not this probe's own): their mtimes key the facts cache
+        "sys_path": [p for p in sys.path[1:] if os.path.isdir(p)],
         "triton_version": triton["version"] if triton else None,
-        "dists": [d for d in (_dist(n) for n in ("flash-attn", "fa-kernels")) if d],
-        "neighbours": [d for d in (_dist(n) for n in NEIGHBOURS) if d],
+        "dists": [_with_dirs(d) for d in (_dist(n) for n in ("flash-attn", "fa-kernels")) if d],
+        "neighbours": [_with_dirs(d) for d in (_dist(n) for n in NEIGHBOURS) if d],
         "flash_attn": _flash_attn_providers(),
     }
 
