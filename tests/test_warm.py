@@ -99,3 +99,24 @@ def test_the_cli_warm_command_exits_9_without_a_gpu():
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 9, done.stderr
     assert "no GPU visible to torch" in done.stderr and "fix:" in done.stderr
+
+
+def _with_kernels(env, precompiled):  # type: ignore[no-untyped-def]
+    from fa_dist.model.environment import ImportStatus, PackageInfo
+
+    pkg = PackageInfo(name="fa-kernels", version="0.1.0", location="/site", import_status=ImportStatus.OK,
+                      precompiled=precompiled)
+    return mutate(env, packages=(*[p for p in env.packages if p.name != "fa-kernels"], pkg))
+
+
+def test_doctor_says_whether_the_kernels_are_precompiled_for_this_triton_and_gpu():
+    from fa_dist.decide.precompiled import check_precompiled
+
+    h100 = mutate(H100(), triton_version="3.6.0")
+    want = "triton-3.6.0 cuda:90"
+    (found,) = check_precompiled(_with_kernels(h100, {want: 120}))
+    assert found.severity.name == "OK" and "120 kernels" in found.evidence
+    for other in ({}, {"triton-3.5.1 cuda:90": 120}, {"triton-3.6.0 cuda:80": 120}):  # another Triton / GPU
+        (found,) = check_precompiled(_with_kernels(h100, other))
+        assert found.severity.name == "INFO" and want in found.evidence and found.fix.startswith("fa-dist warm")
+    assert list(check_precompiled(_with_kernels(CPU(), {}))) == []  # no GPU: nothing to say

@@ -18,6 +18,7 @@ from fa_dist.decide.finding import Route as Route
 from fa_dist.decide.finding import Severity as Severity
 from fa_dist.decide.finding import ok as _ok
 from fa_dist.decide.finding import pip as _pip
+from fa_dist.decide.precompiled import check_precompiled
 from fa_dist.facts import libstdcxx, parsers
 from fa_dist.model import compat
 from fa_dist.model.environment import Environment, Gpu, ImportStatus, PackageInfo, TorchInfo
@@ -931,6 +932,7 @@ CHECKS: tuple[Callable[[Environment], Iterable[Finding]], ...] = (
     check_torch_arch_list,
     check_triton,
     check_kernel_packages,
+    check_precompiled,
     check_flash_attn_compat,
     check_flash_attn_providers,
     check_rocm,

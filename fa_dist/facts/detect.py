@@ -323,4 +323,5 @@ def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
         build_info=dict(raw.get("build_info", {})),
         requires_torch=dist.get("requires_torch"),
         attention_op=raw.get("attention_op"),
+        precompiled={str(k): int(v) for k, v in dict(raw.get("precompiled") or {}).items()},
     )

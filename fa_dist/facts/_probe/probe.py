@@ -343,6 +343,8 @@ def section_import(args):
     """args: DIST BUILD_INFO_RELPATH MODULE... ; the build info is read WITHOUT importing anything."""
     dist_name, build_info_path, modules = args[0], args[1], args[2:]
     info = {"build_info": _read_build_info(dist_name, build_info_path)}
+    if dist_name == "fa-kernels":
+        info["precompiled"] = _read_precompiled(dist_name)
     with contextlib.suppress(Exception):
         import torch  # noqa: F401  - compiled extensions need libtorch loaded first
     for module in modules:
@@ -387,6 +389,26 @@ def _read_build_info(dist_name, relpath):
     if isinstance(data, dict) and isinstance(data.get("version"), dict):
         data = data["version"]  # xformers' cpp_lib.json: {"version": {"torch": ..., "cuda": ...}}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _read_precompiled(dist_name):
+    """fa_kernels' precompiled Triton kernels (fa_kernels/_precompiled/*/manifest.json), from the files:
+    {"triton-3.6.0 cuda:90": number of kernels}."""
+    dist = _dist(dist_name)
+    found = {}
+    folder = (
+        os.path.join(dist["location"], "fa_kernels", "_precompiled")
+        if dist and dist["location"]
+        else ""
+    )
+    for name in sorted(os.listdir(folder)) if folder and os.path.isdir(folder) else ():
+        try:
+            with open(os.path.join(folder, name, "manifest.json")) as f:
+                data = json.load(f)
+            found[f"triton-{data['triton']} {data['target']}"] = len(data["entries"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _error_text(exc):
