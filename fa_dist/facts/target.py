@@ -14,7 +14,9 @@ from fa_dist.options import Target
 
 
 def resolve_python(python: str | None) -> str:
-    """The target interpreter's path: ``python`` (a path, or a name on PATH), default this one."""
+    """The target interpreter's absolute path (not resolved: a venv's python is a link that must stay
+    one): ``python`` (a path, or a name on PATH), default this one. Absolute, because the smoke test
+    and the precompile run it from a neutral folder."""
     if not python:
         return sys.executable
     found = shutil.which(python) if os.sep not in python else python
@@ -23,7 +25,7 @@ def resolve_python(python: str | None) -> str:
             f"--python {python}: no such executable",
             fix="pass the path of the target environment's python, e.g. .venv/bin/python",
         )
-    return found
+    return os.path.abspath(found)
 
 
 def environment(target: Target, *, sdpa: bool = False) -> Environment:

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Issue #15 on a GPU machine (image: python3 3.12, torch 2.11, triton 3.6), about 5 minutes:
+#   1. fa-dist build --arch native: compiles, then precompiles the Triton kernels into the wheel
+#   2. fa-dist install of that wheel into a fresh venv (empty Triton cache), timed: precompile skipped
+#      (the wheel brought it), smoke fast
+#   3. benchmarks/bench_cold_start.py: first calls (JIT / precompiled / warm, checksums), import torch,
+#      doctor first and repeated, install from the local wheel into another fresh venv
+#   4. fa-dist warm on an install without the store (removed by hand), doctor's precompiled-kernels line
+#   5. (SPEED=1) bench_attention at seqlen 4096 (the kernels no longer specialise on sizes)
+# Logs under $OUT: build.log, install.log, cold.log (+ cold_start.md/.json), warm.log (5-6 files).
+set -uo pipefail
+OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
+PY=$(command -v python3)
+ROOT=$PWD
+WORK=$(mktemp -d)
+TORCH_SITE=$($PY -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
+export FA_DIST_CACHE_DIR=$WORK/fa-dist-cache TRITON_CACHE_DIR=$WORK/triton-cache
+
+newenv() {  # newenv DIR: a venv that sees the image's torch and triton, nothing of fa-kernels; prints its python
+    $PY -m venv --without-pip "$1" >/dev/null || return 1
+    local site; site=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$TORCH_SITE" > "$site/image-torch.pth"
+    echo "$1/bin/python"
+}
+step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
+
+{
+    nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+    step $PY -m fa_dist build --arch native --wheelhouse "$WORK/wh"
+    ls -la "$WORK/wh"
+    echo "precompiled files in the wheel: $(unzip -l "$WORK"/wh/*.whl | grep -c _precompiled/)"
+    unzip -p "$WORK"/wh/*.whl 'fa_kernels/_precompiled/*/manifest.json' | head -c 600; echo
+} > "$OUT/build.log" 2>&1
+tail -5 "$OUT/build.log"
+
+ENV_PY=$(newenv "$WORK/env")
+{
+    step $PY -m fa_dist install --python "$ENV_PY" --wheelhouse "$WORK/wh" --no-build
+    step $PY -m fa_dist doctor --python "$ENV_PY"
+} > "$OUT/install.log" 2>&1
+grep -E "precompile|smoke: passed|total_seconds|precompiled-kernels|^wall" "$OUT/install.log"
+
+rm -rf "$TRITON_CACHE_DIR"
+(cd benchmarks && OUT="$OUT" timeout 300 $PY bench_cold_start.py --python "$ENV_PY" --fa-dist "$PY -m fa_dist" \
+    --wheelhouse "$WORK/wh" --fresh-env-cmd "$(declare -f newenv); TORCH_SITE=$TORCH_SITE PY=$PY newenv \$1/v") \
+    > "$OUT/cold.log" 2>&1
+echo "cold start exit=$?"; tail -22 "$OUT/cold.log"
+
+{
+    SITE=$("$ENV_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    rm -rf "$SITE/fa_kernels/_precompiled" "$TRITON_CACHE_DIR"
+    step $PY -m fa_dist doctor --python "$ENV_PY"
+    step $PY -m fa_dist warm --python "$ENV_PY"
+    step $PY -m fa_dist warm --python "$ENV_PY" --if-missing
+    step $PY -m fa_dist doctor --python "$ENV_PY"
+    grep -c "_precompiled/" "$SITE"/fa_kernels-*.dist-info/RECORD
+    if [ "${SPEED:-0}" = 1 ]; then
+        (cd "$ROOT/benchmarks" && PYTHONPATH="$ROOT/kernels" timeout 150 $PY bench_attention.py --seqlens 4096 --no-first-call)
+    fi
+} > "$OUT/warm.log" 2>&1
+grep -E "precompile|stored|nothing to do|precompiled-kernels|^wall|exit=" "$OUT/warm.log"
