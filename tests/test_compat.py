@@ -218,7 +218,7 @@ def test_the_compat_entry_is_written_with_fa_kernels_record_inside_the_transacti
     wheel = tmp_path / "fa_kernels-0.1.0-py3-none-any.whl"
     monkeypatch.setattr(act_install, "fetch", lambda cand, **kw: wheel)
     monkeypatch.setattr(act_install.wheelcheck, "check", lambda path, name: None)
-    monkeypatch.setattr(act_install, "_install_and_check", lambda *args: None)
+    monkeypatch.setattr(act_install, "_install_and_check", lambda *args, **kwargs: None)
     cand = Candidate(filename=wheel.name, location=str(wheel), sha256="cd" * 32, archs=(), ptx=None,
                      source="wheelhouse")
     entry = {"wheel": "flash_attn-2.8.3+fakernels.0.1.0-py3-none-any.whl", "sha256": "ab" * 32}

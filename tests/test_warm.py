@@ -120,3 +120,14 @@ def test_doctor_says_whether_the_kernels_are_precompiled_for_this_triton_and_gpu
         (found,) = check_precompiled(_with_kernels(h100, other))
         assert found.severity.name == "INFO" and want in found.evidence and found.fix.startswith("fa-dist warm")
     assert list(check_precompiled(_with_kernels(CPU(), {}))) == []  # no GPU: nothing to say
+
+
+def test_install_reads_the_groups_a_wheel_brought_from_the_files(tmp_path):
+    from fa_dist.act.install import stored_groups
+
+    site = tmp_path / "site"
+    for name, data in {"a": {"triton": "3.6.0", "target": "cuda:90"}, "b": {"triton": "3.5.1"}, "c": "garbage"}.items():
+        (site / "fa_kernels" / "_precompiled" / name).mkdir(parents=True)
+        (site / "fa_kernels" / "_precompiled" / name / "manifest.json").write_text(
+            json.dumps(data) if isinstance(data, dict) else data)
+    assert stored_groups([site, tmp_path / "nothing"]) == {"triton-3.6.0 cuda:90"}

@@ -22,7 +22,7 @@ from fa_dist.act import net, smoke, transaction, warm, wheelcheck, wheelhouse
 from fa_dist.act.pip import pip_install
 from fa_dist.act.record import write_record
 from fa_dist.containment import publish_mode, safe_filename, within
-from fa_dist.decide import index_manifest, resolve
+from fa_dist.decide import index_manifest, precompiled, resolve
 from fa_dist.errors import ConfigError, FaDistError, InstallFailed, WarmFailed
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import Candidate
@@ -208,9 +208,8 @@ def install(
     ):
         saved = transaction.backup(target, Path(folder))
         with transaction.rollback_on_failure(target, saved, log):
-            result = _install_and_check(
-                target, wheel, opts, log, timings, warm_here=bool(env.visible_gpus)
-            )
+            want = precompiled.wanted(env) if opts.warm else []
+            result = _install_and_check(target, wheel, opts, log, timings, warm_for=want)
             entry = then() if then is not None else None
             smoke_data = result.data if result else None
             record = write_record(env, cand, digest, smoke_data, verified, compat_entry=entry)
@@ -232,18 +231,23 @@ def _install_and_check(
     log: Callable[[str], None],
     timings: dict[str, float],
     *,
-    warm_here: bool = False,
+    warm_for: Sequence[str] = (),
 ) -> smoke.SmokeResult | None:
-    """pip install, precompile (``warm_here``: a GPU is visible), then the smoke test of exactly the
-    installed files; raises on any failure but the precompile's (first calls then compile, as always)."""
+    """pip install, precompile the Triton kernels (``warm_for``: the "triton-<version> <target>" groups
+    this machine uses; none without a GPU), then the smoke test of exactly the installed files; raises
+    on any failure but the precompile's (first calls then compile, as always)."""
     t = time.perf_counter()
     done = pip_install(target.python, wheel)
     timings["install"] = time.perf_counter() - t
     if not done.ok:
         raise InstallFailed(f"pip could not install {wheel.name}: {done.describe_failure()}")
     log(f"installed {wheel.name} ({timings['install']:.1f} s)")
-    if opts.warm and warm_here:
-        _precompile(target.python, log, timings)
+    if warm_for:
+        brought = stored_groups(target.sites)
+        if all(w in brought for w in warm_for):
+            log(f"precompile: the wheel brought {', '.join(warm_for)}")
+        else:
+            _precompile(target.python, log, timings)
     if not opts.run_smoke:
         return None
     t = time.perf_counter()
@@ -263,6 +267,21 @@ def _install_and_check(
             fix=f"see every case: fa-dist smoke --python {target.python}",
         )
     return result
+
+
+def stored_groups(sites: Sequence[Path]) -> set[str]:
+    """The installed fa_kernels' precompiled groups, "triton-<version> <target>", read from the files
+    (asking the package would import torch: seconds)."""
+    found = set()
+    for manifest in (
+        m for site in sites for m in (site / "fa_kernels" / "_precompiled").glob("*/manifest.json")
+    ):
+        try:
+            data = json.loads(manifest.read_text())
+            found.add(f"triton-{data['triton']} {data['target']}")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _precompile(python: str, log: Callable[[str], None], timings: dict[str, float]) -> None:
