@@ -70,7 +70,7 @@ def compare(specs: list[str]) -> str:
              f"{a['date']})", "",
              f"A = {a['label']} ({a['fa_kernels']}), B = {b['label']} ({b['fa_kernels']}); "
              "ms = do_bench median, bf16, backend='cuda'; A again measured after B shows the noise.", "",
-             f"| case | A ms | B ms | A again ms | B/A |", "|---|---|---|---|---|"]
+             "| case | A ms | B ms | A again ms | B/A |", "|---|---|---|---|---|"]
     for case, ms_a in a["ms"].items():
         ms_b, ms_a2 = b["ms"][case], a2["ms"][case]
         lines.append(f"| {case} | {ms_a:.3f} | {ms_b:.3f} | {ms_a2:.3f} | {ms_b / ((ms_a + ms_a2) / 2):.3f} |")
