@@ -17,13 +17,6 @@ Opt = torch.Tensor | None
 NormParts = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
-def _flat(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    if t is None:
-        return None
-    t = t.reshape(-1, n)
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 def _new_seed() -> int:
     return int(torch.randint(0, 2**30, (1,), dtype=torch.int64).item())
 
@@ -109,8 +102,7 @@ def _cuda(x: torch.Tensor, weight: Opt, residual: Opt, eps: float, dropout_p: fl
           residual_dtype: torch.dtype, prenorm: bool, want_keep: bool, out_dtype: torch.dtype, fwd_b: str,
           bwd_b: str) -> NormParts:
     """Both directions on the CUDA kernels, or one of them (the other on Triton's: norm_split.py)."""
-    n = x.shape[-1]
-    args = (_flat(x, n), weight, _flat(residual, n), float(eps), float(dropout_p), seed, residual_dtype,
+    args = (x, weight, residual, float(eps), float(dropout_p), seed, residual_dtype,
             prenorm, want_keep, out_dtype)
     if fwd_b == bwd_b:
         from fa_kernels.cuda.norm import CudaRmsNormFunction
@@ -160,7 +152,7 @@ def _triton(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Op
     flat_out = out.view(-1, n) if out is not None else None
     flat_res_out = residual_out.view(-1, n) if residual_out is not None else None
     y, s, keep = FusedNormFunction.apply(  # type: ignore[no-untyped-call]
-        _flat(x, n), weight, bias, _flat(residual, n),
+        x, weight, bias, residual,
         rowscale.reshape(-1).contiguous() if rowscale is not None else None, call, seed, flat_out,
         flat_res_out)
     return y, s, keep.bool() if keep is not None else None

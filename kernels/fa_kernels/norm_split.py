@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from fa_kernels._alloc import as_rows, input_shaped
 from fa_kernels.cuda._errors import call as _call
 
 Opt = torch.Tensor | None
@@ -73,6 +74,10 @@ class SplitRmsNormFunction(torch.autograd.Function):
         args = {"eps": eps, "dropout_p": dropout_p, "seed": seed, "residual_dtype": residual_dtype,
                 "out_dtype": out_dtype or x.dtype, "store_keep": store_keep, "prenorm": prenorm,
                 "x_dtype": x.dtype, "has_residual": residual is not None, "bwd": bwd_backend}
+        ctx.x_shape = x.shape
+        n = x.shape[-1]
+        x = as_rows(x, n)
+        residual = as_rows(residual, n) if residual is not None else None
         run = _forward_cuda if fwd_backend == "cuda" else _forward_triton
         y, s, rstd, keep = run(x, weight, residual, args)
         ctx.save_for_backward(s if s is not None else x, weight, rstd)
@@ -90,4 +95,5 @@ class SplitRmsNormFunction(torch.autograd.Function):
             dy = torch.zeros(s.shape, dtype=args["out_dtype"], device=s.device)
         run = _backward_cuda if args["bwd"] == "cuda" else _backward_triton
         dx, dres, dw = run(dy, ds, s, weight, rstd, args)
+        dx, dres = input_shaped(dx, dres, ctx.x_shape)
         return (dx, dw, dres if args["has_residual"] else None, *([None] * 9))
