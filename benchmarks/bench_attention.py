@@ -22,7 +22,7 @@ from common import first_call_seconds, header, save, table
 from fa_kernels import backend as fa_backend
 from fa_kernels.auto import AttnShape
 from fa_kernels.cuda import attention as cuda_attention
-from timing import METHOD, Timing, measure
+from timing import DO_BENCH_REP_MS, METHOD, Timing, measure
 
 SEQLENS = [512, 1024, 2048, 4096, 8192, 16384]
 PEERS = {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION}
@@ -49,8 +49,8 @@ def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return impls
 
 
-def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool,
-             notes: set[str]) -> dict[str, dict[str, Any]]:
+def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool, notes: set[str],
+             rep: int = DO_BENCH_REP_MS) -> dict[str, dict[str, Any]]:
     batch, nheads = 16384 // seqlen, 2048 // head_dim
     q, k, v = (torch.randn(batch, seqlen, nheads, head_dim, device="cuda", dtype=torch.bfloat16,
                            requires_grad=True) for _ in range(3))
@@ -58,7 +58,7 @@ def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool,
     impls = implementations(q, k, v, causal)
     rows = {}
     for phase, direction, flops in (("fwd", "forward", fwd_flops), ("bwd", "backward", BWD_FLOPS * fwd_flops)):
-        times = {name: measure(run, (q, k, v), phase, graphs=graphs) for name, run in impls.items()}
+        times = {name: measure(run, (q, k, v), phase, graphs=graphs, rep=rep) for name, run in impls.items()}
         chose, why = fa_backend.explain("attention", direction, AttnShape(seqlen, head_dim, causal), q.device)
         notes.add(f"auto, {direction}, hd{head_dim} {'causal' if causal else 'full'} seqlen {seqlen}: "
                   f"{chose} ({why})")
@@ -93,11 +93,12 @@ def main() -> None:
     parser.add_argument("--head-dims", type=int, nargs="*", default=[64, 128])
     parser.add_argument("--no-graphs", action="store_true", help="leave out the CUDA-graph replay columns")
     parser.add_argument("--no-first-call", action="store_true")
+    parser.add_argument("--rep", type=int, default=DO_BENCH_REP_MS, help="do_bench rep (ms) per measurement")
     args = parser.parse_args()
     rows: dict[str, list[dict[str, Any]]] = {"fwd": [], "bwd": []}
     notes: set[str] = set()
     for head_dim, causal, seqlen in itertools.product(args.head_dims, (False, True), args.seqlens):
-        case = run_case(head_dim, causal, seqlen, not args.no_graphs, notes)
+        case = run_case(head_dim, causal, seqlen, not args.no_graphs, notes, args.rep)
         for phase in rows:
             rows[phase].append(case[phase])
             print(phase, case[phase], flush=True)

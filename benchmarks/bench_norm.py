@@ -21,7 +21,7 @@ import fa_kernels
 from common import copy_bandwidth_tbs, first_call_seconds, header, prime_memory, save, table
 from fa_kernels import backend as fa_backend
 from fa_kernels.auto import NormShape
-from timing import METHOD, Timing, measure
+from timing import DO_BENCH_REP_MS, METHOD, Timing, measure
 
 SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
 PEERS = ("flash_attn", "compile", "eager")
@@ -70,15 +70,15 @@ def implementations(x: torch.Tensor, r: torch.Tensor, w: torch.Tensor, p: float,
     return impls
 
 
-def run_case(m: int, n: int, p: float, up: Any, bw: float, graphs: bool,
-             notes: set[str]) -> dict[str, dict[str, Any]]:
+def run_case(m: int, n: int, p: float, up: Any, bw: float, graphs: bool, notes: set[str],
+             rep: int = DO_BENCH_REP_MS) -> dict[str, dict[str, Any]]:
     """-> {"fwd": row, "bwd": row} for one shape and dropout rate."""
     x, r = (torch.randn(m, n, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
     w = torch.randn(n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     impls = implementations(x, r, w, p, up)
     rows = {}
     for phase, direction, nbytes in (("fwd", "forward", 4 * m * n * 2), ("bwd", "backward", 5 * m * n * 2)):
-        times = {name: measure(run, (x, r, w), phase, graphs=graphs) for name, run in impls.items()}
+        times = {name: measure(run, (x, r, w), phase, graphs=graphs, rep=rep) for name, run in impls.items()}
         chose, why = fa_backend.explain("norm", direction, NormShape(m, n, p > 0), x.device)
         notes.add(f"auto, {direction}, {m}x{n} p={p}: {chose} ({why})")
         notes.update(f"{name} {phase}: {t.note}" for name, t in times.items() if t.note)
@@ -135,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-graphs", action="store_true", help="leave out the CUDA-graph replay columns")
     parser.add_argument("--no-first-call", action="store_true")
+    parser.add_argument("--rep", type=int, default=DO_BENCH_REP_MS, help="do_bench rep (ms) per measurement")
     args = parser.parse_args()
     prime_memory()
     bw = copy_bandwidth_tbs()
@@ -142,7 +143,7 @@ def main() -> None:
     rows: dict[str, list[dict[str, Any]]] = {"fwd": [], "bwd": []}
     notes: set[str] = set()
     for (m, n), p in [(s, p) for s in SHAPES for p in (0.0, 0.1)]:
-        case = run_case(m, n, p, up, bw, not args.no_graphs, notes)
+        case = run_case(m, n, p, up, bw, not args.no_graphs, notes, args.rep)
         for phase in rows:
             rows[phase].append(case[phase])
             print(phase, case[phase], flush=True)

@@ -136,20 +136,24 @@ def cuda_cannot(why: str) -> NotImplementedError:
 
 def attention_impl(name: str | None, device: torch.device, call: AttnProblem, *, alibi: bool = False,
                    sink: bool = False, needs_grad: bool = False) -> AttnImpl:
-    """The attention Function for this call. For "auto", a call that needs gradients takes the table's
-    backward choice for its forward and backward alike (attention does not mix backends, auto.py)."""
-    shape = auto.AttnShape(call.max_seqlen_k, call.head_dim, call.causal)
-    chosen = resolve(name, device, "attention", shape=shape, direction="backward" if needs_grad else "forward")
+    """The attention Function for this call. For "auto" on a GPU the measured table decides; a call
+    that needs gradients takes its backward choice for both directions (attention does not mix
+    backends, auto.py), and a table pick of cuda the CUDA kernels cannot run goes to Triton."""
+    chosen = resolve(name, device)
+    from_table = False
+    if chosen == "triton" and (name or _default) == "auto" and device.type == "cuda":
+        shape = auto.AttnShape(call.max_seqlen_k, call.head_dim, call.causal)
+        chosen = explain("attention", "backward" if needs_grad else "forward", shape, device)[0]
+        from_table = True
     if chosen == "cuda":
         from fa_kernels.cuda import attention as cuda_attention
 
         why = "alibi_slopes" if alibi else "s_aux" if sink else cuda_attention.unsupported(call, device)
-        if why is not None:
-            if (name or _default) == "cuda":
-                raise cuda_cannot(why)
-            chosen = "triton"  # "auto": the table's pick cannot run this call, the other backend can
-        else:
+        if why is None:
             return cuda_attention.CudaFlashAttnFunction.apply
+        if not from_table:  # asked for by name: say why not
+            raise cuda_cannot(why)
+        chosen = "triton"
     if chosen == "triton":
         from fa_kernels.triton.attention import FlashAttnFunction
 

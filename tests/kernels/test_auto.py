@@ -105,50 +105,66 @@ def test_explain_on_a_gpu_checks_the_build(monkeypatch: pytest.MonkeyPatch) -> N
     assert chosen == "triton" and why == "sm_90 table (x): k; the cuda backend is not in this build"
 
 
-def test_explain_off_gpu_names_the_interpreter() -> None:
+def test_explain_off_gpu_names_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
     chosen, why = backend.explain("attention", "forward", AttnShape(128, 64), "cpu")
     assert (chosen, why) == ("triton", "tensors on cpu: the Triton CPU interpreter (TRITON_INTERPRET=1)")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert backend.explain("norm", "forward", NormShape(8, 64), "cpu") == ("reference", "tensors on cpu: plain PyTorch")
 
 
 # -- the norm backward's dx / dresidual -------------------------------------------------------------
 
-def _norm_loss(x: torch.Tensor, r: torch.Tensor, w: torch.Tensor, p: float = 0.0) -> torch.Tensor:
-    y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, prenorm=True, dropout_p=p)
-    return (y.float() * 1.5).sum() + (s.float() * torch.linspace(-1, 1, s.shape[-1])).sum()
+def _backends() -> list[str]:
+    """triton everywhere (the CPU interpreter here); cuda on a GPU with the compiled extension."""
+    gpu_cuda = torch.cuda.is_available() and backend.cuda_extension() is not None
+    return ["triton", "cuda"] if gpu_cuda else ["triton"]
 
 
+def _norm_loss(x: torch.Tensor, r: torch.Tensor, w: torch.Tensor, name: str, p: float = 0.0) -> torch.Tensor:
+    y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, prenorm=True, dropout_p=p, backend=name)
+    ramp = torch.linspace(-1, 1, s.shape[-1], device=s.device)
+    return (y.float() * 1.5).sum() + (s.float() * ramp).sum()
+
+
+def _leaves(shape: tuple[int, ...], device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, r = (torch.randn(shape, dtype=torch.float16, device=device, requires_grad=True) for _ in range(2))
+    return x, r, torch.ones(shape[-1], dtype=torch.float16, device=device, requires_grad=True)
+
+
+@pytest.mark.parametrize("name", _backends())
 @pytest.mark.parametrize("shape", [(8, 64), (2, 4, 64)])
-def test_dx_and_dresidual_are_one_tensor_but_two_leaves_own_their_grad(shape: tuple[int, ...]) -> None:
+def test_dx_and_dresidual_are_one_tensor_but_two_leaves_own_their_grad(shape: tuple[int, ...], name: str,
+                                                                       device: str) -> None:
     torch.manual_seed(0)
-    x, r = (torch.randn(shape, dtype=torch.float16, requires_grad=True) for _ in range(2))
-    w = torch.ones(shape[-1], dtype=torch.float16, requires_grad=True)
-    dx, dr = torch.autograd.grad(_norm_loss(x, r, w), (x, r))
+    x, r, w = _leaves(shape, device)
+    dx, dr = torch.autograd.grad(_norm_loss(x, r, w, name), (x, r))
     assert dx.data_ptr() == dr.data_ptr()  # written once: the kernel stores one tensor for both
-    _norm_loss(x, r, w).backward()
+    _norm_loss(x, r, w, name).backward()
     assert x.grad is not None and r.grad is not None
     assert x.grad.data_ptr() != r.grad.data_ptr()
     torch.testing.assert_close(r.grad, dr)
-    _norm_loss(x, r, w).backward()  # gradient accumulation: each leaf's own grad doubles, no more
+    _norm_loss(x, r, w, name).backward()  # gradient accumulation: each leaf's own grad doubles, no more
     torch.testing.assert_close(r.grad.float(), 2 * dr.float(), rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(x.grad.float(), 2 * dx.float(), rtol=2e-3, atol=2e-3)
     x.grad.zero_()
     torch.testing.assert_close(r.grad.float(), 2 * dr.float(), rtol=2e-3, atol=2e-3)
 
 
-def test_a_tensor_feeding_both_x_and_residual_gets_the_sum() -> None:
+@pytest.mark.parametrize("name", _backends())
+def test_a_tensor_feeding_both_x_and_residual_gets_the_sum(name: str, device: str) -> None:
     """The one tensor reaches the same producer twice: autograd must add it, not double it in place."""
     torch.manual_seed(1)
-    h = torch.randn(8, 64, dtype=torch.float16, requires_grad=True)
-    w = torch.ones(64, dtype=torch.float16, requires_grad=True)
-    (dh,) = torch.autograd.grad(_norm_loss(h * 2, h * 3, w), (h,))
+    h, _, w = _leaves((8, 64), device)
+    (dh,) = torch.autograd.grad(_norm_loss(h * 2, h * 3, w, name), (h,))
     x, r = (t.detach().requires_grad_() for t in (h * 2, h * 3))
-    dx, dr = torch.autograd.grad(_norm_loss(x, r, w), (x, r))
+    dx, dr = torch.autograd.grad(_norm_loss(x, r, w, name), (x, r))
     torch.testing.assert_close(dh.float(), (2 * dx + 3 * dr).float(), rtol=2e-3, atol=2e-3)
 
 
-def test_with_dropout_dresidual_is_written_apart() -> None:
+@pytest.mark.parametrize("name", _backends())
+def test_with_dropout_dresidual_is_written_apart(name: str, device: str) -> None:
     torch.manual_seed(2)
-    x, r = (torch.randn(8, 64, dtype=torch.float16, requires_grad=True) for _ in range(2))
-    w = torch.ones(64, dtype=torch.float16, requires_grad=True)
-    dx, dr = torch.autograd.grad(_norm_loss(x, r, w, p=0.5), (x, r))
+    x, r, w = _leaves((8, 64), device)
+    dx, dr = torch.autograd.grad(_norm_loss(x, r, w, name, p=0.5), (x, r))
     assert dx.data_ptr() != dr.data_ptr() and not torch.equal(dx, dr)
