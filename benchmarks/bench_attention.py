@@ -1,8 +1,9 @@
-"""Attention, bf16: fa_kernels' Triton backend (and its CUDA C++ backend, when the build has it) vs
-SDPA's flash and cuDNN backends, measured in the same run.
+"""Attention, bf16: fa_kernels (backend="auto", and each of its backends) vs SDPA's flash and cuDNN
+backends, all timed by benchmarks/timing.py in the same run.
 
-batch * seqlen = 16k tokens, nheads * headdim = 2048; FLOPs = 4 * b * s^2 * h * d (halved if causal),
-fwd+bwd counted as 3.5x fwd (REFERENCE.md section 7). Prints one table; writes results/attention.*.
+batch * seqlen = 16k tokens, nheads * headdim = 2048; FLOPs = 4 * b * s^2 * h * d (halved if causal)
+for the forward, 2.5x that for the backward alone (fwd+bwd = 3.5x fwd, REFERENCE.md section 7).
+Prints one table per direction; writes results/attention.*.
 """
 
 from __future__ import annotations
@@ -10,101 +11,117 @@ from __future__ import annotations
 import argparse
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import fa_kernels
-from common import bench_ms, first_call_seconds, header, save, table
+from common import first_call_seconds, header, save, table
+from fa_kernels import backend as fa_backend
+from fa_kernels.auto import AttnShape
 from fa_kernels.cuda import attention as cuda_attention
+from timing import DO_BENCH_REP_MS, METHOD, Timing, measure
 
 SEQLENS = [512, 1024, 2048, 4096, 8192, 16384]
-CUDA = cuda_attention.compiled()
+PEERS = {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION}
+BWD_FLOPS = 2.5  # the backward alone, in forwards
 
 
-def tflops(flops: float, ms: float) -> float:
-    return flops / ms / 1e9
+def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    causal: bool) -> dict[str, Callable[[], Any]]:
+    def ours(name: str) -> Callable[[], Any]:
+        return lambda: fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=name)
+
+    def sdpa(backend: SDPBackend) -> Callable[[], Any]:
+        def run() -> torch.Tensor:  # same (b, s, h, d) tensors, viewed as SDPA's (b, h, s, d)
+            with sdpa_kernel(backend):
+                out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                     is_causal=causal)
+            return out.transpose(1, 2)
+        return run
+
+    impls = {"auto": ours("auto"), "triton": ours("triton")}
+    if cuda_attention.compiled():
+        impls["cuda"] = ours("cuda")
+    impls |= {name: sdpa(b) for name, b in PEERS.items()}
+    return impls
 
 
-def case(head_dim: int, causal: bool, seqlen: int, bwd: bool) -> dict[str, float | None]:
+def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool, notes: set[str],
+             rep: int = DO_BENCH_REP_MS) -> dict[str, dict[str, Any]]:
     batch, nheads = 16384 // seqlen, 2048 // head_dim
     q, k, v = (torch.randn(batch, seqlen, nheads, head_dim, device="cuda", dtype=torch.bfloat16,
-                           requires_grad=bwd) for _ in range(3))
-    flops = 4 * batch * seqlen * seqlen * nheads * head_dim / (2 if causal else 1)
-    if bwd:
-        flops *= 3.5
-    qt, kt, vt = (t.detach().transpose(1, 2).requires_grad_(bwd) for t in (q, k, v))
-    dout = torch.randn_like(q)
-    dout_t = dout.transpose(1, 2)
+                           requires_grad=True) for _ in range(3))
+    fwd_flops = 4 * batch * seqlen * seqlen * nheads * head_dim / (2 if causal else 1)
+    impls = implementations(q, k, v, causal)
+    rows = {}
+    for phase, direction, flops in (("fwd", "forward", fwd_flops), ("bwd", "backward", BWD_FLOPS * fwd_flops)):
+        times = {name: measure(run, (q, k, v), phase, graphs=graphs, rep=rep) for name, run in impls.items()}
+        chose, why = fa_backend.explain("attention", direction, AttnShape(seqlen, head_dim, causal), q.device)
+        notes.add(f"auto, {direction}, hd{head_dim} {'causal' if causal else 'full'} seqlen {seqlen}: "
+                  f"{chose} ({why})")
+        notes.update(f"{name} {phase} hd{head_dim} seqlen {seqlen}: {t.note}"
+                     for name, t in times.items() if t.note)
+        rows[phase] = _row(head_dim, causal, seqlen, chose, times, flops)
+    return rows
 
-    def ours(backend: str) -> Callable[[], None]:
-        def run() -> None:
-            out = fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=backend)
-            if bwd:
-                torch.autograd.grad(out, (q, k, v), dout)
-        return run
 
-    def sdpa(backend: SDPBackend):
-        def run() -> None:
-            with sdpa_kernel(backend):
-                out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
-                if bwd:
-                    torch.autograd.grad(out, (qt, kt, vt), dout_t)
-        return run
+def _tflops(flops: float, ms: float | None) -> float | None:
+    return flops / ms / 1e9 if ms else None
 
-    result: dict[str, float | None] = {"ours": tflops(flops, bench_ms(ours("triton")))}
-    if CUDA:
-        result["cuda"] = tflops(flops, bench_ms(ours("cuda")))
-    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
-        try:
-            result[name] = tflops(flops, bench_ms(sdpa(backend)))
-        except RuntimeError:
-            result[name] = None
-    return result
+
+def _row(head_dim: int, causal: bool, seqlen: int, chose: str, times: dict[str, Timing],
+         flops: float) -> dict[str, Any]:
+    auto = times["auto"]
+    row: dict[str, Any] = {"hd": head_dim, "causal": causal, "seqlen": seqlen, "auto chose": chose,
+                           "auto TFLOP/s": _tflops(flops, auto.ms), "auto ms": auto.ms,
+                           "auto graph ms": auto.graph_ms}
+    for peer in PEERS:
+        t = times[peer]
+        row[f"x {peer}"] = t.ms / auto.ms if t.ms and auto.ms else None
+    for name, t in times.items():
+        if name != "auto":
+            row[f"{name} TFLOP/s"], row[f"{name} graph ms"] = _tflops(flops, t.ms), t.graph_ms
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seqlens", type=int, nargs="*", default=SEQLENS)
     parser.add_argument("--head-dims", type=int, nargs="*", default=[64, 128])
+    parser.add_argument("--no-graphs", action="store_true", help="leave out the CUDA-graph replay columns")
     parser.add_argument("--no-first-call", action="store_true")
+    parser.add_argument("--rep", type=int, default=DO_BENCH_REP_MS, help="do_bench rep (ms) per measurement")
     args = parser.parse_args()
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {"fwd": [], "bwd": []}
+    notes: set[str] = set()
     for head_dim, causal, seqlen in itertools.product(args.head_dims, (False, True), args.seqlens):
-        fwd = case(head_dim, causal, seqlen, bwd=False)
-        both = case(head_dim, causal, seqlen, bwd=True)
-        row = {"hd": head_dim, "causal": causal, "seqlen": seqlen,
-               "fwd": fwd["ours"], "fwd/flash": _ratio(fwd["ours"], fwd["flash"]),
-               "fwd/cudnn": _ratio(fwd["ours"], fwd["cudnn"]), "sdpa_flash_fwd": fwd["flash"],
-               "sdpa_cudnn_fwd": fwd["cudnn"],
-               "fwd+bwd": both["ours"], "fb/flash": _ratio(both["ours"], both["flash"]),
-               "fb/cudnn": _ratio(both["ours"], both["cudnn"]), "sdpa_flash_fb": both["flash"],
-               "sdpa_cudnn_fb": both["cudnn"]}
-        if CUDA:  # the CUDA C++ backend beside the Triton one
-            row |= {"cuda fwd": fwd["cuda"], "cuda fwd/flash": _ratio(fwd["cuda"], fwd["flash"]),
-                    "cuda fwd+bwd": both["cuda"], "cuda fb/flash": _ratio(both["cuda"], both["flash"])}
-        rows.append(row)
-        print(row, flush=True)
+        case = run_case(head_dim, causal, seqlen, not args.no_graphs, notes, args.rep)
+        for phase in rows:
+            rows[phase].append(case[phase])
+            print(phase, case[phase], flush=True)
     meta = header()
-    text = (f"# Attention bf16, TFLOP/s ({meta['gpu']}, torch {meta['torch']}, triton {meta['triton']}, "
-            f"{meta['date']})\n\n`fwd`, `fwd+bwd`: the Triton backend; `cuda ...`: the CUDA C++ backend; "
-            "`x/flash`, `x/cudnn`: ratio to SDPA's flash / cuDNN backend in the same run.\n\n"
-            + table(rows, list(rows[0])))
+    text = (f"# Attention bf16 ({meta['gpu']}, torch {meta['torch']}, triton {meta['triton']}, {meta['date']})\n\n"
+            f"{METHOD}\n\n`auto` = backend=\"auto\" (`auto chose`: its backend for that direction; for attention "
+            "the backward's choice runs the whole training call); `triton`, `cuda` = our backends by name. "
+            "`x sdpa_*` = SDPA backend's time / auto's (>= 1: we are ahead). TFLOP/s: fwd 4*b*s^2*h*d "
+            "(halved when causal), bwd 2.5x that.\n")
+    for phase in ("fwd", "bwd"):
+        cols = list(dict.fromkeys(k for r in rows[phase] for k in r))
+        text += f"\n## {phase}\n\n" + table(rows[phase], cols) + "\n"
+    text += "\nNotes:\n" + "\n".join(f"- {n}" for n in sorted(notes)) + "\n"
     if not args.no_first_call:
         snippet = ("q = torch.randn(2, 1024, 16, 128, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
                    "def run():\n    o = fa_kernels.flash_attn_func(q, q, q, causal=True, backend='triton')\n"
                    "    o.sum().backward()")
         cold, warm = first_call_seconds(snippet)
         meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}
-        text += (f"\n\nFirst call (fwd+bwd, hd128 causal, includes Triton JIT): {cold:.2f} s with an empty "
-                 f"Triton cache, {warm:.2f} s in a new process with the cache warm.")
+        text += (f"\nFirst call (fwd+bwd, hd128 causal, includes Triton JIT): {cold:.2f} s with an empty "
+                 f"Triton cache, {warm:.2f} s in a new process with the cache warm.\n")
     print(text)
-    save("attention", meta, rows, text)
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
+    save("attention", meta, rows["fwd"] + rows["bwd"], text)
 
 
 if __name__ == "__main__":

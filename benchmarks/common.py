@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: device ceilings, timing (median of triton.testing.do_bench), tables."""
+"""Shared benchmark helpers: device ceilings, tables, results. Timing is timing.py's (one method for all)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import triton
 
+from timing import median_ms
+
+# the older scripts' name for the one measurement (sweeps, bench_decode, bench_builds)
+bench_ms = median_ms
+
 RESULTS = Path(os.environ.get("OUT", Path(__file__).parent / "results"))
-
-
-def warm_clocks(seconds: float = 0.2) -> None:
-    """Keep the SMs busy for a moment: after a CPU-bound pause (torch.compile compiling) the GPU idles
-    down its clocks, and the next measurement would start slow."""
-    a = torch.randn(2048, 2048, device="cuda", dtype=torch.bfloat16)
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for _ in range(8):
-            a @ a
-        torch.cuda.synchronize()
-
-
-def bench_ms(fn: Callable[[], Any], warmup: int = 25, rep: int = 100) -> float:
-    fn()
-    warm_clocks()
-    return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
 
 
 def gpu_name() -> str:

@@ -142,9 +142,7 @@ def fa_kernels_auto(env: Environment) -> Choice:
     if forced != "auto":
         return Choice(consumer=name, runs=forced, why=f"FA_KERNELS_BACKEND={forced}")
     if _cuda(env) and env.triton_version:
-        why = (
-            "a GPU and triton: auto gives attention to Triton (the CUDA kernels only get the norm)"
-        )
+        why = "a GPU and triton: auto's measured table gives attention to Triton on every class"
         return Choice(consumer=name, runs="triton", why=why)
     if env.env_vars.get("TRITON_INTERPRET") == "1" and env.triton_version:
         return Choice(consumer=name, runs="triton (CPU interpreter)", why="TRITON_INTERPRET=1")

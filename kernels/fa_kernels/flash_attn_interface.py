@@ -107,8 +107,9 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, cu_q: torch
         softmax_scale=softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(head_dim),
         causal=causal, window=window, softcap=float(softcap), dropout_p=float(dropout_p),
         varlen=varlen)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     impl = _backend.attention_impl(backend, q.device, problem, alibi=alibi_slopes is not None,
-                                   sink=s_aux is not None)
+                                   sink=s_aux is not None, needs_grad=needs_grad)
     seed = _new_seed() if dropout_p > 0 else 0
     out, lse = impl(_last_contiguous(q), _last_contiguous(k), _last_contiguous(v), cu_q, cu_k,
                     _alibi(alibi_slopes, batch, q.shape[-2]), problem, seed,

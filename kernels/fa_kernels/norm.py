@@ -9,19 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from fa_kernels import auto, reference, validate
 from fa_kernels import backend as _backend
-from fa_kernels import reference, validate
 
 Opt = torch.Tensor | None
 # what each backend hands back: y, the new residual stream s, the dropout keep mask (None without one)
 NormParts = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
-
-
-def _flat(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    if t is None:
-        return None
-    t = t.reshape(-1, n)
-    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _new_seed() -> int:
@@ -58,27 +51,22 @@ def layer_norm_fn(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt = None,
     if residual_out is not None and residual_out.dtype != residual_dtype:
         raise TypeError(f"residual_out must be {residual_dtype}, got {residual_out.dtype}")
     out_dtype = out_dtype or (out.dtype if out is not None else x.dtype)
-    chosen = _backend.resolve(backend, x.device, "norm")
-    unsupported = chosen == "cuda" and _cuda_unsupported(
+    fwd_b, bwd_b = _backends(backend, x, (x, weight, bias, residual), dropout_p)
+    unsupported = "cuda" in (fwd_b, bwd_b) and _cuda_unsupported(
         is_rms_norm, bias, rowscale, zero_centered_weight, out, residual_out, x.dtype, weight,
         residual_dtype)
     if unsupported:
         if (backend or _backend.get_backend()) == "cuda":  # asked for by name: say why not
             raise NotImplementedError(f"the cuda norm kernel does not support {unsupported}; use backend='triton'")
-        chosen = "triton"  # "auto" takes the best backend that can run the call, and says so once
+        fwd_b = bwd_b = "triton"  # "auto" takes the best backend that can run the call, and says so once
         _note_fallback(unsupported)
     if validate.norm_is_empty(x):
-        chosen = "reference"  # no rows: plain PyTorch answers with empty tensors, no kernel launch
+        fwd_b = bwd_b = "reference"  # no rows: plain PyTorch answers with empty tensors, no kernel launch
     seed = _new_seed() if dropout_p > 0 else 0
-    if chosen == "cuda":
-        from fa_kernels.cuda.norm import CudaRmsNormFunction
-
-        n = shape[-1]
-        # torch declares autograd.Function.apply without annotations
-        y, s, keep = CudaRmsNormFunction.apply(  # type: ignore[no-untyped-call]
-            _flat(x, n), weight, _flat(residual, n), float(eps), float(dropout_p), seed, residual_dtype,
-            prenorm, return_dropout_mask and dropout_p > 0, out_dtype)
-    elif chosen == "triton":
+    if "cuda" in (fwd_b, bwd_b):
+        y, s, keep = _cuda(x, weight, residual, eps, dropout_p, seed, residual_dtype, prenorm,
+                           return_dropout_mask and dropout_p > 0, out_dtype, fwd_b, bwd_b)
+    elif fwd_b == "triton":
         y, s, keep = _triton(x, weight, bias, residual, rowscale, eps, dropout_p, prenorm, is_rms_norm,
                              zero_centered_weight, residual_dtype, out_dtype, return_dropout_mask,
                              seed, out, residual_out)
@@ -92,6 +80,38 @@ def layer_norm_fn(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt = None,
     if return_dropout_mask:
         result += [keep.reshape(shape) if keep is not None else None, None]
     return result[0] if len(result) == 1 else tuple(result)
+
+
+def _backends(backend: str | None, x: torch.Tensor, inputs: tuple[Opt, ...],
+              dropout_p: float) -> tuple[str, str]:
+    """(forward backend, backward backend). Named backends run both directions; "auto" on a GPU looks
+    each direction up in the measured table (auto.py), the backward only when a gradient will flow."""
+    name = backend or _backend.get_backend()
+    if name != "auto" or x.device.type != "cuda":
+        chosen = _backend.resolve(backend, x.device, "norm")
+        return chosen, chosen
+    n = x.shape[-1]
+    shape = auto.NormShape(rows=x.numel() // n if n else 0, hidden=n, dropout=dropout_p > 0)
+    fwd = _backend.resolve(backend, x.device, "norm", shape=shape, direction="forward")
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    bwd = _backend.resolve(backend, x.device, "norm", shape=shape, direction="backward") if needs_grad else fwd
+    return fwd, bwd
+
+
+def _cuda(x: torch.Tensor, weight: Opt, residual: Opt, eps: float, dropout_p: float, seed: int,
+          residual_dtype: torch.dtype, prenorm: bool, want_keep: bool, out_dtype: torch.dtype, fwd_b: str,
+          bwd_b: str) -> NormParts:
+    """Both directions on the CUDA kernels, or one of them (the other on Triton's: norm_split.py)."""
+    args = (x, weight, residual, float(eps), float(dropout_p), seed, residual_dtype,
+            prenorm, want_keep, out_dtype)
+    if fwd_b == bwd_b:
+        from fa_kernels.cuda.norm import CudaRmsNormFunction
+
+        # torch declares autograd.Function.apply without annotations
+        return CudaRmsNormFunction.apply(*args)  # type: ignore[no-any-return, no-untyped-call]
+    from fa_kernels.norm_split import SplitRmsNormFunction
+
+    return SplitRmsNormFunction.apply(*args, fwd_b, bwd_b)  # type: ignore[no-any-return, no-untyped-call]
 
 
 def _cuda_unsupported(is_rms: bool, bias: Opt, rowscale: Opt, zero_centered: bool, out: Opt,
@@ -132,7 +152,7 @@ def _triton(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Op
     flat_out = out.view(-1, n) if out is not None else None
     flat_res_out = residual_out.view(-1, n) if residual_out is not None else None
     y, s, keep = FusedNormFunction.apply(  # type: ignore[no-untyped-call]
-        _flat(x, n), weight, bias, _flat(residual, n),
+        x, weight, bias, residual,
         rowscale.reshape(-1).contiguous() if rowscale is not None else None, call, seed, flat_out,
         flat_res_out)
     return y, s, keep.bool() if keep is not None else None

@@ -190,3 +190,45 @@ def test_gpu_cuda_backend_refuses_what_it_lacks_by_name_and_falls_back_on_auto()
     with pytest.raises(NotImplementedError, match="rowscale"):
         fa_kernels.rms_norm_fn(x, w, None, rowscale=torch.ones(8, device="cuda"), backend="cuda")
     fa_kernels.rms_norm_fn(x, w, None, rowscale=torch.ones(8, device="cuda", dtype=torch.bfloat16))
+
+
+# -- backend="auto": forward and backward on different backends (fa_kernels/norm_split.py) ----------
+
+@pytest.mark.gpu
+@needs_extension
+@pytest.mark.parametrize("pair", [("triton", "cuda"), ("cuda", "triton")])
+@pytest.mark.parametrize("p", [0.0, 0.1])
+@pytest.mark.parametrize(("m", "n"), [(4096, 4096), (1000, 8192), (33, 1000)])
+def test_gpu_forward_and_backward_on_different_backends(pair, p, m, n, monkeypatch):
+    """The backward regenerates the other backend's dropout mask and reads its saved state."""
+    from fa_kernels import norm as norm_module
+
+    monkeypatch.setattr(norm_module, "_backends", lambda *args: pair)
+    run_case(m, n, torch.bfloat16, "cuda", p=p)
+    run_case(m, n, torch.float16, "cuda", p=p, prenorm=False)
+    run_case(m, n, torch.bfloat16, "cuda", p=p, residual=False, residual_in_fp32=True)
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_gpu_auto_takes_each_direction_from_the_table(monkeypatch):
+    from fa_kernels import auto, auto_table, backend
+    from fa_kernels import norm as norm_module
+    from fa_kernels.auto import NormShape
+
+    x = torch.randn(2048, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    arch = backend.device_arch(torch.cuda.current_device())
+    shape = NormShape(2048, 1024)
+    table = {auto.key("norm", "forward", shape): "cuda", auto.key("norm", "backward", shape): "triton"}
+    monkeypatch.setattr(auto_table, "TABLE", {arch: table})
+    monkeypatch.setattr(auto_table, "SOURCES", {arch: "this test"})
+    auto.choose.cache_clear()
+    try:
+        assert norm_module._backends("auto", x, (x,), 0.0) == ("cuda", "triton")
+        with torch.no_grad():  # no gradient will flow: the backward's choice is not asked
+            assert norm_module._backends("auto", x, (x,), 0.0) == ("cuda", "cuda")
+        assert backend.explain("norm", "backward", shape, x.device) == ("triton", f"{arch} table (this test): "
+                                                                        f"{auto.key('norm', 'backward', shape)}")
+        run_case(2048, 1024, torch.bfloat16, "cuda", backend="auto")
+    finally:
+        auto.choose.cache_clear()

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fa_kernels._alloc import as_rows, input_shaped
 from fa_kernels._extension import cuda_extension
 from fa_kernels.cuda._errors import call
 
@@ -55,6 +56,10 @@ class CudaRmsNormFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: Opt, residual: Opt, eps: float,
                 dropout_p: float, seed: int, residual_dtype: torch.dtype, prenorm: bool, store_keep: bool,
                 out_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, Opt, Opt]:
+        ctx.x_shape = x.shape
+        n = x.shape[-1]
+        x = as_rows(x, n)
+        residual = as_rows(residual, n) if residual is not None else None
         keep_s = residual is not None or dropout_p > 0 or prenorm or residual_dtype != x.dtype
         y, s, rstd, keep = call(_ops().rms_norm_fwd, x, residual, weight, eps, dropout_p, seed, residual_dtype,
                                 out_dtype or x.dtype, keep_s, store_keep)
@@ -74,5 +79,7 @@ class CudaRmsNormFunction(torch.autograd.Function):
         dx, dres, dw = call(_ops().rms_norm_bwd, dy.contiguous(), s, rstd, weight,
                             ds.contiguous() if ds is not None else None, ctx.dropout_p, ctx.seed, ctx.x_dtype,
                             ctx.separate)
-        dres = (dres if ctx.separate else dx) if ctx.has_residual else None
+        # dresidual is dx itself (not written twice) unless dropout or a dtype change sits between them
+        dx, dres = input_shaped(dx, dres if ctx.separate else dx, ctx.x_shape)
+        dres = dres if ctx.has_residual else None
         return dx, dw if weight is not None else None, dres, None, None, None, None, None, None, None

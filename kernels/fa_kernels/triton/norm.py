@@ -169,6 +169,10 @@ class FusedNormFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt,
                 rowscale: Opt, call: NormCall, seed: int, out: Opt,
                 residual_out: Opt) -> tuple[torch.Tensor, Opt, Opt]:
+        ctx.x_shape = x.shape
+        n = x.shape[-1]
+        x = _alloc.as_rows(x, n)
+        residual = _alloc.as_rows(residual, n) if residual is not None else None
         y, s, keep, rstd, mean = forward(x, weight, bias, residual, rowscale, call, seed, out, residual_out)
         ctx.save_for_backward(s if s is not None else x, weight, bias, rowscale, rstd, mean)
         ctx.call, ctx.seed, ctx.x_dtype = call, seed, x.dtype
@@ -185,4 +189,5 @@ class FusedNormFunction(torch.autograd.Function):
             dy = torch.zeros_like(s, dtype=ctx.call.out_dtype)
         dx, dres, dw, db = backward(dy, ds, s, weight, bias, rowscale, rstd, mean, ctx.call, ctx.seed,
                                     ctx.x_dtype, ctx.has_residual)
+        dx, dres = _alloc.input_shaped(dx, dres, ctx.x_shape)
         return dx, dw, db, dres if ctx.has_residual else None, None, None, None, None, None
