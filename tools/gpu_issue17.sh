@@ -28,7 +28,7 @@ step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
     $PY -m venv --without-pip "$WORK/env" || exit 1
     SITE=$("$WORK/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     echo "$TORCH_SITE" > "$SITE/image-torch.pth"
-    step $PY -m fa_dist build --arch native --wheelhouse "$WORK/wh" --clean
+    step $PY -m fa_dist build --arch native --wheelhouse "$WORK/wh" --clean --no-precompile
     $PY -m pip install -q --no-deps --target "$SITE" "$WORK"/wh/*.whl
     "$WORK/env/bin/python" -c "import fa_kernels, fa_kernels.backend as b, torch
 print(fa_kernels.__file__, b.available(), b.device_arch(0))"
