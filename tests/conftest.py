@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 
+@functools.cache
 def _gpu_visible() -> bool:
     return shutil.which("nvidia-smi") is not None and subprocess.run(
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
@@ -34,6 +36,9 @@ def _own_facts_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 @pytest.fixture(autouse=True)
 def _seal_outside_world(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if request.node.get_closest_marker("integration") or request.node.get_closest_marker("gpu"):
+        yield
+        return
+    if "kernels" in request.node.path.parts and _gpu_visible():  # Triton runs ptxas to compile on a GPU
         yield
         return
 
