@@ -417,7 +417,7 @@ def warm(python: str | None, jobs: int | None, if_missing: bool, as_json: bool) 
     Runs the common cases (both half dtypes, head dims 64 and 128, causal or not, varlen, KV-cache
     decoding, the Triton norm) once each on tiny inputs, in parallel processes of the target
     interpreter; stores the result inside the installed package (listed in its RECORD, so pip removes
-    it with the package) and copies it into Triton's cache. Triton only ever loads an entry under the
+    it with the package) and points Triton's cache at it. Triton only ever loads an entry under the
     exact key it would compile to: another Triton build or GPU simply compiles as before. Needs the GPU.
     `fa-dist install` does this itself unless --no-warm. Exit 9 when it cannot run or a case failed.
     """

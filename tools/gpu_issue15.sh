@@ -42,7 +42,7 @@ ENV_PY=$(newenv "$WORK/env")
 grep -E "precompile|smoke: passed|total_seconds|precompiled-kernels|^wall" "$OUT/install.log"
 
 rm -rf "$TRITON_CACHE_DIR"
-(cd benchmarks && OUT="$OUT" timeout 300 $PY bench_cold_start.py --python "$ENV_PY" --fa-dist "$PY -m fa_dist" \
+(cd benchmarks && PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" OUT="$OUT" timeout 300 $PY bench_cold_start.py --python "$ENV_PY" --fa-dist "$PY -m fa_dist" \
     --wheelhouse "$WORK/wh" --fresh-env-cmd "$(declare -f newenv); TORCH_SITE=$TORCH_SITE PY=$PY newenv \$1/v") \
     > "$OUT/cold.log" 2>&1
 echo "cold start exit=$?"; tail -22 "$OUT/cold.log"

@@ -75,7 +75,8 @@ def run(
     argv = [python, *isolation, "-u", "-m", "fa_kernels.warm", "--json"]
     argv += (["--jobs", str(jobs)] if jobs else []) + (["--if-missing"] if if_missing else [])
     if unpacked is not None:
-        argv += ["--store", str(unpacked / "fa_kernels" / "_precompiled"), "--no-record"]
+        # the unpacked files are temporary: neither the RECORD nor Triton's cache may point at them
+        argv += ["--store", str(unpacked / "fa_kernels" / "_precompiled"), "--no-record", "--no-seed"]
     started = time.perf_counter()
 
     def forward(line: str) -> None:

@@ -5,8 +5,8 @@ sha256 of everything the result depends on: Triton itself (its sources and libtr
 source and the functions it calls, the GPU target, the compile options, the argument specialisation
 and the cache-relevant environment. fa_kernels ships or is given such entries in
 ``fa_kernels/_precompiled/<group>/`` (a group: one Triton version and one GPU target, with a
-manifest.json) and, once per process before its first Triton launch, copies the entries of the groups
-matching this Triton and these GPUs into Triton's own cache folder. Triton then finds them under the
+manifest.json) and, once per process before its first Triton launch, points Triton's own cache folder
+at the entries of the groups matching this Triton and these GPUs. Triton then finds them under the
 very name it would have compiled to; anything that differs (another Triton build, another GPU, a
 changed kernel) hashes to another name, misses, and compiles as always. A precompiled kernel can
 therefore be unused, never wrong.
@@ -14,7 +14,7 @@ therefore be unused, never wrong.
     python -m fa_kernels.precompiled warm [--jobs N] [--json]   compile the common cases into the store
     python -m fa_kernels.precompiled status [--json]            what the store holds and what matches here
 
-FA_KERNELS_PRECOMPILED=0 turns the copying off.
+FA_KERNELS_PRECOMPILED=0 turns this off.
 """
 
 from __future__ import annotations
@@ -88,12 +88,14 @@ def _is_entry_name(name: str) -> bool:
 
 
 def seed(group: Group, cache_dir: Path) -> int:
-    """Copy the group's entries that Triton's cache lacks into it; -> how many were copied.
+    """Make Triton's cache find the group's entries it lacks; -> how many were added.
 
-    Files are written under temporary names and renamed into place, the entry's index of files last,
-    as Triton writes them itself: a process reading the cache meanwhile sees an entry whole or not at
-    all. The index is rewritten to point at the copies (Triton stores absolute paths)."""
-    copied = 0
+    Only each entry's index of files (Triton's ``__grp__*.json``) is written into the cache, pointing
+    at the files in the store: nothing is copied, so seeding costs a small write per entry. Should the
+    store go away (the package uninstalled), Triton finds the indexed files missing, ignores the entry
+    and compiles as without it. Written under a temporary name and renamed into place, as Triton writes
+    its own: a process reading the cache meanwhile sees an entry whole or not at all."""
+    added = 0
     for entry in group.entries:
         source, target = group.path / entry, cache_dir / entry
         if not _is_entry_name(entry) or not source.is_dir():
@@ -102,15 +104,12 @@ def seed(group: Group, cache_dir: Path) -> int:
         if not index_files or all((target / f.name).exists() for f in index_files):
             continue
         target.mkdir(parents=True, exist_ok=True)
-        for file in sorted(source.iterdir()):
-            if not file.name.startswith(GROUP_FILE):
-                _put(target / file.name, file.read_bytes())
         for index in index_files:
             children = json.loads(index.read_text())["child_paths"]
-            rewritten = {name: str(target / name) for name in children}
-            _put(target / index.name, json.dumps({"child_paths": rewritten}).encode())
-        copied += 1
-    return copied
+            pointed = {name: str((source / name).resolve()) for name in children}
+            _put(target / index.name, json.dumps({"child_paths": pointed}).encode())
+        added += 1
+    return added
 
 
 def _put(path: Path, data: bytes) -> None:
@@ -124,7 +123,7 @@ def _put(path: Path, data: bytes) -> None:
 
 def triton_cache_dir() -> Path | None:
     """The folder Triton's file cache uses in this process; None when a custom cache manager (a
-    remote or user-defined one) is configured, which copying files into a folder would not feed."""
+    remote or user-defined one) is configured, which entries in a folder would not feed."""
     if os.environ.get("TRITON_CACHE_MANAGER"):
         return None
     try:
@@ -157,7 +156,7 @@ _seeded = False
 
 
 def ensure_seeded() -> None:
-    """Once per process, before the first Triton launch: copy the matching groups into Triton's cache.
+    """Once per process, before the first Triton launch: point Triton's cache at the matching groups.
 
     Never raises: whatever goes wrong here only costs the compile that would have happened anyway."""
     global _seeded

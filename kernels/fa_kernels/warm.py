@@ -29,6 +29,10 @@ from fa_kernels import precompiled
 DTYPES = ("bfloat16", "float16")
 HEAD_DIMS = (64, 128)
 NORM_HIDDEN = (2048, 4096, 8192)
+# the norm calls people make (and fa-dist's smoke test makes): residual (prenorm), none, dropout in
+# training, the dropout mask returned (p=0 and p>0), and mixed precision (float32 weight, residual kept
+# in float32); each is its own set of constexprs, so its own compile
+NORM_VARIANTS = ("prenorm", "plain", "dropout", "mask", "dropout-mask", "mixed")
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Case:
     dtype: str
     head_dim: int = 0
     causal: bool = False
-    variant: str = ""  # decode: "split", "whole", "paged"; norm: "prenorm", "plain"
+    variant: str = ""  # decode: "split", "whole", "paged"; norm: one of NORM_VARIANTS
     hidden: int = 0
 
     @property
@@ -62,29 +66,38 @@ def cases(head_dims: tuple[int, ...] = HEAD_DIMS) -> list[Case]:
             for causal in (False, True):
                 out += [Case("attention", dtype, d, causal), Case("varlen", dtype, d, causal)]
             out += [Case("decode", dtype, d, True, v) for v in ("split", "whole", "paged")]
-        out += [Case("norm", dtype, variant=v, hidden=n) for n in NORM_HIDDEN for v in ("prenorm", "plain")]
+        out += [Case("norm", dtype, variant=v, hidden=n) for n in NORM_HIDDEN for v in NORM_VARIANTS]
     return out
 
 
 def run_case(case: Case) -> None:
     import torch
 
-    import fa_kernels
-
     dt = getattr(torch, case.dtype)
-    dev = "cuda"
     if case.op == "norm":
-        x = torch.randn(64, case.hidden, device=dev, dtype=dt, requires_grad=True)
-        w = torch.ones(case.hidden, device=dev, dtype=dt, requires_grad=True)
-        res = torch.randn_like(x, requires_grad=True) if case.variant == "prenorm" else None
-        out = fa_kernels.rms_norm_fn(x, w, None, residual=res, prenorm=res is not None, backend="triton")
-        outs = out if isinstance(out, tuple) else (out,)
-        torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+        _norm(case, dt)
     elif case.op == "decode":
         _decode(case, dt)
     else:
         _attention(case, dt)
     torch.cuda.synchronize()
+
+
+def _norm(case: Case, dt: Any) -> None:
+    import torch
+
+    import fa_kernels
+
+    v = case.variant
+    x = torch.randn(64, case.hidden, device="cuda", dtype=dt, requires_grad=True)
+    w = torch.ones(case.hidden, device="cuda", dtype=torch.float32 if v == "mixed" else dt, requires_grad=True)
+    res = None if v == "plain" else torch.randn_like(x, requires_grad=True)
+    out = fa_kernels.rms_norm_fn(x, w, None, residual=res, prenorm=res is not None, backend="triton",
+                                 dropout_p=0.1 if "dropout" in v else 0.0, residual_in_fp32=v == "mixed",
+                                 return_dropout_mask="mask" in v)
+    outs = [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None and o.is_floating_point()]
+    outs = [o for o in outs if o.requires_grad]
+    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
 
 
 def _attention(case: Case, dt: Any) -> None:
@@ -135,7 +148,7 @@ def _worker(indices: list[int], head_dims: tuple[int, ...]) -> int:
 
 def warm(jobs: int, head_dims: tuple[int, ...], store: Path, seed: bool, record: bool) -> dict[str, Any]:
     """Compile every case in ``jobs`` worker processes into a private cache, store the result as this
-    (Triton, GPU) group, copy it into Triton's cache (``seed``) and the package's RECORD (``record``)."""
+    (Triton, GPU) group, point Triton's cache at it (``seed``) and the package's RECORD (``record``)."""
     import triton
 
     import fa_kernels
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-dims", default=",".join(map(str, HEAD_DIMS)))
     parser.add_argument("--cases", default="")
     parser.add_argument("--store", type=Path, default=precompiled.STORE)
-    parser.add_argument("--no-seed", action="store_true", help="do not copy into Triton's cache")
+    parser.add_argument("--no-seed", action="store_true", help="leave Triton's cache as it is")
     parser.add_argument("--no-record", action="store_true", help="do not list the files in the package's RECORD")
     parser.add_argument("--if-missing", action="store_true", help="skip when this Triton and GPU are stored")
     parser.add_argument("--json", action="store_true")

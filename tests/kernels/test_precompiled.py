@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -77,10 +78,24 @@ def test_a_seeded_cache_loads_the_kernel_instead_of_compiling_it(made, tmp_path)
     assert precompiled.seed(group, tmp_path / "cache") == 1
     index = next((tmp_path / "cache" / group.entries[0]).glob("__grp__*.json"))
     paths = json.loads(index.read_text())["child_paths"].values()
-    assert all(Path(p).parent == tmp_path / "cache" / group.entries[0] and Path(p).exists() for p in paths)
+    # only the index is written: it points at the store's files, nothing is copied
+    assert all(Path(p).parent == (group.path / group.entries[0]).resolve() and Path(p).exists() for p in paths)
+    assert [f.name for f in (tmp_path / "cache" / group.entries[0]).iterdir()] == [index.name]
     again = compile_into(tmp_path / "cache")
     assert again["cache_hit"] is True and again["hash"] == first["hash"] and again["cubin"] == first["cubin"]
-    assert precompiled.seed(group, tmp_path / "cache") == 0  # present already: nothing copied
+    assert precompiled.seed(group, tmp_path / "cache") == 0  # present already: nothing added
+
+
+@pytest.mark.integration  # real Triton compiles in subprocesses
+def test_without_the_store_triton_compiles_as_if_nothing_was_seeded(made, tmp_path):
+    store, first = made
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    (group,) = precompiled.read_groups(copy)
+    precompiled.seed(group, tmp_path / "cache")
+    shutil.rmtree(copy)  # the package was uninstalled: the seeded index points at nothing
+    again = compile_into(tmp_path / "cache")
+    assert again["cache_hit"] is False and again["hash"] == first["hash"]
 
 
 @pytest.mark.integration  # real Triton compiles in subprocesses
