@@ -22,7 +22,7 @@ from common import first_call_seconds, header, save, table
 from fa_kernels import backend as fa_backend
 from fa_kernels.auto import AttnShape
 from fa_kernels.cuda import attention as cuda_attention
-from timing import DO_BENCH_REP_MS, METHOD, Timing, measure
+from timing import DO_BENCH_REP_MS, METHOD, Timing, measure_all
 
 SEQLENS = [512, 1024, 2048, 4096, 8192, 16384]
 PEERS = {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION}
@@ -58,7 +58,7 @@ def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool, notes: set[
     impls = implementations(q, k, v, causal)
     rows = {}
     for phase, direction, flops in (("fwd", "forward", fwd_flops), ("bwd", "backward", BWD_FLOPS * fwd_flops)):
-        times = {name: measure(run, (q, k, v), phase, graphs=graphs, rep=rep) for name, run in impls.items()}
+        times = measure_all(impls, (q, k, v), phase, graphs=graphs, rep=rep)
         chose, why = fa_backend.explain("attention", direction, AttnShape(seqlen, head_dim, causal), q.device)
         notes.add(f"auto, {direction}, hd{head_dim} {'causal' if causal else 'full'} seqlen {seqlen}: "
                   f"{chose} ({why})")

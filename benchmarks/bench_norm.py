@@ -21,7 +21,7 @@ import fa_kernels
 from common import copy_bandwidth_tbs, first_call_seconds, header, prime_memory, save, table
 from fa_kernels import backend as fa_backend
 from fa_kernels.auto import NormShape
-from timing import DO_BENCH_REP_MS, METHOD, Timing, measure
+from timing import DO_BENCH_REP_MS, METHOD, Timing, measure_all
 
 SHAPES = [(16384, 4096), (32768, 8192), (65536, 2048)]
 PEERS = ("flash_attn", "compile", "eager")
@@ -78,7 +78,7 @@ def run_case(m: int, n: int, p: float, up: Any, bw: float, graphs: bool, notes: 
     impls = implementations(x, r, w, p, up)
     rows = {}
     for phase, direction, nbytes in (("fwd", "forward", 4 * m * n * 2), ("bwd", "backward", 5 * m * n * 2)):
-        times = {name: measure(run, (x, r, w), phase, graphs=graphs, rep=rep) for name, run in impls.items()}
+        times = measure_all(impls, (x, r, w), phase, graphs=graphs, rep=rep)
         chose, why = fa_backend.explain("norm", direction, NormShape(m, n, p > 0), x.device)
         notes.add(f"auto, {direction}, {m}x{n} p={p}: {chose} ({why})")
         notes.update(f"{name} {phase}: {t.note}" for name, t in times.items() if t.note)
