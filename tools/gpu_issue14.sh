@@ -13,20 +13,7 @@
 # Environments are venvs that see the image's torch through a .pth file (torch is never changed).
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue14.sh      (about 5 minutes on an H200)
 # Logs under $OUT: build.log, symbols.log, install.log, tests.log, smoke.log, speed.log (6 files).
-set -uo pipefail
-OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
-PY=$(command -v python3)
-ROOT=$PWD
-WORK=$(mktemp -d)
-TORCH_SITE=$($PY -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
-
-newenv() {  # a venv that sees the image's torch and nothing of fa-kernels
-    $PY -m venv --without-pip "$1" || return 1
-    local site; site=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    echo "$TORCH_SITE" > "$site/image-torch.pth"
-}
-step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
 install_wheel() { $PY -m pip install -q --no-deps --target "$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" "$2"; }
 
 # 1. the stable-ABI wheel ----------------------------------------------------------------------------

@@ -8,22 +8,8 @@
 #   4. fa-dist warm on an install without the store (removed by hand), doctor's precompiled-kernels line
 #   5. (SPEED=1) bench_attention at seqlen 4096 (the kernels no longer specialise on sizes)
 # Logs under $OUT: build.log, install.log, cold.log (+ cold_start.md/.json), warm.log (5-6 files).
-set -uo pipefail
-OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
-PY=$(command -v python3)
-ROOT=$PWD
-WORK=$(mktemp -d)
-TORCH_SITE=$($PY -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
 export FA_DIST_CACHE_DIR=$WORK/fa-dist-cache TRITON_CACHE_DIR=$WORK/triton-cache
-
-newenv() {  # newenv DIR: a venv that sees the image's torch and triton, nothing of fa-kernels; prints its python
-    $PY -m venv --without-pip "$1" >/dev/null || return 1
-    local site; site=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    echo "$TORCH_SITE" > "$site/image-torch.pth"
-    echo "$1/bin/python"
-}
-step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
 
 {
     nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"

@@ -12,16 +12,9 @@
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue17.sh        (about 6 minutes on an H200)
 # Logs under $OUT (6 files): setup.log, sweep.log, auto_table.py, bench.log, norm.md, attention.md.
 # REP=ms per do_bench (default 50); SEQLENS="..." for the attention table (default 1024 4096 16384).
-set -uo pipefail
-OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
-PY=$(command -v python3)
-ROOT=$PWD
-WORK=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
 REP=${REP:-50}
 SEQLENS=${SEQLENS:-1024 4096 16384}
-TORCH_SITE=$($PY -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
-step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
 
 {
     echo "torch site: $TORCH_SITE; CC=${CC:-} CXX=${CXX:-}"; nvidia-smi -L; nvcc --version | tail -2
