@@ -77,6 +77,15 @@ def test_xformers_op_comes_from_its_dispatcher() -> None:
     assert _by_consumer(env)["xformers memory_efficient_attention"].runs == "fa3F@3.0.0"
 
 
+def test_xformers_fmha_ops_are_listed_with_what_xformers_info_says() -> None:
+    ops = {"fa3F@3.0.0": "usable here", "cutlassF-pt": "not for this input: bias not supported"}
+    env = mutate(H100(), neighbours=(_pkg("xformers", "0.0.35", attention_op="fa3F@3.0.0", fmha_ops=ops),))
+    why = _by_consumer(env)["xformers memory_efficient_attention"].why
+    assert "fmha ops: fa3F@3.0.0 usable here, cutlassF-pt not for this input: bias not supported" in why
+    no_gpu = mutate(CPU(), neighbours=(_pkg("xformers", "0.0.35", fmha_ops={"cutlassF-pt": "available"}),))
+    assert _by_consumer(no_gpu)["xformers"].why == "no GPU: its fmha ops need CUDA tensors; fmha ops: cutlassF-pt available"
+
+
 @pytest.mark.integration
 def test_doctor_attention_flag_adds_the_table_and_the_json_key(tmp_path: Path) -> None:
     from .test_cli import fa_dist

@@ -181,3 +181,29 @@ def test_torchs_files_say_what_its_import_says(tmp_path: Path) -> None:
         files = torch_files.read(Path(folder))
         assert {k: files[k] for k in ("version", "cuda", "hip", "cxx11_abi")} == {
             k: imported[k] for k in ("version", "cuda", "hip", "cxx11_abi")}
+
+
+FAKE_FMHA = {  # a stand-in for xformers' fmha modules (the real _C needs CUDA): what the probe reads
+    "xformers/__init__.py": "",
+    "xformers/ops/__init__.py": "",
+    "xformers/ops/fmha/__init__.py": "",
+    "xformers/ops/fmha/cutlass.py": "class FwOp:\n    NAME = 'cutlassF-pt'\n    @classmethod\n"
+                                    "    def info(cls):\n        return 'available'\n",
+    "xformers/ops/fmha/flash.py": "class FwOp:\n    NAME = 'fa2F@2.8.3'\n    @classmethod\n"
+                                  "    def info(cls):\n        return 'unavailable'\n",
+    "xformers/ops/fmha/ck.py": "raise ImportError('ck is ROCm only')\n",
+    "xformers-0.0.99.dist-info/METADATA": "Metadata-Version: 2.1\nName: xformers\nVersion: 0.0.99\n",
+}
+
+
+def test_xformers_fmha_ops_are_reported_as_its_info_says(venv_with: Path) -> None:
+    for rel, text in FAKE_FMHA.items():
+        path = site_packages(venv_with) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    raw = probe(python_of(venv_with), "import", "xformers", "xformers/cpp_lib.json", "xformers")
+    assert raw["status"] == "ok"
+    ops = raw["fmha_ops"]
+    assert ops["cutlassF-pt"] == "available" and ops["fa2F@2.8.3"] == "unavailable"  # no GPU: no "usable here"
+    assert ops["ck"].startswith("cannot tell: ImportError: ck is ROCm only")
+    assert "flash3" not in ops and "small_k" not in ops  # modules this xformers lacks are left out

@@ -76,7 +76,12 @@ def run(
     argv += (["--jobs", str(jobs)] if jobs else []) + (["--if-missing"] if if_missing else [])
     if unpacked is not None:
         # the unpacked files are temporary: neither the RECORD nor Triton's cache may point at them
-        argv += ["--store", str(unpacked / "fa_kernels" / "_precompiled"), "--no-record", "--no-seed"]
+        argv += [
+            "--store",
+            str(unpacked / "fa_kernels" / "_precompiled"),
+            "--no-record",
+            "--no-seed",
+        ]
     started = time.perf_counter()
 
     def forward(line: str) -> None:

@@ -123,13 +123,23 @@ def xformers(env: Environment) -> Choice:
             runs=None,
             why=f"its compiled part does not load: {pkg.import_error}",
         )
+    ops = _fmha_summary(pkg.fmha_ops)
     if pkg.attention_op is None:
-        return Choice(consumer="xformers", runs=None, why="no GPU: its fmha ops need CUDA tensors")
+        return Choice(
+            consumer="xformers", runs=None, why=f"no GPU: its fmha ops need CUDA tensors{ops}"
+        )
     return Choice(
         consumer="xformers memory_efficient_attention",
         runs=pkg.attention_op,
-        why="its dispatcher's choice for causal fp16, head dim 128",
+        why=f"its dispatcher's choice for causal fp16, head dim 128{ops}",
     )
+
+
+def _fmha_summary(ops: dict[str, str]) -> str:
+    """ "; fmha ops: flshattF@v2 usable here, cutlassF-pt available, ..." (what xformers.info would say)."""
+    if not ops:
+        return ""
+    return "; fmha ops: " + ", ".join(f"{name} {status}" for name, status in ops.items())
 
 
 def fa_kernels_auto(env: Environment) -> Choice:

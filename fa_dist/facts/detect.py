@@ -324,4 +324,5 @@ def _package(dist: Mapping[str, Any], raw: Mapping[str, Any]) -> PackageInfo:
         requires_torch=dist.get("requires_torch"),
         attention_op=raw.get("attention_op"),
         precompiled={str(k): int(v) for k, v in dict(raw.get("precompiled") or {}).items()},
+        fmha_ops={str(k): str(v) for k, v in dict(raw.get("fmha_ops") or {}).items()},
     )

@@ -93,6 +93,8 @@ class PackageInfo:
     build_info: dict[str, str] = field(default_factory=dict)
     requires_torch: str | None = None  # its Requires-Dist on torch, "torch==2.10.0"
     attention_op: str | None = None  # xformers: the fmha op its dispatcher picks here (GPU only)
+    # xformers: each fmha forward op's status, as `python -m xformers.info` says it (GPU: usable here or why not)
+    fmha_ops: dict[str, str] = field(default_factory=dict)
     # fa-kernels: its precompiled Triton kernels, {"triton-3.6.0 cuda:90": kernel count}
     precompiled: dict[str, int] = field(default_factory=dict)
 

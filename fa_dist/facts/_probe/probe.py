@@ -323,6 +323,59 @@ def _sdpa_can_use(torch, check, dtype, head_dim):
         return None
 
 
+# xformers' fmha implementations (modules of xformers.ops.fmha), best first as its dispatcher tries them
+XFORMERS_FMHA = (
+    "flash3",
+    "flash",
+    "cutlass",
+    "ck",
+    "ck_decoder",
+    "ck_splitk",
+    "triton_splitk",
+    "small_k",
+)
+
+
+def _xformers_fmha_ops():
+    """What `python -m xformers.info` says of each fmha forward op (built and available or not), and on a
+    GPU whether it takes causal fp16 attention at head dim 128 here (else why not): {op name: status}."""
+    import importlib
+
+    inputs = None
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except Exception:  # xformers without a working torch: its ops' build status is still worth saying
+        cuda = False
+    if cuda:
+        fmha = importlib.import_module("xformers.ops.fmha")
+        q = torch.zeros(1, 128, 8, 128, dtype=torch.float16, device="cuda")
+        inputs = fmha.Inputs(
+            query=q, key=q, value=q, attn_bias=fmha.attn_bias.LowerTriangularMask()
+        )
+    found = {}
+    for name in XFORMERS_FMHA:
+        if not _has_module(f"xformers.ops.fmha.{name}"):  # not in this xformers release
+            continue
+        try:
+            op = getattr(importlib.import_module(f"xformers.ops.fmha.{name}"), "FwOp", None)
+            if op is None:
+                continue
+            status = str(op.info()) if hasattr(op, "info") else "present"
+            if inputs is not None and status == "available":
+                reasons = op.not_supported_reasons(inputs)
+                status = (
+                    "usable here"
+                    if not reasons
+                    else "not for this input: " + "; ".join(map(str, reasons))
+                )
+            found[str(getattr(op, "NAME", name))] = status[:300]
+        except Exception as exc:
+            found[name] = f"cannot tell: {_error_text(exc)[:200]}"
+    return found
+
+
 def _xformers_op():
     """The forward op xformers' dispatcher picks here for causal fp16 attention at head dim 128."""
     import importlib
@@ -364,6 +417,7 @@ def section_import(args):
         except Exception as exc:
             info["attention_op"] = None
             info["attention_op_error"] = _error_text(exc)
+        info["fmha_ops"] = _xformers_fmha_ops()
     return info
 
 
