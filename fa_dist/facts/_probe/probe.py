@@ -346,7 +346,7 @@ def _xformers_fmha_ops():
         import torch
 
         cuda = torch.cuda.is_available()
-    except Exception:  # xformers without a working torch: its ops' build status is still worth saying
+    except Exception:  # no working torch: the ops' build status is still worth saying
         cuda = False
     if cuda:
         fmha = importlib.import_module("xformers.ops.fmha")
