@@ -8,13 +8,22 @@ subclasses of fa_dist.errors, each with the exit code the CLI would use.
 from __future__ import annotations
 
 from fa_dist._version import __version__
+from fa_dist.act.warm import WarmResult
 from fa_dist.facts import target as _target
 from fa_dist.model.environment import Environment
-from fa_dist.options import BuildOptions, DoctorOptions, InstallOptions, Target, UninstallOptions
+from fa_dist.options import (
+    BuildOptions,
+    DoctorOptions,
+    InstallOptions,
+    Target,
+    UninstallOptions,
+    WarmOptions,
+)
 from fa_dist.pipelines import build as _build
 from fa_dist.pipelines import doctor as _doctor
 from fa_dist.pipelines import install as _install
 from fa_dist.pipelines import uninstall as _uninstall
+from fa_dist.pipelines import warm as _warm
 from fa_dist.reporter import Reporter
 
 __all__ = [
@@ -25,12 +34,14 @@ __all__ = [
     "Reporter",
     "Target",
     "UninstallOptions",
+    "WarmOptions",
     "__version__",
     "build",
     "detect",
     "doctor",
     "install",
     "uninstall",
+    "warm",
 ]
 
 
@@ -64,3 +75,8 @@ def uninstall(
 ) -> _uninstall.Outcome:
     """Remove fa-kernels, the flash-attn compat and the install record (or only the compat)."""
     return _uninstall.run(options or UninstallOptions(), reporter)
+
+
+def warm(options: WarmOptions | None = None, reporter: Reporter | None = None) -> WarmResult:
+    """Precompile the installed kernels' Triton code for the target's GPU and Triton (fa-dist warm)."""
+    return _warm.run(options or WarmOptions(), reporter)

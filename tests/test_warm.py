@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,37 @@ def test_install_reads_the_groups_a_wheel_brought_from_the_files(tmp_path):
         (site / "fa_kernels" / "_precompiled" / name / "manifest.json").write_text(
             json.dumps(data) if isinstance(data, dict) else data)
     assert stored_groups([site, tmp_path / "nothing"]) == {"triton-3.6.0 cuda:90"}
+
+
+def _fake_python(tmp_path: Path, body: str) -> str:
+    """An executable that stands where the target's python would, running ``body`` (bash)."""
+    path = tmp_path / "python"
+    path.write_text("#!/bin/bash\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.integration
+def test_a_partly_failed_warm_returns_what_it_stored_and_relays_progress(tmp_path):
+    python = _fake_python(tmp_path, """
+echo "warm: 1/2 attention bfloat16 d64" >&2
+echo "warm: 2/2 norm float16 n4096 prenorm FAILED: OutOfMemoryError" >&2
+echo '{"group": "triton-3.6.0-cuda-90", "kernels": 3, "cases": 2, "failed": {"norm float16 n4096 prenorm": "OutOfMemoryError"}}'
+exit 1
+""")
+    lines: list[str] = []
+    result = act_warm.run(python, progress=lines.append, timeout=60)
+    assert lines == ["warm: 1/2 attention bfloat16 d64", "warm: 2/2 norm float16 n4096 prenorm FAILED: OutOfMemoryError"]
+    assert result.failed == {"norm float16 n4096 prenorm": "OutOfMemoryError"} and result.data["kernels"] == 3
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("body", "says"), [
+    ('echo \'{"error": "no GPU visible to torch"}\'; exit 2\n', "cannot precompile the Triton kernels here: no GPU"),
+    ("echo 'Segmentation fault' >&2; kill -SEGV $$\n", "precompiling the Triton kernels failed (exit -11)"),
+    ("sleep 30\n", "did not finish: timed out"),
+])
+def test_a_warm_that_cannot_run_or_dies_is_an_error_that_says_why(tmp_path, body, says):
+    with pytest.raises(WarmFailed) as caught:
+        act_warm.run(_fake_python(tmp_path, body), timeout=3)
+    assert says in str(caught.value) and caught.value.fix

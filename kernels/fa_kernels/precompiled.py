@@ -103,13 +103,27 @@ def seed(group: Group, cache_dir: Path) -> int:
         index_files = sorted(source.glob(f"{GROUP_FILE}*.json"))
         if not index_files or all((target / f.name).exists() for f in index_files):
             continue
+        indexes = [_pointed(index, source) for index in index_files]
+        if any(i is None for i in indexes):  # a damaged entry is left to Triton to compile
+            continue
         target.mkdir(parents=True, exist_ok=True)
-        for index in index_files:
-            children = json.loads(index.read_text())["child_paths"]
-            pointed = {name: str((source / name).resolve()) for name in children}
+        for index, pointed in zip(index_files, indexes, strict=True):
             _put(target / index.name, json.dumps({"child_paths": pointed}).encode())
         added += 1
     return added
+
+
+def _pointed(index: Path, source: Path) -> dict[str, str] | None:
+    """The index's files as absolute paths in the store's entry; None unless every one is a plain file
+    name present there (an index naming "../x" or a missing file would have Triton load garbage)."""
+    try:
+        children = json.loads(index.read_text())["child_paths"]
+        names = list(children)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not names or any(not isinstance(n, str) or Path(n).name != n or not (source / n).is_file() for n in names):
+        return None
+    return {name: str((source / name).resolve()) for name in names}
 
 
 def _put(path: Path, data: bytes) -> None:

@@ -169,3 +169,19 @@ def test_the_switch_turns_seeding_off(monkeypatch):
     monkeypatch.setenv(precompiled.ENV_SWITCH, "0")
     monkeypatch.setattr(precompiled, "_seed_here", lambda: pytest.fail("seeded although switched off"))
     precompiled.ensure_seeded()
+
+
+def test_a_damaged_entry_is_not_seeded(tmp_path):
+    good, bad, missing = "A" * 52, "B" * 52, "C" * 52
+    store = tmp_path / "store" / "g"
+    for entry, children in ((good, ["k.json", "k.cubin"]), (bad, ["../../etc/passwd"]), (missing, ["gone.cubin"])):
+        (store / entry).mkdir(parents=True)
+        for name in children:
+            if "/" not in name and name != "gone.cubin":
+                (store / entry / name).write_bytes(b"x")
+        (store / entry / "__grp__k.json").write_text(json.dumps({"child_paths": {n: n for n in children}}))
+    (store / precompiled.MANIFEST).write_text(json.dumps(
+        {"format": 1, "triton": "t", "target": "cuda:90", "entries": [good, bad, missing]}))
+    (group,) = precompiled.read_groups(tmp_path / "store")
+    assert precompiled.seed(group, tmp_path / "cache") == 1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [good]
