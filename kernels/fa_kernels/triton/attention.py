@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import triton
 
 from fa_kernels import _alloc
 from fa_kernels.calls import AttnProblem
+from fa_kernels.intmath import cdiv, next_pow2
 from fa_kernels.triton import attention_kernels as K
 
 
+@functools.cache
 def block_d(head_dim: int) -> int:
     """The head-dim tile: the next power of two, at least 16 (tl.dot's smallest K)."""
-    return max(16, int(triton.next_power_of_2(head_dim)))
+    return max(16, int(next_pow2(head_dim)))
 
 
 def interpreting() -> bool:
@@ -62,9 +64,10 @@ def bwd_config(p: AttnProblem, device: torch.device) -> tuple[Config, Config]:
 
 def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
     """(batch, seq, head) strides of a (b, s, h, d) tensor, or (0, token, head) of a (total, h, d) one."""
-    if t.dim() == 4:
-        return t.stride(0), t.stride(1), t.stride(2)
-    return 0, t.stride(0), t.stride(1)
+    s = t.stride()  # one call: stride(i) three times costs more in a decoding loop
+    if len(s) == 4:
+        return s[0], s[1], s[2]
+    return 0, s[0], s[1]
 
 
 def _lse_strides(lse: torch.Tensor) -> tuple[int, int]:
@@ -92,7 +95,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: AttnProblem, *
     else:
         lse = _alloc.empty((p.batch, p.nheads, p.max_seqlen_q), dtype=torch.float32, device=q.device)
     cfg = fwd_config(p, q.device)
-    grid = (triton.cdiv(p.max_seqlen_q, cfg.block_m), p.batch * p.nheads)
+    grid = (cdiv(p.max_seqlen_q, cfg.block_m), p.batch * p.nheads)
     slb = alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0
     K._fwd_kernel[grid](
         q, k, v, out, lse, alibi, cu_q, cu_k, sink, *_scalars(p, seed),
@@ -125,7 +128,7 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     delta = _alloc.empty_like(lse)
     cfg_kv, cfg_q = bwd_config(p, q.device)
     pre_m = 64 if not interpreting() else 32
-    K._bwd_preprocess[(triton.cdiv(p.max_seqlen_q, pre_m), p.batch * p.nheads)](
+    K._bwd_preprocess[(cdiv(p.max_seqlen_q, pre_m), p.batch * p.nheads)](
         out, do, delta, cu_q, *_strides3(out), *_strides3(do), *_lse_strides(delta),
         p.nheads, p.max_seqlen_q, HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_M=pre_m,
         IS_VARLEN=p.varlen,
@@ -133,7 +136,7 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     slb = alibi.stride(0) if alibi is not None and alibi.dim() == 2 else 0
     flags = _flags(p, alibi)
     common = (p.head_dim, block_d(p.head_dim))
-    K._bwd_dkdv_kernel[(triton.cdiv(p.max_seqlen_k, cfg_kv.block_n), p.batch * p.nheads_k)](
+    K._bwd_dkdv_kernel[(cdiv(p.max_seqlen_k, cfg_kv.block_n), p.batch * p.nheads_k)](
         q, k, v, do, lse, delta, dk, dv, alibi, cu_q, cu_k, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(do), *_strides3(dk),
         *_strides3(dv), *_lse_strides(lse), slb,
@@ -141,7 +144,7 @@ def backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         HEAD_DIM=common[0], BLOCK_D=common[1], BLOCK_M=cfg_kv.block_m, BLOCK_N=cfg_kv.block_n,
         num_warps=cfg_kv.num_warps, num_stages=cfg_kv.num_stages, **flags,
     )
-    K._bwd_dq_kernel[(triton.cdiv(p.max_seqlen_q, cfg_q.block_m), p.batch * p.nheads)](
+    K._bwd_dq_kernel[(cdiv(p.max_seqlen_q, cfg_q.block_m), p.batch * p.nheads)](
         q, k, v, do, lse, delta, dq, alibi, cu_q, cu_k, *_scalars(p, seed),
         *_strides3(q), *_strides3(k), *_strides3(v), *_strides3(do), *_strides3(dq),
         *_lse_strides(lse), slb,
@@ -159,7 +162,7 @@ def dropout_keep_mask(p: AttnProblem, seed: int, device: torch.device,
     keep = torch.zeros(p.batch, p.nheads, p.max_seqlen_q, p.max_seqlen_k, dtype=torch.int8,
                        device=device)
     block = 32 if interpreting() else 64
-    K._dropout_keep_kernel[(triton.cdiv(p.max_seqlen_q, block), p.batch * p.nheads)](
+    K._dropout_keep_kernel[(cdiv(p.max_seqlen_q, block), p.batch * p.nheads)](
         keep, cu_q, cu_k, p.dropout_p, seed, keep.stride(0), keep.stride(1), keep.stride(2),
         p.nheads, p.max_seqlen_q, p.max_seqlen_k, BLOCK_M=block, BLOCK_N=block, IS_VARLEN=p.varlen,
     )

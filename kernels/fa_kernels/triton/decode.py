@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 
 import torch
-import triton
 
 from fa_kernels import _alloc
 from fa_kernels.calls import CacheAttnProblem
+from fa_kernels.intmath import cdiv, next_pow2
 from fa_kernels.triton import decode_kernels as K
 from fa_kernels.triton.attention import Config, block_d, interpreting
 
@@ -59,15 +59,16 @@ def num_splits(ctas: int, key_tiles: int, sms: int, requested: int = 0) -> int:
         return min(requested, most)
     if ctas >= sms:
         return 1
-    wanted = int(triton.cdiv(CTAS_PER_SM * sms, ctas))
+    wanted = int(cdiv(CTAS_PER_SM * sms, ctas))
     return max(1, min(wanted, key_tiles // MIN_TILES_PER_SPLIT, MAX_SPLITS))
 
 
 def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
     """(batch, seq, head) strides of a (b, s, h, d) tensor, or (0, token, head) of a (total, h, d) one."""
-    if t.dim() == 4:
-        return t.stride(0), t.stride(1), t.stride(2)
-    return 0, t.stride(0), t.stride(1)
+    s = t.stride()  # one call: stride(i) three times costs more in a decoding loop
+    if len(s) == 4:
+        return s[0], s[1], s[2]
+    return 0, s[0], s[1]
 
 
 def append(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor | None,
@@ -77,8 +78,8 @@ def append(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: tor
     """Write k (rotated) and v into the caches at cache_seqlens, in place; -> q, rotated if cos given."""
     rotate = cos is not None
     q_out = _alloc.empty_like(q) if rotate else q
-    block_h = min(16, triton.next_power_of_2(p.nheads))
-    grid = (p.batch, max(p.max_seqlen_q if rotate else 0, p.seqlen_new), triton.cdiv(p.nheads, block_h))
+    block_h = min(16, next_pow2(p.nheads))
+    grid = (p.batch, max(p.max_seqlen_q if rotate else 0, p.seqlen_new), cdiv(p.nheads, block_h))
     kn, vn = (k, v) if k is not None and v is not None else (k_cache, v_cache)  # unused when not appending
     cos_t, sin_t = (cos, sin) if cos is not None and sin is not None else (k_cache, k_cache)
     K._append_kernel[grid](
@@ -120,9 +121,9 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, p: Cac
            s_aux: torch.Tensor | None, cfg: Config | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of q over the caches -> (out like q, lse (b, h, s_q) or (h, total_q))."""
     cfg = cfg or config(p, q.device)
-    row_blocks = triton.cdiv(p.max_seqlen_q * p.group, cfg.block_m)
+    row_blocks = cdiv(p.max_seqlen_q * p.group, cfg.block_m)
     ctas = row_blocks * p.batch * p.nheads_k
-    splits = num_splits(ctas, triton.cdiv(p.capacity, cfg.block_n), sm_count(q.device), p.num_splits)
+    splits = num_splits(ctas, cdiv(p.capacity, cfg.block_n), sm_count(q.device), p.num_splits)
     out, lse, o_buf, l_buf = _outputs(q, p, splits)
     partial = splits > 1
     K._cache_attn_kernel[(row_blocks, p.batch * p.nheads_k, splits)](
@@ -156,6 +157,6 @@ def _combine(o_buf: torch.Tensor, l_buf: torch.Tensor, out: torch.Tensor, lse: t
         *_strides3(out), *_lse_strides(lse),
         # varlen: every token is row `tok` of "batch" 0
         tokens + 1 if p.varlen_q else p.max_seqlen_q,
-        HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_S=triton.next_power_of_2(splits),
+        HEAD_DIM=p.head_dim, BLOCK_D=block_d(p.head_dim), BLOCK_S=next_pow2(splits),
         HAS_SINK=s_aux is not None, num_warps=4 if splits <= 32 else 8,
     )

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import triton
 
 from fa_kernels import _alloc
+from fa_kernels.intmath import cdiv, next_pow2
 from fa_kernels.triton import norm_kernels as K
 
 MAX_HIDDEN = 32768  # one row lives in registers; beyond this it would spill
@@ -42,14 +42,14 @@ def fwd_rows(n: int, device: torch.device) -> int:
     """Rows per forward program: small rows are batched so each program has ~4k elements of work."""
     if device.type != "cuda":
         return 2
-    return max(1, 4096 // max(16, int(triton.next_power_of_2(n))))
+    return max(1, 4096 // max(16, int(next_pow2(n))))
 
 
 def block_n_for(n: int) -> int:
     if n > MAX_HIDDEN:
         raise NotImplementedError(
             f"hidden size {n} > {MAX_HIDDEN}: the fused norm keeps a row in registers; split the row")
-    return max(16, int(triton.next_power_of_2(n)))
+    return max(16, int(next_pow2(n)))
 
 
 def forward(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Opt, call: NormCall, seed: int,
@@ -70,7 +70,7 @@ def forward(x: torch.Tensor, weight: Opt, bias: Opt, residual: Opt, rowscale: Op
     rstd = _alloc.empty((m,), dtype=torch.float32, device=x.device)
     mean = None if call.is_rms else _alloc.empty((m,), dtype=torch.float32, device=x.device)
     rows = fwd_rows(n, x.device)
-    K._norm_fwd_kernel[(triton.cdiv(m, rows),)](
+    K._norm_fwd_kernel[(cdiv(m, rows),)](
         x, residual, weight, bias, rowscale, y, s, keep, rstd, mean,
         x.stride(0), residual.stride(0) if residual is not None else 0, y.stride(0),
         s.stride(0) if s is not None else 0,
@@ -95,7 +95,7 @@ class BwdLaunch:
 
 def _stages_that_fit(n: int, rows: int, wanted: int) -> int:
     """Software-pipelining keeps (stages - 1) copies of three row tiles in shared memory."""
-    per_stage = 3 * rows * int(triton.next_power_of_2(n)) * 4
+    per_stage = 3 * rows * int(next_pow2(n)) * 4
     fit = 1 + (160 * 1024) // per_stage
     return max(1, min(wanted, fit))
 
@@ -140,8 +140,8 @@ def backward(dy: torch.Tensor, dres_out: Opt, s: torch.Tensor, weight: Opt, bias
     dres = _alloc.empty((m, n), dtype=call.residual_dtype, device=s.device) if separate else None
     launch = bwd_launch(n, s.device)
     programs = _programs(m, s.device, launch.programs_per_sm)
-    rows_per = triton.cdiv(m, programs)
-    programs = triton.cdiv(m, rows_per)
+    rows_per = cdiv(m, programs)
+    programs = cdiv(m, rows_per)
     dw_part = _alloc.empty((programs, n), dtype=torch.float32, device=s.device) if weight is not None else None
     db_part = _alloc.empty((programs, n), dtype=torch.float32, device=s.device) if bias is not None else None
     K._norm_bwd_kernel[(programs,)](
