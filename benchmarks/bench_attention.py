@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import fa_kernels
-from common import first_call_seconds, header, save, table
+from common import first_call_text, header, phase_tables, save
 from fa_kernels import backend as fa_backend
 from fa_kernels.auto import AttnShape
 from fa_kernels.cuda import attention as cuda_attention
@@ -108,18 +108,12 @@ def main() -> None:
             "the backward's choice runs the whole training call); `triton`, `cuda` = our backends by name. "
             "`x sdpa_*` = SDPA backend's time / auto's (>= 1: we are ahead). TFLOP/s: fwd 4*b*s^2*h*d "
             "(halved when causal), bwd 2.5x that.\n")
-    for phase in ("fwd", "bwd"):
-        cols = list(dict.fromkeys(k for r in rows[phase] for k in r))
-        text += f"\n## {phase}\n\n" + table(rows[phase], cols) + "\n"
-    text += "\nNotes:\n" + "\n".join(f"- {n}" for n in sorted(notes)) + "\n"
+    text += phase_tables(rows, notes)
     if not args.no_first_call:
         snippet = ("q = torch.randn(2, 1024, 16, 128, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
                    "def run():\n    o = fa_kernels.flash_attn_func(q, q, q, causal=True, backend='triton')\n"
                    "    o.sum().backward()")
-        cold, warm = first_call_seconds(snippet)
-        meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}
-        text += (f"\nFirst call (fwd+bwd, hd128 causal, includes Triton JIT): {cold:.2f} s with an empty "
-                 f"Triton cache, {warm:.2f} s in a new process with the cache warm.\n")
+        text += first_call_text(snippet, "fwd+bwd, hd128 causal", meta)
     print(text)
     save("attention", meta, rows["fwd"] + rows["bwd"], text)
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import fa_kernels
-from common import copy_bandwidth_tbs, first_call_seconds, header, prime_memory, save, table
+from common import copy_bandwidth_tbs, first_call_text, header, phase_tables, prime_memory, save
 from fa_kernels import backend as fa_backend
 from fa_kernels.auto import NormShape
 from timing import DO_BENCH_REP_MS, METHOD, Timing, measure_all
@@ -113,20 +113,14 @@ def _report(rows: dict[str, list[dict[str, Any]]], bw: float, up: Any, notes: se
             "`triton`, `cuda` = our backends by name; peers: upstream flash_attn Triton, torch.compile of the "
             "reference, eager. `x best peer` = the best peer's time / auto's (>= 1: we are ahead). Bytes: "
             "fwd 4*M*N*2, bwd 5*M*N*2.\n")
-    for phase in ("fwd", "bwd"):
-        cols = list(dict.fromkeys(k for r in rows[phase] for k in r))
-        text += f"\n## {phase}\n\n" + table(rows[phase], cols) + "\n"
-    text += "\nNotes:\n" + "\n".join(f"- {n}" for n in sorted(notes)) + "\n"
+    text += phase_tables(rows, notes)
     if first_call:
         snippet = ("x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
                    "r = torch.randn_like(x); w = torch.ones(4096, device='cuda', dtype=torch.bfloat16, requires_grad=True)\n"
                    "def run():\n    y, s = fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=0.1, prenorm=True,"
                    " backend='triton')\n"
                    "    (y.float().sum() + s.float().sum()).backward()")
-        cold, warm = first_call_seconds(snippet)
-        meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}
-        text += (f"\nFirst call (fwd+bwd with dropout, includes Triton JIT): {cold:.2f} s with an empty Triton "
-                 f"cache, {warm:.2f} s in a new process with the cache warm.\n")
+        text += first_call_text(snippet, "fwd+bwd with dropout", meta)
     print(text)
     save("norm", meta, rows["fwd"] + rows["bwd"], text)
 

@@ -90,3 +90,20 @@ def first_call_seconds(snippet: str) -> tuple[float, float]:
             raise RuntimeError(out.stderr[-2000:])
         times.append(float(line[0].split()[1]))
     return times[0], times[1]
+
+
+def phase_tables(rows: dict[str, list[dict[str, Any]]], notes: set[str]) -> str:
+    """The fwd and bwd tables of a benchmark, then its notes, as markdown."""
+    text = ""
+    for phase in ("fwd", "bwd"):
+        cols = list(dict.fromkeys(k for r in rows[phase] for k in r))
+        text += f"\n## {phase}\n\n" + table(rows[phase], cols) + "\n"
+    return text + "\nNotes:\n" + "\n".join(f"- {n}" for n in sorted(notes)) + "\n"
+
+
+def first_call_text(snippet: str, what: str, meta: dict[str, Any]) -> str:
+    """Time ``snippet``'s run() in fresh processes (empty, then warm Triton cache); record it in meta."""
+    cold, warm = first_call_seconds(snippet)
+    meta["first_call_s"] = {"cold_cache": cold, "warm_cache": warm}
+    return (f"\nFirst call ({what}, includes Triton JIT): {cold:.2f} s with an empty Triton cache, "
+            f"{warm:.2f} s in a new process with the cache warm.\n")
