@@ -102,6 +102,34 @@ def test_installed_kernel_package_with_failing_extension(venv_with: Path) -> Non
     assert pkg.build_info == {"torch": "2.14.1", "cuda": "13.0"}
 
 
+def test_a_package_whose_import_kills_the_shared_probe_costs_only_its_own_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's facts and the kernel packages' imports share one process; a package that kills it is
+    probed again alone (and reported broken), torch's facts printed before the crash are kept."""
+    torch = pytest.importorskip("torch")
+    python = shared_venv(tmp_path)  # this environment's real torch, none of our packages
+    (sp,) = (tmp_path / "venv" / "lib").glob("python3*/site-packages")
+    (sp / "fa_kernels-0.1.0.dist-info").mkdir()
+    (sp / "fa_kernels-0.1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fa-kernels\nVersion: 0.1.0\n")
+    (sp / "fa_kernels").mkdir()
+    (sp / "fa_kernels" / "__init__.py").write_text("import os\nos.abort()\n")
+    alone: list[tuple[str, ...]] = []
+    real_probe = detect_mod.probe
+
+    def counting(python: str, section: str, *args: str, timeout: float = 120.0) -> dict[str, object]:
+        alone.append((section, *args[:1]))
+        return real_probe(python, section, *args, timeout=timeout)
+
+    monkeypatch.setattr(detect_mod, "probe", counting)
+    env = detect(str(python))
+    assert env.torch is not None and env.torch.version == torch.__version__  # from the shared process
+    (pkg,) = [p for p in env.packages if p.name == "fa-kernels"]
+    assert pkg.import_status is ImportStatus.BROKEN and "killed by signal 6" in (pkg.import_error or "")
+    assert ("import", "fa-kernels") in alone and ("torch",) not in alone  # only the lost answer again
+
+
 def test_detect_snapshot_round_trips_through_json() -> None:
     env = detect()
     assert Environment.from_json(env.to_json()) == env

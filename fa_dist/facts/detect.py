@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -9,7 +10,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,30 @@ def probe(python: str, section: str, *args: str, timeout: float = 120.0) -> dict
             result: dict[str, Any] = json.loads(line[len(MARKER) :])
             return result
     return {"error": _crash_text(out)}
+
+
+PART = "FA_DIST_PART "
+
+
+def probe_parts(
+    python: str, specs: Sequence[Sequence[str]], timeout: float = 120.0
+) -> dict[str, Any]:
+    """torch's facts and each kernel package's import in ONE target process (probe section
+    "torch+import") -> {"torch": answer, DIST: answer, ...}; a part missing (the process crashed or hung
+    before printing it) is left out, for the caller to probe on its own."""
+    args: list[str] = []
+    for spec in specs:
+        args += [*(["--"] if args else []), *spec]
+    started = time.perf_counter()
+    out = subproc.run([python, str(PROBE), "torch+import", *args], timeout=timeout)
+    log.debug("probe torch+import %s: %.2fs", " ".join(args), time.perf_counter() - started)
+    parts: dict[str, Any] = {}
+    for line in out.stdout.splitlines():
+        if line.startswith(PART):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                item = json.loads(line[len(PART) :])
+                parts[str(item["key"])] = item["answer"]
+    return parts
 
 
 def _probe_ran(python: str, py: dict[str, Any]) -> dict[str, Any]:
@@ -139,17 +164,24 @@ def detect(
 def _import_answers(
     python: str, py: Mapping[str, Any], pool: ThreadPoolExecutor, *, sdpa: bool
 ) -> dict[str, Any]:
-    """Every probe that imports torch in the target, run at once, each in its own process."""
-    torch_f = pool.submit(probe, python, "torch")
+    """Every probe that imports torch in the target, run at once: torch's facts and our kernel packages'
+    imports share one process (one torch import), the neighbours and SDPA each have their own; whatever
+    the shared process did not answer (it crashed) is probed again alone, so a crash costs one answer."""
     sdpa_f = pool.submit(probe, python, "sdpa") if sdpa else None
-    pkg_f = {
-        d["name"]: pool.submit(probe, python, "import", *_probe_args(d["name"], d["version"]))
-        for d in py["dists"]
-    }
     near_f = {d["name"]: pool.submit(_probe_neighbour, python, d) for d in py["neighbours"]}
+    specs = {d["name"]: _probe_args(d["name"], d["version"]) for d in py["dists"]}
+    parts = probe_parts(python, list(specs.values()))
+    alone = {
+        name: pool.submit(probe, python, "import", *spec)
+        for name, spec in specs.items()
+        if name not in parts
+    }
+    torch_answer = parts.get("torch") or probe(python, "torch")
     answers: dict[str, Any] = {
-        "torch": torch_f.result(),
-        "packages": {name: f.result() for name, f in pkg_f.items()},
+        "torch": torch_answer,
+        "packages": {
+            name: parts[name] if name in parts else alone[name].result() for name in specs
+        },
         "neighbours": {name: f.result() for name, f in near_f.items()},
     }
     if sdpa_f is not None:

@@ -470,11 +470,39 @@ def _error_text(exc):
     return text if len(text) < 4000 else text[:4000] + "..."
 
 
+PART = "FA_DIST_PART "
+
+
+def section_torch_and_imports(args):
+    """args: SPEC [-- SPEC ...], each an import section's args. torch's facts, then each package's import,
+    in this one process (one `import torch` instead of one per probe); each answer is printed as soon as it
+    is known, so a crash in a later import costs only the answers not yet printed."""
+    _part("torch", section_torch([]))
+    specs = []  # type: list[list[str]]
+    current = []  # type: list[str]
+    for arg in args:
+        if arg == "--":
+            specs.append(current)
+            current = []
+        else:
+            current.append(arg)
+    specs += [current] if current else []
+    for spec in specs:
+        _part(spec[0], section_import(spec))
+    return {"parts": 1 + len(specs)}
+
+
+def _part(key, answer):
+    sys.stdout.write("\n" + PART + json.dumps({"key": key, "answer": answer}) + "\n")
+    sys.stdout.flush()
+
+
 SECTIONS = {
     "python": section_python,
     "torch": section_torch,
     "sdpa": section_sdpa,
     "import": section_import,
+    "torch+import": section_torch_and_imports,
 }
 
 
