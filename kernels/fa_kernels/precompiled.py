@@ -14,7 +14,7 @@ therefore be unused, never wrong.
     python -m fa_kernels.precompiled warm [--jobs N] [--json]   compile the common cases into the store
     python -m fa_kernels.precompiled status [--json]            what the store holds and what matches here
 
-FA_KERNELS_PRECOMPILED=0 turns this off.
+FA_KERNELS_PRECOMPILED=0 turns this off; FA_KERNELS_PRECOMPILED_DIR names another store.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 STORE = Path(__file__).parent / "_precompiled"
+ENV_DIR = "FA_KERNELS_PRECOMPILED_DIR"  # another store instead (a shared, read-only one; tests)
 MANIFEST = "manifest.json"
 FORMAT = 1
 GROUP_FILE = "__grp__"  # Triton's name prefix for an entry's index of its files
@@ -60,8 +61,14 @@ def group_name(triton: str, target: str) -> str:
     return f"triton-{triton}-{target.replace(':', '-')}"
 
 
-def read_groups(store: Path = STORE) -> list[Group]:
+def store_dir() -> Path:
+    """The store: $FA_KERNELS_PRECOMPILED_DIR, else the package's own fa_kernels/_precompiled."""
+    return Path(os.environ[ENV_DIR]) if os.environ.get(ENV_DIR) else STORE
+
+
+def read_groups(store: Path | None = None) -> list[Group]:
     """The store's groups; a folder without a readable, well-formed manifest is no group."""
+    store = store if store is not None else store_dir()
     groups = []
     for folder in sorted(store.iterdir()) if store.is_dir() else []:
         try:

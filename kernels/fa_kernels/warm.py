@@ -211,13 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(16, os.cpu_count() or 1))
     parser.add_argument("--head-dims", default=",".join(map(str, HEAD_DIMS)))
     parser.add_argument("--cases", default="")
-    parser.add_argument("--store", type=Path, default=precompiled.STORE)
+    parser.add_argument("--store", type=Path, default=None, help="default: $FA_KERNELS_PRECOMPILED_DIR, else the package's")
     parser.add_argument("--no-seed", action="store_true", help="leave Triton's cache as it is")
     parser.add_argument("--no-record", action="store_true", help="do not list the files in the package's RECORD")
     parser.add_argument("--if-missing", action="store_true", help="skip when this Triton and GPU are stored")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     head_dims = tuple(int(d) for d in args.head_dims.split(",") if d)
+    args.store = args.store or precompiled.store_dir()
     if args.action == "_worker":
         return _worker([int(i) for i in args.cases.split(",") if i], head_dims)
     if args.action == "status":

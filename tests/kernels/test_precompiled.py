@@ -126,7 +126,7 @@ def test_only_groups_of_this_triton_and_these_gpus_are_seeded(made, tmp_path, mo
     monkeypatch.setattr(precompiled, "STORE", store)
     monkeypatch.setattr(precompiled, "visible_targets", lambda: ["cuda:80"])
     monkeypatch.setattr(precompiled, "triton_cache_dir", lambda: cache)
-    monkeypatch.setattr(precompiled, "read_groups", lambda store=store: groups)
+    monkeypatch.setattr(precompiled, "read_groups", lambda store=None: groups)
     precompiled._seed_here()  # an sm_80 machine: only the group claimed for cuda:80 is copied
     other_gpu = next(g for g in groups if g.name == "other-gpu")
     assert {p.name for p in cache.iterdir()} == {*group.entries, f"fa_kernels-other-gpu-{other_gpu.digest}.seeded"}
@@ -185,3 +185,47 @@ def test_a_damaged_entry_is_not_seeded(tmp_path):
     (group,) = precompiled.read_groups(tmp_path / "store")
     assert precompiled.seed(group, tmp_path / "cache") == 1
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [good]
+
+
+GPU_RUN = textwrap.dedent("""
+    import json, sys, torch, fa_kernels
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 333, 8, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in "qkv")
+    out = fa_kernels.flash_attn_func(q, k, v, causal=True, backend="triton")
+    grads = torch.autograd.grad(out.float().square().sum(), (q, k, v))
+    print(json.dumps([float(t.double().abs().sum()) for t in (out, *grads)]))
+""")
+
+
+@pytest.mark.gpu
+def test_gpu_precompiled_kernels_give_the_jit_results_bit_for_bit(tmp_path):
+    """Warm into a private store, then the same call in fresh processes: once JIT-compiled (store off,
+    empty cache), once from the store (empty cache seeded): identical outputs and gradients."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    store = tmp_path / "store"
+    warm = subprocess.run([sys.executable, "-m", "fa_kernels.warm", "--json", "--store", str(store), "--no-seed",
+                           "--no-record", "--head-dims", "128", "--jobs", "4"],
+                          capture_output=True, text=True, env={**env, "TRITON_CACHE_DIR": str(tmp_path / "w")},
+                          timeout=900, check=False)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    results = []
+    for name, switch in (("jit", "0"), ("precompiled", "1")):
+        run_env = {**env, "TRITON_CACHE_DIR": str(tmp_path / name), precompiled.ENV_SWITCH: switch,
+                   precompiled.ENV_DIR: str(store)}
+        done = subprocess.run([sys.executable, "-c", GPU_RUN], capture_output=True, text=True, env=run_env,
+                              timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert results[0] == results[1]
+    assert any((tmp_path / "precompiled").glob("*/__grp__*.json"))  # the second run was seeded
+
+
+def test_another_store_can_be_named(tmp_path, monkeypatch):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / precompiled.MANIFEST).write_text(json.dumps(
+        {"format": 1, "triton": "3.6.0", "target": "cuda:90", "entries": []}))
+    monkeypatch.setenv(precompiled.ENV_DIR, str(tmp_path))
+    assert precompiled.store_dir() == tmp_path
+    assert [g.name for g in precompiled.read_groups()] == ["g"]
+    monkeypatch.delenv(precompiled.ENV_DIR)
+    assert precompiled.store_dir() == precompiled.STORE
