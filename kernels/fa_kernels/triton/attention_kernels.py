@@ -126,6 +126,15 @@ def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, offs_m, o
     return acc, m_i, l_i
 
 
+@triton.jit
+def _with_sink(acc, l_i, m_i, sink2):
+    """The attention sink (s_aux): one more logit (log2 units) in the softmax denominator, with no value
+    row: the running max, sum and accumulator rescaled to take it in -> (acc, l_i, m_i)."""
+    m_fin = tl.maximum(m_i, sink2)
+    alpha = tl.math.exp2(m_i - m_fin)
+    return acc * alpha[:, None], l_i * alpha + tl.math.exp2(sink2 - m_fin), m_fin
+
+
 @triton.jit(do_not_specialize=_SCALARS)
 def _fwd_kernel(
     Q, K, V, O, LSE, SLOPES, CU_Q, CU_K, SINK,
@@ -179,14 +188,8 @@ def _fwd_kernel(
         HEAD_DIM, BLOCK_D, BLOCK_N, True, CHECK_LEFT, CHECK_RIGHT, HAS_SOFTCAP, HAS_ALIBI,
         HAS_DROPOUT)
 
-    if HAS_SINK:
-        # attention sink: one more logit in the denominator, with no value row (and never dropped)
-        sink2 = tl.load(SINK + h).to(tl.float32) * LOG2E
-        m_fin = tl.maximum(m_i, sink2)
-        alpha = tl.math.exp2(m_i - m_fin)
-        acc = acc * alpha[:, None]
-        l_i = l_i * alpha + tl.math.exp2(sink2 - m_fin)
-        m_i = m_fin
+    if HAS_SINK:  # never dropped
+        acc, l_i, m_i = _with_sink(acc, l_i, m_i, tl.load(SINK + h).to(tl.float32) * LOG2E)
     empty = l_i == 0.0
     l_safe = tl.where(empty, 1.0, l_i)
     inv = 1.0 / l_safe

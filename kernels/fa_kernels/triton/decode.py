@@ -10,7 +10,7 @@ from fa_kernels import _alloc
 from fa_kernels.calls import CacheAttnProblem
 from fa_kernels.intmath import cdiv, next_pow2
 from fa_kernels.triton import decode_kernels as K
-from fa_kernels.triton.attention import Config, block_d, interpreting
+from fa_kernels.triton.attention import Config, _lse_strides, _strides3, block_d, interpreting
 
 MAX_SPLITS = 128
 # a split reads at least this many key tiles, so the partial results it writes and the combine
@@ -63,14 +63,6 @@ def num_splits(ctas: int, key_tiles: int, sms: int, requested: int = 0) -> int:
     return max(1, min(wanted, key_tiles // MIN_TILES_PER_SPLIT, MAX_SPLITS))
 
 
-def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
-    """(batch, seq, head) strides of a (b, s, h, d) tensor, or (0, token, head) of a (total, h, d) one."""
-    s = t.stride()  # one call: stride(i) three times costs more in a decoding loop
-    if len(s) == 4:
-        return s[0], s[1], s[2]
-    return 0, s[0], s[1]
-
-
 def append(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor | None,
            v: torch.Tensor | None, p: CacheAttnProblem, *, seqlens: torch.Tensor,
            cache_idx: torch.Tensor | None, block_table: torch.Tensor | None,
@@ -109,10 +101,6 @@ def _outputs(q: torch.Tensor, p: CacheAttnProblem, splits: int) -> tuple[torch.T
     part_o = _alloc.empty((splits, *q.shape), dtype=torch.float32, device=q.device)
     part_l = _alloc.empty((splits, *lse.shape), dtype=torch.float32, device=q.device)
     return out, lse, part_o, part_l
-
-
-def _lse_strides(lse: torch.Tensor) -> tuple[int, int]:
-    return (lse.stride(0), lse.stride(1)) if lse.dim() == 3 else (0, lse.stride(0))
 
 
 def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, p: CacheAttnProblem, *,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from fa_kernels.triton.attention_kernels import LN2, LOG2E, _logits2
+from fa_kernels.triton.attention_kernels import LN2, LOG2E, _logits2, _with_sink
 
 # do_not_specialize below: as attention_kernels._SCALARS, sizes and counts that vary per call (cache
 # lengths, splits, heads) compile once, not once per value class
@@ -274,14 +274,8 @@ def _cache_attn_kernel(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
 
-    if HAS_SINK and not PARTIAL:
-        # the sink is one more logit in the denominator, with no value row
-        sink2 = tl.load(SINK + h).to(tl.float32) * LOG2E
-        m_fin = tl.maximum(m_i, sink2)
-        alpha = tl.math.exp2(m_i - m_fin)
-        acc = acc * alpha[:, None]
-        l_i = l_i * alpha + tl.math.exp2(sink2 - m_fin)
-        m_i = m_fin
+    if HAS_SINK and not PARTIAL:  # split: the combine kernel adds the sink
+        acc, l_i, m_i = _with_sink(acc, l_i, m_i, tl.load(SINK + h).to(tl.float32) * LOG2E)
     empty = l_i == 0.0
     l_safe = tl.where(empty, 1.0, l_i)
     out = acc / l_safe[:, None]
