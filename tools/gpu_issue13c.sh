@@ -6,42 +6,15 @@
 # a .pth file, minus any flash-attn, fa-kernels or fa-dist the image has; fa-kernels and the compat go
 # into the venv's own site-packages. Run from the repo root; logs (6 files) under $OUT.
 # Usage: bash tools/gpu_issue13c.sh
-set -uo pipefail
-OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TIMEFORMAT='wall %Rs' NO_COLOR=1 COLUMNS=160
-PY=$(command -v python3)
-WORK=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv imageenv step
 VENV=$WORK/venv
 export FA_DIST_CACHE_DIR=$WORK/cache
-step() { echo; echo "================ $*"; time "$@"; echo "exit=$?"; }
-
-newenv() {  # a bare venv whose python sees the image's site-packages, without flash-attn/fa-kernels/fa-dist
-    $PY -m venv --without-pip "$VENV" || return 1
-    "$PY" - "$VENV" "$WORK/image-site" <<'PYEOF'
-import site, sys
-from pathlib import Path
-venv, shadow = Path(sys.argv[1]), Path(sys.argv[2])
-shadow.mkdir()
-skip = ("flash_attn", "flash-attn", "fa_kernels", "fa-kernels", "fa_dist", "fa-dist", "__editable__")
-seen = [*site.getsitepackages(), *(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))]
-for folder in [Path(p) for p in dict.fromkeys(seen) if Path(p).is_dir()]:
-    for entry in folder.iterdir():
-        if entry.name.lower().startswith(skip) or entry.suffix == ".pth" or (shadow / entry.name).exists():
-            if entry.name.lower().startswith(("flash", "fa_kernels", "fa-kernels")):
-                print(f"left out of the venv: {entry}")
-            continue
-        (shadow / entry.name).symlink_to(entry)
-target = Path(next(p for p in (venv / "lib").glob("python3*/site-packages")))
-(target / "image-site.pth").write_text(f"{shadow}\n")
-print(f"venv {venv} sees {shadow}")
-PYEOF
-}
 
 {
     echo "repo: $(git rev-parse --short HEAD 2>/dev/null) $(git status --short | wc -l) changed files"
     nvidia-smi -L
     $PY -c "import sys, torch, triton, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
-    newenv
+    imageenv "$VENV"
 } > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; echo "could not make the venv"; exit 1; }
 
 {

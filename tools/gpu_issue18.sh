@@ -9,35 +9,14 @@
 #   after.txt/.json     doctor --attention after;  model_after.log/.json  the model again
 #   summary.txt         what doctor said for each consumer next to what ran
 # Usage, from the repo root with the image's python3: OUT=/some/dir bash tools/gpu_issue18.sh
-set -uo pipefail
-OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=160
-PY=$(command -v python3)
-WORK=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv imageenv step
 VENV=$WORK/venv
 export FA_DIST_CACHE_DIR=$WORK/cache
 
 {
     echo "repo: $(git rev-parse --short HEAD 2>/dev/null)"; nvidia-smi -L
     $PY -c "import sys, torch, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)"
-    $PY -m venv --without-pip "$VENV" && "$PY" - "$VENV" "$WORK/image-site" <<'PYEOF'
-import site, sys
-from pathlib import Path
-venv, shadow = Path(sys.argv[1]), Path(sys.argv[2])
-shadow.mkdir()
-skip = ("flash_attn", "flash-attn", "fa_kernels", "fa-kernels", "fa_dist", "fa-dist", "__editable__")
-seen = [*site.getsitepackages(), *(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))]
-for folder in [Path(p) for p in dict.fromkeys(seen) if Path(p).is_dir()]:
-    for entry in folder.iterdir():
-        if entry.name.lower().startswith(skip) or entry.suffix == ".pth" or (shadow / entry.name).exists():
-            if entry.name.lower().startswith(skip[:4]):
-                print(f"left out of the venv: {entry}")
-            continue
-        (shadow / entry.name).symlink_to(entry)
-target = Path(next(p for p in (venv / "lib").glob("python3*/site-packages")))
-(target / "image-site.pth").write_text(f"{shadow}\n")
-print(f"venv {venv} sees {shadow}")
-PYEOF
+    imageenv "$VENV"
 } > "$OUT/setup.log" 2>&1 || { cat "$OUT/setup.log"; echo "could not make the venv"; exit 1; }
 
 doctor() {  # doctor NAME: text and JSON reports of the venv
