@@ -1,12 +1,15 @@
 """Try tile configs and split counts for the KV-cache attention kernel on this GPU; prints the best per
-case (to fix decode.config and decode.num_splits' constants: no autotuning at run time)."""
+case (to fix decode.config and decode.num_splits' constants: no autotuning at run time).
+
+Each step is timed as CUDA-graph replay (bench_decode.graphed), as a serving loop runs it: eager timings
+at small batch x context measure the host's launch time, not the kernels."""
 
 from __future__ import annotations
 
 import itertools
 
 import torch
-from bench_decode import Step, kv_bytes
+from bench_decode import Step, graphed, kv_bytes
 
 from common import bench_ms, copy_bandwidth_tbs
 from fa_kernels.triton import decode
@@ -14,7 +17,7 @@ from fa_kernels.triton import decode
 CONFIGS = [decode.Config(16, n, w, s) for n, w, s in [
     (64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 8, 3), (128, 4, 2), (128, 8, 2), (128, 8, 3), (32, 4, 4)]]
 CASES = [(1, 131072), (1, 32768), (8, 32768), (8, 4096), (64, 4096), (64, 32768)]
-SPLIT_TARGETS = [1, 2, 4]  # CTAs an SM the split heuristic aims for (when it splits: batch 1 and 8 here)
+SPLIT_TARGETS = [2, 3, 4, 6]  # CTAs an SM the split heuristic aims for (when it splits: batch 1 and 8 here)
 
 
 def main() -> None:
@@ -28,7 +31,7 @@ def main() -> None:
             decode.config = lambda p, d, cfg=cfg: cfg  # type: ignore[assignment]
             decode.CTAS_PER_SM = per_sm
             try:
-                us = bench_ms(step.ours_paged if paged else step.ours, warmup=10, rep=40) * 1e3
+                us = bench_ms(graphed(step.ours_paged if paged else step.ours), warmup=10, rep=40) * 1e3
             except Exception as exc:
                 print("failed", cfg, str(exc).splitlines()[0][:120], flush=True)
                 continue

@@ -32,6 +32,16 @@ ENV_PY=$(newenv "$WORK/env")
 } > "$OUT/install.log" 2>&1
 grep -E "precompile|smoke: passed|total_seconds|precompiled-kernels|^wall" "$OUT/install.log"
 
+{   # where an install's seconds go: the target probe's torch import and device query (a facts-cache
+    # miss), and the smoke test's process, profiled, with an empty Triton cache seeded from the store
+    step $PY -m fa_dist --debug detect --python "$ENV_PY" --refresh 2>&1 >/dev/null | grep -E "probe|timings"
+    (cd "$WORK" && TRITON_CACHE_DIR=$WORK/profile-cache step "$ENV_PY" -X importtime -m cProfile -s cumtime -m fa_kernels.smoke --quick --json \
+        2> "$WORK/importtime.txt" | grep -v '^{' | head -70)
+    sort -t'|' -k2 -n -r "$WORK/importtime.txt" | head -25
+    find "$WORK/profile-cache" -name "*.so" | head -3; echo "launchers linked: $(find "$WORK/profile-cache" -type l -name "*.so" | wc -l), built: $(find "$WORK/profile-cache" -type f -name "*.so" | wc -l)"
+} > "$OUT/install_profile.log" 2>&1
+grep -E "torch probe timings|probe torch|launchers linked|^wall" "$OUT/install_profile.log"
+
 rm -rf "$TRITON_CACHE_DIR"
 (cd benchmarks && PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" OUT="$OUT" timeout 300 $PY bench_cold_start.py --python "$ENV_PY" --fa-dist "$PY -m fa_dist" \
     --wheelhouse "$WORK/wh" --fresh-env-cmd "$(declare -f newenv); TORCH_SITE=$TORCH_SITE PY=$PY newenv \$1/v") \

@@ -185,7 +185,8 @@ def precompile(run: _Run) -> None:
         added = wheelpatch.add_tree(run.compiled.wheel, store, "fa_kernels/_precompiled")
     data = result.data
     run.reporter.note(
-        f"precompile: {data.get('kernels')} Triton kernels for {data.get('target')} added to the wheel "
+        f"precompile: {data.get('kernels')} Triton kernels and {data.get('launchers', 0)} launchers for "
+        f"{data.get('target')} added to the wheel "
         f"({added} files, {result.seconds:.1f} s)"
     )
 

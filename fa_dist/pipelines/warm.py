@@ -25,7 +25,8 @@ def run(options: WarmOptions, reporter: Reporter | None = None) -> act_warm.Warm
         reporter.step(f"nothing to do: {data['skipped']}")
     else:
         reporter.step(
-            f"stored {data['kernels']} kernels for triton {data['triton']} on {data['target']} "
+            f"stored {data['kernels']} kernels and {data.get('launchers', 0)} launchers for triton "
+            f"{data['triton']} on {data['target']} "
             f"({data['cases']} cases, {result.seconds:.1f} s)"
         )
     return result

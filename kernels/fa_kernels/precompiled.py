@@ -46,6 +46,7 @@ class Group:
     target: str  # "cuda:90", "hip:gfx942"
     entries: tuple[str, ...]  # Triton's cache entry names (its key's sha256)
     digest: str  # of the manifest: a changed group is seeded again
+    modules: tuple[str, ...] = ()  # entries of compiled host modules: the kernels' launchers, driver utils
 
     @property
     def name(self) -> str:
@@ -77,8 +78,9 @@ def read_groups(store: Path | None = None) -> list[Group]:
             if data.get("format") != FORMAT:
                 continue
             entries = tuple(str(e) for e in data["entries"])
+            modules = tuple(str(m) for m in data.get("modules", ()))
             groups.append(Group(folder, str(data["triton"]), str(data["target"]), entries,
-                                hashlib.sha256(text.encode()).hexdigest()[:16]))
+                                hashlib.sha256(text.encode()).hexdigest()[:16], modules))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return groups
@@ -117,7 +119,42 @@ def seed(group: Group, cache_dir: Path) -> int:
         for index, pointed in zip(index_files, indexes, strict=True):
             _put(target / index.name, json.dumps({"child_paths": pointed}).encode())
         added += 1
-    return added
+    return added + sum(_link_module(group.path / m, cache_dir / m) for m in group.modules if _is_entry_name(m))
+
+
+def module_file(entry: Path) -> Path | None:
+    """The one shared object of a compiled host module's entry, else None.
+
+    Before its first launch of a kernel signature, Triton builds a small C launcher for it with the host
+    compiler (and once its driver utilities): about a second each, cached like the kernels, but as a
+    single file under the sha256 of its C source and the platform, without an index. The file name
+    carries the Python ABI (``__triton_launcher.cpython-312-x86_64-linux-gnu.so``), so another Python
+    looks for another name; one that does not load (another C library) Triton rebuilds."""
+    try:
+        files = [f for f in entry.iterdir() if not f.name.startswith(".")]
+    except OSError:
+        return None
+    if len(files) != 1 or ".tmp." in files[0].name or not files[0].name.endswith(".so"):
+        return None
+    return files[0] if files[0].is_file() and not files[0].is_symlink() else None
+
+
+def _link_module(source: Path, target: Path) -> bool:
+    """Link Triton's cache entry ``target`` to the store's module (Triton looks a module up as a file
+    and loads it from where it finds it); -> whether a link was made. A removed store leaves a dangling
+    link, which Triton takes for a miss and replaces with what it builds."""
+    module = module_file(source) if source.is_dir() else None
+    if module is None:
+        return False
+    link = target / module.name
+    if link.exists():
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".{module.name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(module.resolve())
+    os.replace(tmp, link)
+    return True
 
 
 def _pointed(index: Path, source: Path) -> dict[str, str] | None:
@@ -216,10 +253,14 @@ def write_group(store: Path, cache: Path, triton: str, target: str, fa_kernels: 
     (replacing that group's previous content) -> the group."""
     final = store / group_name(triton, target)
     staging = Path(tempfile.mkdtemp(dir=store, prefix=f".{final.name}."))
-    entries = []
+    entries, modules = [], []
     for entry in sorted(p for p in cache.iterdir() if p.is_dir() and _is_entry_name(p.name)):
         indexes = list(entry.glob(f"{GROUP_FILE}*.json"))
-        if not indexes:  # a compile that did not finish
+        if not indexes and (module := module_file(entry)) is not None:
+            (staging / entry.name).mkdir()
+            shutil.copy2(module, staging / entry.name / module.name)
+            modules.append(entry.name)
+        if not indexes:  # a module, or a compile that did not finish
             continue
         (staging / entry.name).mkdir()
         for file in entry.iterdir():
@@ -231,7 +272,7 @@ def write_group(store: Path, cache: Path, triton: str, target: str, fa_kernels: 
                 shutil.copy2(file, staging / entry.name / file.name)
         entries.append(entry.name)
     manifest = {"format": FORMAT, "triton": triton, "target": target, "fa_kernels": fa_kernels,
-                "entries": entries, "cases": cases}
+                "entries": entries, "modules": modules, "cases": cases}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -274,7 +315,8 @@ def describe(groups: list[Group], triton: str | None, targets: list[str]) -> dic
     """The store's state as JSON-able facts (for `status` and fa-dist doctor)."""
     return {
         "triton": triton, "targets": targets,
-        "groups": [{"name": g.name, "triton": g.triton, "target": g.target, "kernels": len(g.entries)}
+        "groups": [{"name": g.name, "triton": g.triton, "target": g.target, "kernels": len(g.entries),
+                    "launchers": len(g.modules)}
                    for g in groups],
         "matching": [g.name for g in matching(groups, triton, targets)] if triton else [],
     }

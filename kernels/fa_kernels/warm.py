@@ -168,7 +168,7 @@ def warm(jobs: int, head_dims: tuple[int, ...], store: Path, seed: bool, record:
         seeded = precompiled.seed(group, cache_dir)
     recorded = precompiled.record_store(store) if record else False
     return {"group": group.name, "store": str(store), "triton": triton.__version__, "target": target,
-            "kernels": len(group.entries), "cases": len(todo), "failed": {todo[i].label: why for i, why in failed.items()},
+            "kernels": len(group.entries), "launchers": len(group.modules), "cases": len(todo), "failed": {todo[i].label: why for i, why in failed.items()},
             "seeded": seeded, "recorded": recorded, "seconds": round(time.perf_counter() - started, 2)}
 
 

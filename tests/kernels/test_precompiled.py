@@ -187,6 +187,61 @@ def test_a_damaged_entry_is_not_seeded(tmp_path):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [good]
 
 
+BUILD_MODULE = textwrap.dedent("""
+    import json
+    from triton.runtime import build
+    built = []
+    real_build = build._build
+    build._build = lambda *a, **kw: built.append(a[0]) or real_build(*a, **kw)
+    SRC = '''
+    #include <Python.h>
+    static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "fa_probe_mod", NULL, -1, NULL};
+    PyMODINIT_FUNC PyInit_fa_probe_mod(void) { PyObject *m = PyModule_Create(&def);
+        PyModule_AddIntConstant(m, "answer", 42); return m; }
+    '''
+    mod = build.compile_module_from_src(SRC, "fa_probe_mod")
+    print(json.dumps({"built": built, "answer": mod.answer, "file": mod.__file__}))
+""")
+
+
+def build_module_into(cache: Path) -> dict[str, object]:
+    """Have Triton build (or load from ``cache``) a host module the way it builds a kernel's launcher."""
+    env = {**os.environ, "TRITON_CACHE_DIR": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", BUILD_MODULE], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.integration  # a real host-compiler build by Triton in subprocesses
+def test_launchers_are_stored_and_linked_so_triton_builds_none(tmp_path):
+    first = build_module_into(tmp_path / "warm-cache")
+    assert first["built"] == ["fa_probe_mod"] and first["answer"] == 42
+    store = tmp_path / "store"
+    store.mkdir()
+    group = precompiled.write_group(store, tmp_path / "warm-cache", "t", "cuda:90", "test", [])
+    assert len(group.modules) == 1 and group.entries == ()
+    assert precompiled.seed(group, tmp_path / "cache") == 1
+    again = build_module_into(tmp_path / "cache")
+    assert again["built"] == [] and again["answer"] == 42  # loaded from the store, no compiler run
+    assert Path(str(again["file"])).is_symlink()
+    assert precompiled.seed(group, tmp_path / "cache") == 0
+    shutil.rmtree(store)  # uninstalled: the dangling link is a miss, and Triton's build replaces it
+    rebuilt = build_module_into(tmp_path / "cache")
+    assert rebuilt["built"] == ["fa_probe_mod"] and not Path(str(rebuilt["file"])).is_symlink()
+
+
+def test_a_module_entry_is_one_shared_object(tmp_path):
+    for name, files in (("one", ["m.cpython-311-x86_64-linux-gnu.so"]), ("two", ["a.so", "b.so"]),
+                        ("text", ["m.json"]), ("tmp", ["m.so.tmp.pid_1_2"]), ("empty", [])):
+        (tmp_path / name).mkdir()
+        for f in files:
+            (tmp_path / name / f).write_bytes(b"x")
+    assert precompiled.module_file(tmp_path / "one") == tmp_path / "one" / "m.cpython-311-x86_64-linux-gnu.so"
+    assert [precompiled.module_file(tmp_path / n) for n in ("two", "text", "tmp", "empty", "missing")] == [None] * 5
+
+
 GPU_RUN = textwrap.dedent("""
     import json, sys, torch, fa_kernels
     torch.manual_seed(0)
@@ -218,6 +273,9 @@ def test_gpu_precompiled_kernels_give_the_jit_results_bit_for_bit(tmp_path):
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert results[0] == results[1]
     assert any((tmp_path / "precompiled").glob("*/__grp__*.json"))  # the second run was seeded
+    # ... and built no launcher of its own: every host module it loaded links into the store
+    modules = list((tmp_path / "precompiled").glob("*/*.so"))
+    assert modules and all(m.is_symlink() for m in modules), modules
 
 
 def test_another_store_can_be_named(tmp_path, monkeypatch):
