@@ -1,4 +1,4 @@
-"""Measure fa_kernels' triton and cuda backends on one representative shape per shape class
+"""Measure fa_kernels' triton and cuda backends on the representative shapes of each shape class
 (fa_kernels/auto.py) on this GPU, and write the table backend="auto" reads, in the committed format of
 fa_kernels/auto_table.py: to $OUT/auto_table.py (or benchmarks/results/), with this GPU's arch replaced
 and every other arch kept. Copy it over kernels/fa_kernels/auto_table.py to commit it.
@@ -61,40 +61,51 @@ def render_module(module: ModuleType) -> str:
 
 # -- measuring (GPU) ------------------------------------------------------------------------------
 
-def _norm_times(shape: Any, name: str, rep: int) -> tuple[float | None, float | None]:
+def _norm_times(shape: Any, names: list[str], rep: int) -> dict[str, tuple[float | None, float | None]]:
+    """Every backend's (forward ms, backward ms) on one shape, measured together (timing.measure_all:
+    two passes in both orders, so no backend is only ever measured first)."""
     import torch
 
     import fa_kernels
-    from timing import measure
+    from timing import measure_all
 
     x, r = (torch.randn(shape.rows, shape.hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
             for _ in range(2))
     w = torch.randn(shape.hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     p = 0.1 if shape.dropout else 0.0
 
-    def run() -> Any:
-        return fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p, prenorm=True, eps=1e-6, backend=name)
+    def runner(name: str) -> Any:
+        return lambda: fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p, prenorm=True, eps=1e-6,
+                                              backend=name)
 
-    return (measure(run, (x, r, w), "fwd", graphs=False, rep=rep).ms,
-            measure(run, (x, r, w), "bwd", graphs=False, rep=rep).ms)
+    impls = {name: runner(name) for name in names}
+    fwd = measure_all(impls, (x, r, w), "fwd", graphs=False, rep=rep)
+    bwd = measure_all(impls, (x, r, w), "bwd", graphs=False, rep=rep)
+    return {name: (fwd[name].ms, bwd[name].ms) for name in names}
 
 
-def _attention_times(shape: Any, name: str, rep: int) -> tuple[float | None, float | None]:
+def _attention_times(shape: Any, names: list[str], rep: int) -> dict[str, tuple[float | None, float | None]]:
+    """Every backend's (forward ms, forward + backward ms: a training call) on one shape."""
     import torch
 
     import fa_kernels
-    from timing import measure
+    from timing import measure_all
 
     batch, nheads = max(1, 16384 // shape.seqlen), max(1, 2048 // shape.head_dim)
     q, k, v = (torch.randn(batch, shape.seqlen, nheads, shape.head_dim, device="cuda", dtype=torch.bfloat16,
                            requires_grad=True) for _ in range(3))
 
-    def run() -> Any:
-        return fa_kernels.flash_attn_func(q, k, v, causal=shape.causal, backend=name)
+    def runner(name: str) -> Any:
+        return lambda: fa_kernels.flash_attn_func(q, k, v, causal=shape.causal, backend=name)
 
-    fwd = measure(run, (q, k, v), "fwd", graphs=False, rep=rep).ms
-    bwd = measure(run, (q, k, v), "bwd", graphs=False, rep=rep).ms
-    return fwd, (fwd + bwd if fwd is not None and bwd is not None else None)  # a training call
+    impls = {name: runner(name) for name in names}
+    fwd = measure_all(impls, (q, k, v), "fwd", graphs=False, rep=rep)
+    bwd = measure_all(impls, (q, k, v), "bwd", graphs=False, rep=rep)
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for name in names:
+        f, b = fwd[name].ms, bwd[name].ms
+        out[name] = (f, f + b if f is not None and b is not None else None)
+    return out
 
 
 def _supported(op: str, shape: Any) -> list[str]:
@@ -112,23 +123,26 @@ def _supported(op: str, shape: Any) -> list[str]:
 
 
 def sweep(ops: list[str], rep: int) -> tuple[dict[str, str], dict[str, str]]:
-    """-> (choices, evidence) for this GPU: key -> backend, key -> 'triton X ms, cuda Y ms'."""
+    """-> (choices, evidence) for this GPU: key -> backend, key -> the times behind it. A class measured
+    on several shapes (auto.representatives) goes to the backend with the lower total time."""
     from fa_kernels import auto
 
-    choices, evidence = {}, {}
+    totals: dict[str, dict[str, float]] = {}
+    notes: dict[str, list[str]] = {}
     for op in ops:
         for shape in auto.representatives(op):
-            times = {name: (_norm_times if op == "norm" else _attention_times)(shape, name, rep)
-                     for name in _supported(op, shape)}
+            times = (_norm_times if op == "norm" else _attention_times)(shape, _supported(op, shape), rep)
             for i, direction in enumerate(auto.DIRECTIONS):
                 ms = {n: t[i] for n, t in times.items() if t[i] is not None}
-                if not ms:
-                    continue
                 k = auto.key(op, direction, shape)
-                choices[k] = min(ms, key=lambda n: ms[n])
-                evidence[k] = f"{shape}: " + ", ".join(f"{n} {v:.4f} ms" for n, v in sorted(ms.items()))
-                print(f"{k}: {choices[k]} ({evidence[k]})", flush=True)
-    return choices, evidence
+                if not ms or (k in totals and set(totals[k]) != set(ms)):
+                    continue
+                totals[k] = {n: totals.get(k, {}).get(n, 0.0) + v for n, v in ms.items()}
+                notes.setdefault(k, []).append(
+                    f"{shape}: " + ", ".join(f"{n} {v:.4f} ms" for n, v in sorted(ms.items())))
+                print(f"{k}: {notes[k][-1]}", flush=True)
+    choices = {k: min(ms, key=lambda n: ms[n]) for k, ms in totals.items()}
+    return choices, {k: "; ".join(v) for k, v in notes.items()}
 
 
 def main() -> None:

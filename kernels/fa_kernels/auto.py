@@ -92,10 +92,13 @@ def _representative(value_bounds: tuple[int, ...]) -> list[int]:
 
 
 def representatives(op: str) -> list[Shape]:
-    """One shape per class of ``op``, what benchmarks/sweep_auto.py measures."""
+    """The shapes of ``op`` that benchmarks/sweep_auto.py measures: one or two per class. The norm's
+    bandwidth-bound row buckets are measured at both ends (16k and 32k rows, 64k and 128k rows): one
+    shape inside a bucket chose the slower backend at its edge (issue #17's 32768x8192 row)."""
     if op == "norm":
-        rows = [2048, 16384, 65536]  # inside each rows bucket, not on its edge
-        return [NormShape(r, h, d) for h in _representative(HIDDEN_BOUNDS) for r in rows for d in (False, True)]
+        rows = [2048, 16384, 32768, 65536, 131072]
+        return [NormShape(r, h, d) for h in _representative(HIDDEN_BOUNDS) for r in rows for d in (False, True)
+                if r * h <= 2**30]  # at most 2 GiB a bf16 tensor: 131072 x 16384 is left to its class
     if op == "attention":
         return [AttnShape(s, hd, c) for hd in _representative(HEAD_DIM_BOUNDS)
                 for s in _representative(SEQLEN_BOUNDS) for c in (False, True)]

@@ -33,9 +33,9 @@ def test_shape_classes_bucket_at_the_bounds() -> None:
 @given(st.integers(1, 1 << 20), st.integers(1, 1 << 16), st.booleans())
 def test_norm_class_is_a_function_of_the_buckets_only(rows: int, hidden: int, dropout: bool) -> None:
     cls = auto.norm_class(NormShape(rows, hidden, dropout))
-    # the representative of the same class falls in the same class: one measurement stands for it
+    # every class is measured, on one or two shapes of its own (a bandwidth-bound bucket at both ends)
     same = [s for s in auto.representatives("norm") if auto.norm_class(s) == cls]  # type: ignore[arg-type]
-    assert len(same) == 1
+    assert 1 <= len(same) <= 2
 
 
 @given(st.integers(1, 1 << 18), st.integers(1, 256), st.booleans())
