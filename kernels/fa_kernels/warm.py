@@ -38,8 +38,9 @@ NORM_VARIANTS = ("prenorm", "plain", "dropout", "mask", "dropout-mask", "mixed")
 @dataclass(frozen=True)
 class Case:
     """One call whose kernels get compiled: op "attention" (flash_attn_func), "varlen"
-    (flash_attn_varlen_func), "decode" (flash_attn_with_kvcache, one new token) or "norm" (rms_norm_fn
-    on the Triton backend), forward and, where there is one, backward."""
+    (flash_attn_varlen_func), "decode" (flash_attn_with_kvcache, one new token), "norm" (rms_norm_fn
+    on the Triton backend), forward and, where there is one, backward; or "smoke" (fa_kernels.smoke's
+    quick set)."""
 
     op: str
     dtype: str
@@ -50,6 +51,8 @@ class Case:
 
     @property
     def label(self) -> str:
+        if self.op == "smoke":
+            return "smoke --quick"
         shape = f"d{self.head_dim}" if self.head_dim else f"n{self.hidden}"
         extra = " causal" if self.causal else ""
         return f"{self.op} {self.dtype} {shape}{extra}{' ' + self.variant if self.variant else ''}"
@@ -67,14 +70,20 @@ def cases(head_dims: tuple[int, ...] = HEAD_DIMS) -> list[Case]:
                 out += [Case("attention", dtype, d, causal), Case("varlen", dtype, d, causal)]
             out += [Case("decode", dtype, d, True, v) for v in ("split", "whole", "paged")]
         out += [Case("norm", dtype, variant=v, hidden=n) for n in NORM_HIDDEN for v in NORM_VARIANTS]
-    return out
+    # the quick smoke test fa-dist install runs, whole: whatever kernel or launcher it needs beyond the
+    # cases above (an H200 install built one launcher without it) is then stored too
+    return [*out, Case("smoke", "bfloat16")]
 
 
 def run_case(case: Case) -> None:
     import torch
 
     dt = getattr(torch, case.dtype)
-    if case.op == "norm":
+    if case.op == "smoke":
+        from fa_kernels import smoke
+
+        smoke.run(quick=True)
+    elif case.op == "norm":
         _norm(case, dt)
     elif case.op == "decode":
         _decode(case, dt)

@@ -108,7 +108,7 @@ def test_an_entry_for_another_gpu_arch_is_never_used(made, tmp_path):
 
 
 @pytest.mark.integration  # real Triton compiles in subprocesses
-def test_only_groups_of_this_triton_and_these_gpus_are_seeded(made, tmp_path, monkeypatch):
+def test_only_groups_of_this_triton_are_seeded(made, tmp_path, monkeypatch):
     store, _first = made
     (group,) = precompiled.read_groups(store)
     manifest = json.loads((group.path / precompiled.MANIFEST).read_text())
@@ -123,13 +123,13 @@ def test_only_groups_of_this_triton_and_these_gpus_are_seeded(made, tmp_path, mo
     assert {g.name for g in precompiled.matching(groups, "0.0.1", ["cuda:90"])} == {"other-triton"}
 
     cache = tmp_path / "cache"
-    monkeypatch.setattr(precompiled, "STORE", store)
-    monkeypatch.setattr(precompiled, "visible_targets", lambda: ["cuda:80"])
     monkeypatch.setattr(precompiled, "triton_cache_dir", lambda: cache)
     monkeypatch.setattr(precompiled, "read_groups", lambda store=None: groups)
-    precompiled._seed_here()  # an sm_80 machine: only the group claimed for cuda:80 is copied
-    other_gpu = next(g for g in groups if g.name == "other-gpu")
-    assert {p.name for p in cache.iterdir()} == {*group.entries, f"fa_kernels-other-gpu-{other_gpu.digest}.seeded"}
+    monkeypatch.setattr(precompiled, "visible_targets", lambda: pytest.fail("seeding asked torch for the GPUs"))
+    precompiled._seed_here()  # every group of this Triton (an entry for another GPU is never looked up)
+    stamps = {f"fa_kernels-{g.name}-{g.digest}.seeded" for g in groups if g.triton == triton.__version__}
+    assert {p.name for p in cache.iterdir()} == {*group.entries, *stamps}
+    assert not any("other-triton" in p.name for p in cache.iterdir())
 
 
 def test_a_broken_store_is_no_store(tmp_path):
@@ -287,3 +287,14 @@ def test_another_store_can_be_named(tmp_path, monkeypatch):
     assert [g.name for g in precompiled.read_groups()] == ["g"]
     monkeypatch.delenv(precompiled.ENV_DIR)
     assert precompiled.store_dir() == precompiled.STORE
+
+
+def test_warm_covers_the_install_smoke_test_and_labels_each_case_once():
+    from fa_kernels import warm
+
+    todo = warm.cases()
+    labels = [c.label for c in todo]
+    assert len(set(labels)) == len(labels)
+    assert "smoke --quick" in labels  # what fa-dist install runs first, compiled ahead too
+    assert {c.op for c in todo} == {"attention", "varlen", "decode", "norm", "smoke"}
+    assert {c.head_dim for c in warm.cases((64,)) if c.head_dim} == {64}
