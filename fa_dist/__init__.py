@@ -67,7 +67,9 @@ def install(
 ) -> _install.Outcome:
     """Install the best matching wheel (building one when needed), smoke-test it, roll back on failure."""
     options = options or InstallOptions()
-    return _install.run(_install.plan(detect(options.target), options), reporter)
+    with _install.standby(options) as ready:  # the smoke test's torch import, meanwhile
+        env = _target.environment(options.target)
+        return _install.run(_install.plan(env, options), reporter, ready)
 
 
 def uninstall(

@@ -386,9 +386,10 @@ def install(
         dry_run=dry_run,
         flash_attn_compat=flash_attn_compat,
     )
-    env = load_environment(options.target)
-    reporter.step(f"detect: {install_pipeline.describe(env)}")
-    outcome = install_pipeline.run(install_pipeline.plan(env, options), reporter)
+    with install_pipeline.standby(options) as ready:  # the smoke test's torch import, meanwhile
+        env = load_environment(options.target)
+        reporter.step(f"detect: {install_pipeline.describe(env)}")
+        outcome = install_pipeline.run(install_pipeline.plan(env, options), reporter, ready)
     data = output.install_outcome_json(outcome, as_json=as_json)
     if as_json:
         output.write_json(data)

@@ -82,22 +82,53 @@ def stream(
 ) -> Completed:
     """Like ``run``, but hands each stderr line to ``on_stderr`` as it comes, and kills the program
     (its whole process group) at the deadline or when fa-dist itself is interrupted."""
+    proc = start(argv, env=env, cwd=cwd)
+    if isinstance(proc, Completed):
+        return proc
+    return follow(proc, timeout=timeout, on_stderr=on_stderr)
+
+
+def start(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdin: bool = False,
+) -> subprocess.Popen[str] | Completed:
+    """Start a program in its own process group (a Ctrl-C reaches fa-dist, which then stops it), its
+    output piped, its standard input a pipe when ``stdin``; -> the process, or a Completed saying why
+    it could not start. ``follow`` waits for it."""
     args = tuple(str(a) for a in argv)
     log.debug("$ %s", shlex.join(args))
     try:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             text=True,
             errors="replace",
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            start_new_session=True,  # a Ctrl-C reaches fa-dist, which then stops the program
+            start_new_session=True,
         )
     except OSError as exc:
         return Completed(args, None, "", "", error=exc.strerror or str(exc))
+
+
+def follow(
+    proc: subprocess.Popen[str],
+    *,
+    timeout: float,
+    on_stderr: Callable[[str], None] | None = None,
+) -> Completed:
+    """Collect a started program's output (each stderr line to ``on_stderr`` as it comes) until it
+    ends; kill its process group at the deadline or when fa-dist itself is interrupted."""
+    args = (
+        tuple(str(a) for a in proc.args)
+        if isinstance(proc.args, (list, tuple))
+        else (str(proc.args),)
+    )
     out: list[str] = []
     err: list[str] = []
 
@@ -116,21 +147,22 @@ def stream(
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill(proc)
         for reader in readers:
             reader.join(timeout=5)
         return Completed(
             args, None, "".join(out), "".join(err), error=f"timed out after {timeout:.0f}s"
         )
     except BaseException:
-        _kill_group(proc)
+        kill(proc)
         raise
     for reader in readers:
         reader.join(timeout=5)
     return Completed(args, proc.returncode, "".join(out), "".join(err))
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def kill(proc: subprocess.Popen[str]) -> None:
+    """Kill a started program's whole process group."""
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

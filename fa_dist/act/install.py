@@ -168,6 +168,7 @@ class Options:
     warm: bool = True  # precompile the Triton kernels for this GPU unless the wheel brought them
     allow_insecure_http: bool = False
     allow_unverified: bool = False
+    smoke_standby: smoke.Standby | None = None  # the smoke test's process, started ahead
 
 
 def install(
@@ -257,6 +258,7 @@ def _install_and_check(
         timeout=opts.smoke_timeout,
         inside=target.sites,
         progress=lambda line: log(f"  {line}"),
+        standby=opts.smoke_standby,
     )
     timings["smoke"] = time.perf_counter() - t
     if not result.passed:

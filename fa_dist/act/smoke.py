@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,21 @@ WRAPPER = (
     f"print({FILE_MARKER!r} + json.dumps(fa_kernels.__file__), flush=True)\n"
     "sys.argv = ['fa_kernels.smoke'] + sys.argv[1:]\n"
     "runpy.run_module('fa_kernels.smoke', run_name='__main__', alter_sys=True)\n"
+)
+# The same, started ahead (Standby): torch is imported, and CUDA initialised, while fa-dist still
+# detects, plans and pip-installs; the test itself starts at a "go" line on standard input (and fa_kernels
+# is imported only then, so it is the installed copy); anything else there (fa-dist gave up) ends it.
+STANDBY_WRAPPER = (
+    "import sys\n"
+    "try:\n"
+    "    import torch\n"
+    "    torch.cuda.is_available() and torch.cuda.init()\n"
+    "except BaseException:\n"
+    "    pass  # the test's own import of fa_kernels reports it\n"
+    "if sys.stdin.readline().strip() != 'go':\n"
+    "    sys.exit(0)\n"
+    "import importlib\n"
+    "importlib.invalidate_caches()  # pip has added files since this process looked\n" + WRAPPER
 )
 CASE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "op": str,
@@ -70,6 +86,50 @@ def timeout_from(value: float | None) -> float:
     return value if value is not None else DEFAULT_TIMEOUT_S
 
 
+class Standby:
+    """A smoke test started ahead of time in ``python``: its process imports torch while fa-dist goes
+    on (on an H200, seconds of every install), then waits for ``run(..., standby=this)``. Use as a
+    context manager: leaving it ends a process that was never told to go."""
+
+    def __init__(self, python: str, *, quick: bool) -> None:
+        self.python, self.quick = python, quick
+        self._folder = tempfile.TemporaryDirectory(prefix="fa-dist-smoke-")
+        argv = [python, "-I", "-u", "-c", STANDBY_WRAPPER, "--json"] + (
+            ["--quick"] if quick else []
+        )
+        started = subproc.start(argv, cwd=self._folder.name, stdin=True)
+        self._proc = None if isinstance(started, subproc.Completed) else started
+
+    def take(self, python: str, quick: bool) -> subprocess.Popen[str] | None:
+        """The waiting process, told to go, when it runs this test; None otherwise (or when it died)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.stdin is None or (python, quick) != (self.python, self.quick):
+            self._end(proc)
+            return None
+        try:
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+        except OSError:  # it is gone (a crash importing torch): the caller starts a fresh one
+            self._end(proc)
+            return None
+        return proc
+
+    def _end(self, proc: subprocess.Popen[str] | None) -> None:
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()  # it reads end of input and exits
+            subproc.kill(proc)
+
+    def __enter__(self) -> Standby:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._end(self._proc)
+        self._proc = None
+        self._folder.cleanup()
+
+
 def run(
     python: str,
     *,
@@ -77,9 +137,11 @@ def run(
     timeout: float | None = None,
     inside: Sequence[Path] = (),
     progress: Callable[[str], None] | None = None,
+    standby: Standby | None = None,
 ) -> SmokeResult:
     """Run fa_kernels' smoke test in ``python``; ``inside``: the folders the imported fa_kernels must
-    come from (the target's site-packages, for an install). Progress lines go to ``progress``."""
+    come from (the target's site-packages, for an install). Progress lines go to ``progress``.
+    ``standby``: a process started ahead for this test, used when it is still waiting."""
     limit = timeout_from(timeout)
     started = time.perf_counter()
     argv = [python, "-I", "-u", "-c", WRAPPER, "--json"] + (["--quick"] if quick else [])
@@ -88,8 +150,12 @@ def run(
         if progress is not None and line.startswith("smoke: "):
             progress(line)
 
-    with tempfile.TemporaryDirectory(prefix="fa-dist-smoke-") as neutral:
-        done = subproc.stream(argv, timeout=limit, on_stderr=relay, cwd=neutral)
+    waiting = standby.take(python, quick) if standby is not None else None
+    if waiting is not None:
+        done = subproc.follow(waiting, timeout=limit, on_stderr=relay)
+    else:
+        with tempfile.TemporaryDirectory(prefix="fa-dist-smoke-") as neutral:
+            done = subproc.stream(argv, timeout=limit, on_stderr=relay, cwd=neutral)
     seconds = time.perf_counter() - started
     module = _imported_file(done.stdout)
     data = parse_result(done.stdout)

@@ -17,8 +17,10 @@ from packaging.utils import parse_wheel_filename
 
 from fa_dist.act import compat_install
 from fa_dist.act import install as act_install
+from fa_dist.act import smoke as act_smoke
 from fa_dist.decide import checks, compat, resolve
 from fa_dist.errors import EnvironmentBroken, NoMatchingWheel
+from fa_dist.facts import target as target_mod
 from fa_dist.model import compat as compat_id
 from fa_dist.model.environment import Environment
 from fa_dist.model.variant import Variant
@@ -78,12 +80,21 @@ def plan(env: Environment, options: InstallOptions) -> Plan:
     )
 
 
+def standby(options: InstallOptions) -> AbstractContextManager[act_smoke.Standby | None]:
+    """Start the install's smoke-test process now, before detection: it imports torch meanwhile and
+    runs the test once the wheel is in (act/smoke.Standby). Nothing when no smoke test will run here."""
+    if not options.smoke or options.dry_run or options.target.env_file is not None:
+        return contextlib.nullcontext()
+    return act_smoke.Standby(target_mod.resolve_python(options.target.python), quick=True)
+
+
 @dataclass
 class _Run:
     """What the steps of one run hand each other."""
 
     plan: Plan
     reporter: Reporter
+    standby: act_smoke.Standby | None = None
     resolution: resolve.Resolution | None = None
     choice: Candidate | None = None
     compat_step: compat_install.CompatStep | None = None
@@ -242,6 +253,7 @@ def install(run: _Run) -> None:
                 warm=options.warm,
                 allow_insecure_http=options.allow_insecure_http,
                 allow_unverified=options.allow_unverified,
+                smoke_standby=run.standby,
             ),
             then=run.compat_step.run if run.compat_step else None,
         )
@@ -274,9 +286,12 @@ def record(run: _Run) -> None:
 STEPS = (resolve_wheel, build_if_needed, choose, install, record)
 
 
-def run(plan: Plan, reporter: Reporter | None = None) -> Outcome:
-    """Take the steps in order until one of them ends the run (a dry run ends once it knows)."""
-    state = _Run(plan=plan, reporter=reporter or Silent())
+def run(
+    plan: Plan, reporter: Reporter | None = None, standby: act_smoke.Standby | None = None
+) -> Outcome:
+    """Take the steps in order until one of them ends the run (a dry run ends once it knows).
+    ``standby``: the smoke test's process started ahead (``standby(options)``), if any."""
+    state = _Run(plan=plan, reporter=reporter or Silent(), standby=standby)
     for step in STEPS:
         if state.outcome is not None:
             break
