@@ -45,7 +45,8 @@ CUOBJDUMP=$(command -v cuobjdump || echo "$($PY -c 'import os, triton; print(os.
   "$CUOBJDUMP" --dump-resource-usage "$SITE"/fa_kernels/_C*.so 2>&1 | grep -A1 sm90 | head -16; } >> "$OUT/build.log" 2>&1
 grep -E "HGMMA|Built|seconds" "$OUT/build.log" | head -5 | tee -a "$SUMMARY"
 
-# a small forward script: sm90 vs the reference and the sm_80 kernel; SMOKE_SHAPES=sanitizer keeps it tiny
+# a small forward script: both sm90 schedules vs the reference and the sm_80 kernel; SMOKE_SHAPES=sanitizer
+# keeps it tiny
 cat > "$WORK/smoke.py" <<'PYEOF'
 import math, os, sys
 import torch
@@ -65,26 +66,28 @@ for dtype in ([torch.bfloat16] if tiny else [torch.bfloat16, torch.float16]):
         q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype)
         k, v = (torch.randn(b, sk, hk, d, device="cuda", dtype=dtype) for _ in range(2))
         scale = 1 / math.sqrt(d)
-        os.environ.pop("FA_KERNELS_SM90", None)
-        out, lse = torch.ops.fa_kernels.flash_fwd(q, k, v, scale, causal)
-        torch.cuda.synchronize()
         os.environ["FA_KERNELS_SM90"] = "0"
         old, old_lse = torch.ops.fa_kernels.flash_fwd(q, k, v, scale, causal)
         ref, ref_lse = reference.attention(q.float(), k.float(), v.float(), softmax_scale=scale, causal=causal)
-        err = ((out.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
         err_old = ((old.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
-        fin = torch.isfinite(ref_lse)
-        lse_ok = torch.equal(torch.isfinite(lse), fin) and torch.allclose(lse[fin], ref_lse[fin], atol=1e-2)
-        ok = err < 1.2e-2 and lse_ok and not out.isnan().any()
-        bad += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {str(dtype):14} b{b} sq{sq} sk{sk} h{h}/{hk} d{d} causal={causal}: "
-              f"rel err sm90 {err:.2e} (sm80 {err_old:.2e}), lse ok {lse_ok}", flush=True)
+        for schedule in ("serial", "overlapped"):  # serial first: the simpler one tells more when both fail
+            os.environ["FA_KERNELS_SM90"] = schedule
+            out, lse = torch.ops.fa_kernels.flash_fwd(q, k, v, scale, causal)
+            torch.cuda.synchronize()
+            err = ((out.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+            fin = torch.isfinite(ref_lse)
+            lse_ok = torch.equal(torch.isfinite(lse), fin) and torch.allclose(lse[fin], ref_lse[fin], atol=1e-2)
+            ok = err < 1.2e-2 and lse_ok and not out.isnan().any()
+            bad += not ok
+            print(f"{'ok  ' if ok else 'FAIL'} {schedule:10} {str(dtype):14} b{b} sq{sq} sk{sk} h{h}/{hk} d{d} "
+                  f"causal={causal}: rel err {err:.2e} (sm80 {err_old:.2e}), lse ok {lse_ok}", flush=True)
 sys.exit(1 if bad else 0)
 PYEOF
 if [ "$PART" != perf ]; then
     (cd "$WORK" && run smoke "$OUT/smoke.log" 60 $PY "$WORK/smoke.py")
     SMOKE=$?
-    grep -E "^(ok|FAIL)|Error|error" "$OUT/smoke.log" | head -20 | tee -a "$SUMMARY"
+    note "  smoke: $(grep -c '^ok' "$OUT/smoke.log") ok, $(grep -c '^FAIL' "$OUT/smoke.log") FAIL"
+    grep -E "^FAIL|Error|error" "$OUT/smoke.log" | head -16 | tee -a "$SUMMARY"
     SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     TOOLS="memcheck racecheck synccheck"; [ "$SMOKE" = 124 ] && TOOLS=memcheck  # a hang: one look, then stop
     for tool in $TOOLS; do

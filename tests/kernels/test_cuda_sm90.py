@@ -1,8 +1,9 @@
 """The Hopper (sm_90a) attention forward of the compiled backend (csrc/attention/flash_fwd_sm90.cu).
 
 GPU only, and only on compute capability 9.0 with a build that has the attention ops: the sm90 path
-(FA_KERNELS_SM90 unset) against the float32 reference and against the sm_80 kernel (FA_KERNELS_SM90=0)
-in the same process; which kernel ran is read off the profiler's kernel names.
+(FA_KERNELS_SM90 unset: the overlapped schedule; "serial": one step at a time) against the float32
+reference and against the sm_80 kernel (FA_KERNELS_SM90=0) in the same process; which kernel ran is read
+off the profiler's kernel names.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ pytestmark = [
 SM90_KERNEL, SM80_KERNEL = "flash_fwd_sm90_kernel", "flash_fwd_kernel"
 
 
+SCHEDULES = ("overlapped", "serial")
+
+
 @pytest.fixture
 def sm90(monkeypatch: pytest.MonkeyPatch):
-    """Sets the path for the test: sm90(True) the Hopper kernel (the default), sm90(False) the sm_80 one."""
-    def use(on: bool) -> None:
-        if on:
+    """Sets the path: sm90("overlapped") the default, sm90("serial"), sm90("off") the sm_80 kernel."""
+    def use(mode: str) -> None:
+        if mode == "overlapped":
             monkeypatch.delenv("FA_KERNELS_SM90", raising=False)
         else:
-            monkeypatch.setenv("FA_KERNELS_SM90", "0")
+            monkeypatch.setenv("FA_KERNELS_SM90", {"serial": "serial", "off": "0"}[mode])
     return use
 
 
@@ -57,11 +61,11 @@ def fwd_kernels(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> set[str]:
 
 def test_the_switch_picks_the_kernel_that_runs(sm90):
     q, k, v = (t.detach() for t in make_qkv(1, 256, 256, 4, 4, 128, torch.bfloat16, "cuda"))
-    sm90(True)
+    sm90("overlapped")
     assert fwd_kernels(q, k, v) == {SM90_KERNEL}
-    sm90(False)
+    sm90("off")
     assert fwd_kernels(q, k, v) == {SM80_KERNEL}
-    sm90(True)  # read on every call, not cached: back again in the same process
+    sm90("serial")  # read on every call, not cached: back again in the same process
     assert fwd_kernels(q, k, v) == {SM90_KERNEL}
 
 
@@ -91,23 +95,27 @@ def test_forward_matches_reference_and_the_sm80_kernel(b, sq, sk, h, hk, d, caus
     torch.manual_seed(sq * 7 + sk + d)
     q, k, v = (t.detach() for t in make_qkv(b, sq, sk, h, hk, d, dtype, "cuda"))
     scale = 1.0 / math.sqrt(d)
-    sm90(True)
-    out, lse = forward(q, k, v, scale, causal)
-    sm90(False)
+    sm90("off")
     old_out, old_lse = forward(q, k, v, scale, causal)
     ref, ref_lse = _reference(q, k, v, scale, causal)
-    assert_close(out, ref, dtype, "out vs reference")
     finite = torch.isfinite(ref_lse)
-    assert torch.equal(torch.isfinite(lse), finite), "rows with no visible key must have lse=+inf"
-    assert torch.all(out[~finite.transpose(1, 2)] == 0), "rows with no visible key must be 0"
-    assert_close(lse[finite], ref_lse[finite], torch.float32, "lse vs reference", factor=100)
-    assert rel_err(out, old_out) < TOL[dtype], "out differs from the sm_80 kernel's"
     assert torch.equal(torch.isfinite(old_lse), finite)
-    assert_close(lse[finite], old_lse[finite], torch.float32, "lse vs sm_80 kernel", factor=100)
+    results = {}
+    for schedule in SCHEDULES:
+        sm90(schedule)
+        out, lse = results[schedule] = forward(q, k, v, scale, causal)
+        assert_close(out, ref, dtype, f"{schedule}: out vs reference")
+        assert torch.equal(torch.isfinite(lse), finite), f"{schedule}: rows with no visible key must have lse=+inf"
+        assert torch.all(out[~finite.transpose(1, 2)] == 0), f"{schedule}: rows with no visible key must be 0"
+        assert_close(lse[finite], ref_lse[finite], torch.float32, f"{schedule}: lse vs reference", factor=100)
+        assert rel_err(out, old_out) < TOL[dtype], f"{schedule}: out differs from the sm_80 kernel's"
+        assert_close(lse[finite], old_lse[finite], torch.float32, f"{schedule}: lse vs sm_80 kernel", factor=100)
+    # the same products in the same order: the two schedules agree bit for bit
+    assert torch.equal(results["overlapped"][0], results["serial"][0])
 
 
 def test_strided_q_from_packed_qkv_gives_the_contiguous_result(sm90):
-    sm90(True)
+    sm90("overlapped")
     qkv = torch.randn(2, 700, 3, 8, 128, device="cuda", dtype=torch.bfloat16)
     q, k, v = qkv.unbind(2)  # strided views: TMA reads them through their real strides
     out, lse = forward(q, k, v, 0.1, True)
@@ -118,7 +126,7 @@ def test_strided_q_from_packed_qkv_gives_the_contiguous_result(sm90):
 
 
 def test_forward_is_deterministic(sm90):
-    sm90(True)
+    sm90("overlapped")
     q, k, v = (t.detach() for t in make_qkv(2, 1500, 1700, 8, 2, 128, torch.float16, "cuda"))
     first = forward(q, k, v, 0.08, True)
     second = forward(q, k, v, 0.08, True)
@@ -132,14 +140,14 @@ def test_forward_is_deterministic(sm90):
     (1, 1500, 900, 4, 2, 128, True, torch.float16),   # sq > sk: leading rows see no key
 ])
 def test_backward_from_the_sm90_forward_matches_reference(b, sq, sk, h, hk, d, causal, dtype, sm90):
-    sm90(True)
+    sm90("overlapped")
     torch.manual_seed(sq + sk)
     q, k, v = make_qkv(b, sq, sk, h, hk, d, dtype, "cuda")
     check(q, k, v, dtype=dtype, causal=causal, scale=1.0 / math.sqrt(d), backend="cuda")
 
 
 def test_a_cuda_graph_replays_the_sm90_forward(sm90):
-    sm90(True)
+    sm90("overlapped")
     q, k, v = (t.detach() for t in make_qkv(2, 512, 512, 8, 2, 128, torch.bfloat16, "cuda"))
     expected = fa_kernels.flash_attn_func(q, k, v, causal=True, backend="cuda")
     graph = torch.cuda.CUDAGraph()

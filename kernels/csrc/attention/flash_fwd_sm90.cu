@@ -119,7 +119,10 @@ __device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile, int rows, int k
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
 // Keeps the compiler from touching accumulators across an asynchronous product: every read after
 // the wait depends on these (empty) definitions.
 template <int N>
@@ -169,10 +172,11 @@ __device__ void produce(const CUtensorMap* tq, const CUtensorMap* tk, const CUte
 }
 
 // Online softmax of one score tile (in place: scores become probabilities) for the two rows a thread
-// holds; rescales o by the change of the running max. Scores are scaled into log2 units first.
-template <int N, int D>
-__device__ __forceinline__ void softmax_tile(float (&s)[N / 2], float (&o)[D / 2], float (&row_max)[2],
-                                             float (&row_sum)[2]) {
+// holds; alpha gets the factor the running output must be scaled by (the change of the running max).
+// Scores are already in log2 units.
+template <int N>
+__device__ __forceinline__ void softmax_tile(float (&s)[N / 2], float (&row_max)[2], float (&row_sum)[2],
+                                             float (&alpha)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = row_max[r];
@@ -180,7 +184,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[N / 2], float (&o)[D / 2
     for (int j = 0; j < N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
     mx = quad_max(mx);
     const float base = mx == -INFINITY ? 0.f : mx;  // a row that has seen no key yet stays all zeros
-    const float alpha = exp2f(row_max[r] - base);
+    alpha[r] = exp2f(row_max[r] - base);
     row_max[r] = mx;
     float sum = 0.f;
 #pragma unroll
@@ -189,12 +193,18 @@ __device__ __forceinline__ void softmax_tile(float (&s)[N / 2], float (&o)[D / 2
       s[4 * j + 2 * r + 1] = exp2f(s[4 * j + 2 * r + 1] - base);
       sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
-    row_sum[r] = row_sum[r] * alpha + sum;
+    row_sum[r] = row_sum[r] * alpha[r] + sum;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void rescale(float (&o)[D / 2], const float (&alpha)[2]) {
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[4 * j + 2 * r] *= alpha;
-      o[4 * j + 2 * r + 1] *= alpha;
-    }
+  for (int j = 0; j < D / 8; ++j) {
+    o[4 * j] *= alpha[0];
+    o[4 * j + 1] *= alpha[0];
+    o[4 * j + 2] *= alpha[1];
+    o[4 * j + 3] *= alpha[1];
   }
 }
 
@@ -213,86 +223,171 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[N / 2], float scale_lo
   }
 }
 
+// What one consumer warpgroup (64 query rows) needs through its loop over key tiles.
 template <typename T, int D>
-__device__ void consume(const FlashParams& p, uint32_t smem, Bars bars, const Tile& t, int cw) {
+struct Consumer {
   using L = Layout<D>;
-  constexpr int kN = L::kN;
-  constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
-  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
-  const int first_row = t.m0 + cw * 64;                // this warpgroup's first query
-  const int row = first_row + warp * 16 + (lane >> 2);  // this thread's rows: row, row + 8
-  const int offset = p.seqlen_k - p.seqlen_q;          // causal: query i sees keys j <= i + offset
-  const float scale_log2 = p.softmax_scale * kLog2e;
-  const uint32_t q_tile = smem + cw * 64 * 128;  // this warpgroup's 64 rows inside each column block
-
+  static constexpr int kN = L::kN;
+  static constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  const FlashParams& p;
+  uint32_t smem;
+  Bars bars;
+  int first_row, row, offset;  // this warpgroup's first query, this thread's rows (row, row + 8)
+  float scale_log2;
   float o[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  float row_max[2], row_sum[2];
 
-  mbar_wait(bars.q_full(), 0);
-  for (int nb = 0; nb < t.n_blocks; ++nb) {
-    const int s = nb % kStages;
-    const uint32_t parity = (nb / kStages) & 1;
-    const uint32_t k_tile = smem + L::k_off + s * L::kv_bytes, v_tile = smem + L::v_off + s * L::kv_bytes;
-    float sc[kN / 2];
-    mbar_wait(bars.k_full(s), parity);
-    wgmma_fence();
+  __device__ Consumer(const FlashParams& params, uint32_t smem_base, Bars b, const Tile& t, int cw)
+      : p(params), smem(smem_base), bars(b) {
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    first_row = t.m0 + cw * 64;
+    row = first_row + warp * 16 + (lane >> 2);
+    offset = p.seqlen_k - p.seqlen_q;  // causal: query i sees keys j <= i + offset
+    scale_log2 = p.softmax_scale * kLog2e;
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+    row_max[0] = row_max[1] = -INFINITY;
+    row_sum[0] = row_sum[1] = 0.f;
+  }
+
+  __device__ uint32_t q_tile(int cw) const { return smem + cw * 64 * 128; }  // 64 rows in each column block
+  __device__ uint32_t k_tile(int nb) const { return smem + L::k_off + (nb % kStages) * L::kv_bytes; }
+  __device__ uint32_t v_tile(int nb) const { return smem + L::v_off + (nb % kStages) * L::kv_bytes; }
+  static __device__ uint32_t parity(int nb) { return (nb / kStages) & 1; }
+
+  // S = Q.K^T for key tile nb, issued and committed (one wgmma group); the caller waits.
+  __device__ void issue_qk(float (&sc)[kN / 2], uint32_t q, int nb) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      sm90::Wgmma<kN, kBf16>::ss(sc, desc_k_major(q_tile, kBlockM, kk), desc_k_major(k_tile, kN, kk), kk > 0);
+      sm90::Wgmma<kN, kBf16>::ss(sc, desc_k_major(q, kBlockM, kk), desc_k_major(k_tile(nb), kN, kk), kk > 0);
     }
     wgmma_commit();
-    wgmma_wait_all();
-    fence_regs(sc);
-    if (lane == 0) mbar_arrive(bars.k_empty(s));
-
+  }
+  // O += P.V for key tile nb, issued and committed.
+  __device__ void issue_pv(const uint32_t (&pa)[kN / 16][4], int nb) {
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) sm90::Wgmma<D, kBf16>::rs(o, pa[kk], desc_mn_major(v_tile(nb), kN, kk), 1);
+    wgmma_commit();
+  }
+  __device__ void release(uint32_t empty_bar) const {
+    if ((threadIdx.x & 31) == 0) mbar_arrive(empty_bar);
+  }
+  // Masks and exponentiates tile nb's scores in place; alpha: the running output's rescale factor.
+  __device__ void softmax(float (&sc)[kN / 2], int nb, float (&alpha)[2]) {
     const int n0 = nb * kN;
     const bool edge = n0 + kN > p.seqlen_k || (p.causal && n0 + kN - 1 > first_row + offset);
     scale_and_mask<kN>(sc, scale_log2, edge, n0, row, p.seqlen_k, p.causal, offset);
-    softmax_tile<kN, D>(sc, o, row_max, row_sum);
-    uint32_t pa[kN / 16][4];  // P as the A operand: k-block kk = n8 blocks 2kk and 2kk+1
+    softmax_tile<kN>(sc, row_max, row_sum, alpha);
+  }
+  // P as the A operand of P.V: k-block kk is n8 blocks 2kk and 2kk+1 of the score accumulator.
+  static __device__ void to_operand(const float (&sc)[kN / 2], uint32_t (&pa)[kN / 16][4]) {
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) pa[kk][e] = Mma<T>::pack(sc[8 * kk + 2 * e], sc[8 * kk + 2 * e + 1]);
     }
-
-    mbar_wait(bars.v_full(s), parity);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk) sm90::Wgmma<D, kBf16>::rs(o, pa[kk], desc_mn_major(v_tile, kN, kk), 1);
-    wgmma_commit();
-    wgmma_wait_all();
-    fence_regs(o);
-    if (lane == 0) mbar_arrive(bars.v_empty(s));
   }
 
-  // epilogue: normalise, rows < seqlen_q only; lse in natural-log units, +inf for a row with no key
-  T* out = static_cast<T*>(p.out) + t.b * p.out_s.batch + t.h * p.out_s.head;
-  float* lse_row = p.lse + (static_cast<int64_t>(t.b) * p.heads + t.h) * p.seqlen_q;
-  float inv[2], lse[2];
+  // Normalises and writes rows < seqlen_q; lse in natural-log units, +inf for a row that saw no key.
+  __device__ void epilogue(const Tile& t) {
+    const int lane = threadIdx.x & 31;
+    T* out = static_cast<T*>(p.out) + t.b * p.out_s.batch + t.h * p.out_s.head;
+    float* lse_row = p.lse + (static_cast<int64_t>(t.b) * p.heads + t.h) * p.seqlen_q;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float total = quad_sum(row_sum[r]);
-    inv[r] = total > 0.f ? 1.f / total : 0.f;
-    lse[r] = total > 0.f ? (row_max[r] + log2f(total)) * kLn2 : INFINITY;
-  }
-  const int col = 2 * (lane & 3);
+    for (int r = 0; r < 2; ++r) {
+      const float total = quad_sum(row_sum[r]);
+      const float inv = total > 0.f ? 1.f / total : 0.f;
+      const float lse = total > 0.f ? (row_max[r] + log2f(total)) * kLn2 : INFINITY;
+      const int q_row = row + 8 * r;
+      if (q_row >= p.seqlen_q) continue;
+      T* dst = out + static_cast<int64_t>(q_row) * p.out_s.row + 2 * (lane & 3);
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int q_row = row + 8 * r;
-    if (q_row >= p.seqlen_q) continue;
-    T* dst = out + static_cast<int64_t>(q_row) * p.out_s.row + col;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<uint32_t*>(dst + 8 * j) = Mma<T>::pack(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+      for (int j = 0; j < D / 8; ++j) {
+        *reinterpret_cast<uint32_t*>(dst + 8 * j) = Mma<T>::pack(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+      }
+      if ((lane & 3) == 0) lse_row[q_row] = lse;
     }
-    if ((lane & 3) == 0) lse_row[q_row] = lse[r];
+  }
+};
+
+// One tile after the other: S_j, softmax, O += P_j.V_j, each product waited for before the next step.
+template <typename T, int D>
+__device__ void consume_serial(Consumer<T, D>& c, const Tile& t, int cw) {
+  constexpr int kN = Consumer<T, D>::kN;
+  for (int nb = 0; nb < t.n_blocks; ++nb) {
+    float sc[kN / 2], alpha[2];
+    uint32_t pa[kN / 16][4];
+    mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
+    wgmma_fence();
+    c.issue_qk(sc, c.q_tile(cw), nb);
+    wgmma_wait<0>();
+    fence_regs(sc);
+    c.release(c.bars.k_empty(nb % kStages));
+    c.softmax(sc, nb, alpha);
+    rescale<D>(c.o, alpha);
+    c.to_operand(sc, pa);
+    mbar_wait(c.bars.v_full(nb % kStages), c.parity(nb));
+    wgmma_fence();
+    c.issue_pv(pa, nb);
+    wgmma_wait<0>();
+    fence_regs(c.o);
+    c.release(c.bars.v_empty(nb % kStages));
   }
 }
 
+// Intra-warpgroup overlap: S_j = Q.K_j^T and O += P_{j-1}.V_{j-1} are in flight together, and the
+// softmax of tile j (all but the rescale of O) runs while the P.V product still computes.
 template <typename T, int D>
+__device__ void consume_overlapped(Consumer<T, D>& c, const Tile& t, int cw) {
+  constexpr int kN = Consumer<T, D>::kN;
+  float sc[kN / 2], alpha[2];
+  uint32_t pa[kN / 16][4];
+  mbar_wait(c.bars.k_full(0), 0);
+  wgmma_fence();
+  c.issue_qk(sc, c.q_tile(cw), 0);
+  wgmma_wait<0>();
+  fence_regs(sc);
+  c.release(c.bars.k_empty(0));
+  c.softmax(sc, 0, alpha);  // O is still zero: no rescale
+  c.to_operand(sc, pa);
+  for (int nb = 1; nb < t.n_blocks; ++nb) {
+    mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
+    wgmma_fence();
+    c.issue_qk(sc, c.q_tile(cw), nb);
+    mbar_wait(c.bars.v_full((nb - 1) % kStages), c.parity(nb - 1));
+    c.issue_pv(pa, nb - 1);
+    wgmma_wait<1>();  // S_j is done, P_{j-1}.V_{j-1} may still run
+    fence_regs(sc);
+    c.release(c.bars.k_empty(nb % kStages));
+    c.softmax(sc, nb, alpha);
+    wgmma_wait<0>();
+    fence_regs(c.o);
+    c.release(c.bars.v_empty((nb - 1) % kStages));
+    rescale<D>(c.o, alpha);
+    c.to_operand(sc, pa);
+  }
+  const int last = t.n_blocks - 1;
+  mbar_wait(c.bars.v_full(last % kStages), c.parity(last));
+  wgmma_fence();
+  c.issue_pv(pa, last);
+  wgmma_wait<0>();
+  fence_regs(c.o);
+  c.release(c.bars.v_empty(last % kStages));
+}
+
+template <typename T, int D, bool kOverlap>
+__device__ void consume(const FlashParams& p, uint32_t smem, Bars bars, const Tile& t, int cw) {
+  Consumer<T, D> c(p, smem, bars, t, cw);
+  mbar_wait(bars.q_full(), 0);  // always: the producer loads Q even when there is no key tile
+  if (kOverlap && t.n_blocks > 0) {
+    consume_overlapped<T, D>(c, t, cw);
+  } else if (!kOverlap) {
+    consume_serial<T, D>(c, t, cw);
+  }
+  c.epilogue(t);
+}
+
+template <typename T, int D, bool kOverlap>
 __device__ __forceinline__ void run_cta(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
                                         const FlashParams& p) {
   __shared__ __align__(8) uint64_t barriers[kBarriers];  // static: marks the real image (see the top)
@@ -328,17 +423,17 @@ __device__ __forceinline__ void run_cta(const CUtensorMap* tq, const CUtensorMap
     if (threadIdx.x == 0) produce<D>(tq, tk, tv, smem, bars, t);
   } else {
     setmaxnreg_inc<240>();
-    consume<T, D>(p, smem, bars, t, wg - 1);
+    consume<T, D, kOverlap>(p, smem, bars, t, wg - 1);
   }
 }
 #endif  // FA_SM90_DEVICE
 
-template <typename T, int D>
+template <typename T, int D, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                           const __grid_constant__ CUtensorMap tv, const FlashParams p) {
 #ifdef FA_SM90_DEVICE
-  run_cta<T, D>(&tq, &tk, &tv, p);
+  run_cta<T, D, kOverlap>(&tq, &tk, &tv, p);
 #endif
 }
 
@@ -384,7 +479,7 @@ bool encode(CUtensorMap* map, const void* base, bool bf16, int head_dim, int seq
 
 // This kernel can run on the current device: compute capability 9.0 and the sm_90a image (the only one
 // with static shared memory) is what a launch would pick. Cached per device.
-template <typename T, int D>
+template <typename T, int D, bool kOverlap>
 bool image_ready() {
   constexpr int kMaxDevices = 64;
   static int state[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
@@ -399,9 +494,9 @@ bool image_ready() {
     const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
                     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                     major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes(&attr, flash_fwd_sm90_kernel<T, D>) == cudaSuccess &&
+                    cudaFuncGetAttributes(&attr, flash_fwd_sm90_kernel<T, D, kOverlap>) == cudaSuccess &&
                     attr.sharedSizeBytes > 0 &&
-                    cudaFuncSetAttribute(flash_fwd_sm90_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                    cudaFuncSetAttribute(flash_fwd_sm90_kernel<T, D, kOverlap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          Layout<D>::bytes) == cudaSuccess;
     if (!ok) cudaGetLastError();
     state[device] = ok ? 1 : -1;
@@ -409,9 +504,9 @@ bool image_ready() {
   return state[device] == 1;
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kOverlap>
 cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
-  if (!image_ready<T, D>()) return cudaErrorNotSupported;
+  if (!image_ready<T, D, kOverlap>()) return cudaErrorNotSupported;
   const bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   CUtensorMap tq, tk, tv;
   if (!encode(&tq, p.q, bf16, D, p.seqlen_q, p.heads, p.batch, p.q_s, kBlockM) ||
@@ -420,25 +515,39 @@ cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
     return cudaErrorNotSupported;
   }
   const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
-  flash_fwd_sm90_kernel<T, D><<<grid, kThreads, Layout<D>::bytes, stream>>>(tq, tk, tv, p);
+  flash_fwd_sm90_kernel<T, D, kOverlap><<<grid, kThreads, Layout<D>::bytes, stream>>>(tq, tk, tv, p);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-bool flash_fwd_sm90_enabled() {
+Sm90Mode flash_fwd_sm90_mode() {
   const char* env = std::getenv("FA_KERNELS_SM90");
-  return env == nullptr || std::strcmp(env, "0") != 0;
+  if (env == nullptr) return Sm90Mode::kOverlapped;
+  if (std::strcmp(env, "0") == 0) return Sm90Mode::kOff;
+  return std::strcmp(env, "serial") == 0 ? Sm90Mode::kSerial : Sm90Mode::kOverlapped;
 }
 
+namespace {
+template <typename T, int D>
+cudaError_t launch_mode(const FlashParams& p, cudaStream_t stream, Sm90Mode mode) {
+  return mode == Sm90Mode::kSerial ? launch<T, D, false>(p, stream) : launch<T, D, true>(p, stream);
+}
+}  // namespace
+
 cudaError_t flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
-  if (!flash_fwd_sm90_enabled() || p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 ||
+  const Sm90Mode mode = flash_fwd_sm90_mode();
+  if (mode == Sm90Mode::kOff || p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 ||
       p.seqlen_q <= 0 || p.seqlen_k <= 0 || p.batch * static_cast<int64_t>(p.heads) > 65535) {
     return cudaErrorNotSupported;
   }
   const bool bf16 = p.dtype == AttnDType::kBFloat16;
-  if (p.head_dim == 64) return bf16 ? launch<__nv_bfloat16, 64>(p, stream) : launch<__half, 64>(p, stream);
-  if (p.head_dim == 128) return bf16 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__half, 128>(p, stream);
+  if (p.head_dim == 64) {
+    return bf16 ? launch_mode<__nv_bfloat16, 64>(p, stream, mode) : launch_mode<__half, 64>(p, stream, mode);
+  }
+  if (p.head_dim == 128) {
+    return bf16 ? launch_mode<__nv_bfloat16, 128>(p, stream, mode) : launch_mode<__half, 128>(p, stream, mode);
+  }
   return cudaErrorNotSupported;
 }
 

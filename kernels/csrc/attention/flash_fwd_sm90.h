@@ -6,9 +6,10 @@
 
 namespace fa_kernels {
 
-// False when the environment sets FA_KERNELS_SM90=0 (read on every call, so one process can compare
-// both paths).
-bool flash_fwd_sm90_enabled();
+// FA_KERNELS_SM90, read on every call so one process can compare the paths: unset (or anything else)
+// the overlapped schedule, "serial" the one-step-at-a-time schedule (for debugging), "0" off.
+enum class Sm90Mode { kOff, kSerial, kOverlapped };
+Sm90Mode flash_fwd_sm90_mode();
 
 // Same contract as flash_fwd. cudaErrorNotSupported, with nothing launched and no error left pending,
 // when it does not apply: not a compute capability 9.0 device, no sm_90a image in this build, switched
