@@ -36,9 +36,7 @@ namespace {
 constexpr int kBlockM = 128;      // queries a CTA: two consumer warpgroups of 64
 constexpr int kStages = 2;        // K/V ring depth
 constexpr int kThreads = 384;     // producer + 2 consumers
-constexpr int kConsumerWarps = 8;  // arrivals an "empty" barrier waits for
 constexpr int kBoxCols = 64;      // 128 bytes of 16-bit elements: one swizzle atom wide
-constexpr int kBarriers = 1 + 4 * kStages;
 
 template <int D> __host__ __device__ constexpr int block_n() { return 128; }
 
@@ -51,6 +49,9 @@ struct Layout {  // dynamic shared memory, byte offsets from a 1024-aligned base
 };
 
 #ifdef FA_SM90_DEVICE
+constexpr int kConsumerWarps = 8;  // arrivals an "empty" barrier waits for
+constexpr int kBarriers = 1 + 4 * kStages;
+
 using attn::kLn2;
 using attn::kLog2e;
 using attn::Mma;
