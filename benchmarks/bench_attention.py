@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -44,9 +45,27 @@ def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     impls = {"auto": ours("auto"), "triton": ours("triton")}
     if cuda_attention.compiled():
-        impls["cuda"] = ours("cuda")
+        impls["cuda"] = ours("cuda")  # on an H100/H200: the sm_90a forward (flash_fwd_sm90.cu)
+        if torch.cuda.get_device_capability(q.device) == (9, 0):
+            impls["cuda_sm80"] = _without_sm90(ours("cuda"))
     impls |= {name: sdpa(b) for name, b in PEERS.items()}
     return impls
+
+
+def _without_sm90(run: Callable[[], Any]) -> Callable[[], Any]:
+    """The compiled backend's sm_80 forward on a Hopper GPU: FA_KERNELS_SM90=0 for the call (the
+    extension reads it on every call, so a CUDA graph captures whichever path was set at capture)."""
+    def call() -> Any:
+        saved = os.environ.get("FA_KERNELS_SM90")
+        os.environ["FA_KERNELS_SM90"] = "0"
+        try:
+            return run()
+        finally:
+            if saved is None:
+                del os.environ["FA_KERNELS_SM90"]
+            else:
+                os.environ["FA_KERNELS_SM90"] = saved
+    return call
 
 
 def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool, notes: set[str],
@@ -84,6 +103,9 @@ def _row(head_dim: int, causal: bool, seqlen: int, chose: str, times: dict[str, 
     for name, t in times.items():
         if name != "auto":
             row[f"{name} TFLOP/s"], row[f"{name} graph ms"] = _tflops(flops, t.ms), t.graph_ms
+    cuda, cudnn = times.get("cuda"), times["sdpa_cudnn"]
+    if cuda is not None:  # issue #16's target: the compiled backend against cuDNN
+        row["cuda x sdpa_cudnn"] = cudnn.ms / cuda.ms if cudnn.ms and cuda.ms else None
     return row
 
 

@@ -3,6 +3,7 @@
 // (the next K tile and the current V tile load while the warps compute), online softmax in registers
 // in log2 units, tensor-core mma.sync for Q.K^T and P.V with fp32 accumulation.
 #include "attention/flash_common.cuh"
+#include "attention/flash_fwd_sm90.h"
 
 #include <cmath>
 
@@ -164,6 +165,9 @@ struct Launch {
 
 bool flash_supports_head_dim(int head_dim) { return head_dim_compiled(head_dim); }
 
-cudaError_t flash_fwd(const FlashParams& p, cudaStream_t stream) { return dispatch<Launch>(p, stream); }
+cudaError_t flash_fwd(const FlashParams& p, cudaStream_t stream) {
+  const cudaError_t hopper = flash_fwd_sm90(p, stream);  // Hopper's own kernel where it applies
+  return hopper == cudaErrorNotSupported ? dispatch<Launch>(p, stream) : hopper;
+}
 
 }  // namespace fa_kernels

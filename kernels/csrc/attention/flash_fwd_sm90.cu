@@ -1,0 +1,555 @@
+// Flash attention forward for Hopper (sm_90a): TMA loads into 128-byte-swizzled shared memory, wgmma
+// tensor-core products issued by whole warpgroups, and warp specialization (FlashAttention-3's schedule,
+// our own code).
+//
+// A CTA owns 128 queries of one (batch, head) and runs three warpgroups:
+//   producer  (warpgroup 0, registers cut to 24): one thread loads Q once, then K and V tiles of kBlockN
+//             keys into a two-stage ring; each stage has a "full" mbarrier (TMA completes its bytes on it)
+//             and an "empty" one (the 8 consumer warps arrive when their products have read it).
+//   consumers (warpgroups 1 and 2, registers raised to 240): 64 query rows each. Per key tile:
+//             S = Q.K^T (wgmma, both operands in shared memory), online softmax in registers, then
+//             O += P.V (wgmma, P from registers, V from shared memory, head_dim-major).
+// Tensor maps are 4-D (head_dim, seqlen, heads, batch) over the tensors' real strides, so rows past a
+// sequence's end are out of bounds and TMA fills them with zeros: odd lengths cost nothing extra.
+//
+// Compiled only for sm_90a (wgmma, setmaxnreg); in any other device pass the kernel is empty and has no
+// static shared memory, which is how the host side tells that the image it would launch is the real one.
+#include "attention/flash_fwd_sm90.h"
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "attention/flash_common.cuh"
+
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FA_SM90_DEVICE 1
+#include "attention/sm90_wgmma.cuh"
+#endif
+
+namespace fa_kernels {
+namespace {
+
+constexpr int kBlockM = 128;      // queries a CTA: two consumer warpgroups of 64
+constexpr int kStages = 2;        // K/V ring depth
+constexpr int kThreads = 384;     // producer + 2 consumers
+constexpr int kBoxCols = 64;      // 128 bytes of 16-bit elements: one swizzle atom wide
+
+template <int D> __host__ __device__ constexpr int block_n() { return 128; }
+
+template <int D>
+struct Layout {  // dynamic shared memory, byte offsets from a 1024-aligned base (the 128B swizzle's period)
+  static constexpr int kN = block_n<D>();
+  static constexpr int q_bytes = kBlockM * D * 2, kv_bytes = kN * D * 2;
+  static constexpr int k_off = q_bytes, v_off = k_off + kStages * kv_bytes;
+  static constexpr int bytes = v_off + kStages * kv_bytes + 1024;  // + room to align the base
+};
+
+#ifdef FA_SM90_DEVICE
+constexpr int kConsumerWarps = 8;  // arrivals an "empty" barrier waits for
+constexpr int kBarriers = 1 + 4 * kStages;
+
+using attn::kLn2;
+using attn::kLog2e;
+using attn::Mma;
+using attn::quad_max;
+using attn::quad_sum;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// -- mbarriers -------------------------------------------------------------------------------------
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Spins until the phase of parity `parity` has completed. A fresh barrier counts its (nonexistent)
+// previous phase, parity 1, as complete: the producer's first wait on an empty slot passes at once.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// -- TMA -------------------------------------------------------------------------------------------
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int row,
+                                         int head, int batch) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(head), "r"(batch), "r"(bar)
+      : "memory");
+}
+
+// A tile of `rows` x D lands as D/64 column blocks of rows x 128 bytes, one TMA box each.
+template <int D>
+__device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap* map, uint32_t bar, int rows, int row0,
+                                          int head, int batch) {
+#pragma unroll
+  for (int c = 0; c < D / kBoxCols; ++c) tma_load(dst + c * rows * 128, map, bar, c * kBoxCols, row0, head, batch);
+}
+
+// -- wgmma -----------------------------------------------------------------------------------------
+// Shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4), 128B swizzle.
+__device__ __forceinline__ uint64_t make_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>((lbo & 0x3FFFF) >> 4) << 16 |
+         static_cast<uint64_t>((sbo & 0x3FFFF) >> 4) << 32 | 1ull << 62;
+}
+// K-major operand (Q, K: head_dim contiguous) at k-step kk of 16 elements: 4 steps inside a 128-byte
+// swizzle atom (32 bytes each), then the next column block. 8-row groups are 1024 bytes apart.
+__device__ __forceinline__ uint64_t desc_k_major(uint32_t tile, int rows, int kk) {
+  return make_desc(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 16, 1024);
+}
+// MN-major operand (V as the B of P.V: head_dim, the N side, contiguous) at k-step kk of 16 keys:
+// 16 rows further; column blocks of 64 head_dim elements are rows * 128 bytes apart (LBO).
+__device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile, int rows, int kk) {
+  return make_desc(tile + kk * 16 * 128, rows * 128, 1024);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Keeps the compiler from touching accumulators across an asynchronous product: every read after
+// the wait depends on these (empty) definitions.
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
+struct Bars {  // shared-memory addresses of the mbarriers
+  uint32_t base;
+  __device__ uint32_t q_full() const { return base; }
+  __device__ uint32_t k_full(int s) const { return base + 8 * (1 + s); }
+  __device__ uint32_t v_full(int s) const { return base + 8 * (1 + kStages + s); }
+  __device__ uint32_t k_empty(int s) const { return base + 8 * (1 + 2 * kStages + s); }
+  __device__ uint32_t v_empty(int s) const { return base + 8 * (1 + 3 * kStages + s); }
+};
+
+struct Tile {  // what a CTA works on
+  int m0, b, h, hk, n_blocks;
+};
+
+template <int D>
+__device__ void produce(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv, uint32_t smem,
+                        Bars bars, const Tile& t) {
+  using L = Layout<D>;
+  mbar_expect_tx(bars.q_full(), L::q_bytes);
+  load_tile<D>(smem, tq, bars.q_full(), kBlockM, t.m0, t.h, t.b);
+  for (int nb = 0; nb < t.n_blocks; ++nb) {
+    const int s = nb % kStages;
+    const uint32_t parity = ((nb / kStages) & 1) ^ 1;
+    mbar_wait(bars.k_empty(s), parity);
+    mbar_expect_tx(bars.k_full(s), L::kv_bytes);
+    load_tile<D>(smem + L::k_off + s * L::kv_bytes, tk, bars.k_full(s), L::kN, nb * L::kN, t.hk, t.b);
+    mbar_wait(bars.v_empty(s), parity);
+    mbar_expect_tx(bars.v_full(s), L::kv_bytes);
+    load_tile<D>(smem + L::v_off + s * L::kv_bytes, tv, bars.v_full(s), L::kN, nb * L::kN, t.hk, t.b);
+  }
+}
+
+// Online softmax of one score tile (in place: scores become probabilities) for the two rows a thread
+// holds; alpha gets the factor the running output must be scaled by (the change of the running max).
+// Scores are already in log2 units.
+template <int N>
+__device__ __forceinline__ void softmax_tile(float (&s)[N / 2], float (&row_max)[2], float (&row_sum)[2],
+                                             float (&alpha)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = row_max[r];
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+    mx = quad_max(mx);
+    const float base = mx == -INFINITY ? 0.f : mx;  // a row that has seen no key yet stays all zeros
+    alpha[r] = exp2f(row_max[r] - base);
+    row_max[r] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+      s[4 * j + 2 * r] = exp2f(s[4 * j + 2 * r] - base);
+      s[4 * j + 2 * r + 1] = exp2f(s[4 * j + 2 * r + 1] - base);
+      sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+    }
+    row_sum[r] = row_sum[r] * alpha[r] + sum;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void rescale(float (&o)[D / 2], const float (&alpha)[2]) {
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+    o[4 * j] *= alpha[0];
+    o[4 * j + 1] *= alpha[0];
+    o[4 * j + 2] *= alpha[1];
+    o[4 * j + 3] *= alpha[1];
+  }
+}
+
+// Scales scores into log2 units and masks keys past seqlen_k and (causal) past the diagonal.
+// Accumulator element i of m64nN: n8 block i/4, column 8(i/4) + 2(lane%4) + (i&1), row +8 for i%4 >= 2.
+template <int N>
+__device__ __forceinline__ void scale_and_mask(float (&s)[N / 2], float scale_log2, bool edge, int n0, int row,
+                                               int seqlen_k, bool causal, int offset) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) {
+    const int col = n0 + 8 * (i / 4) + 2 * (lane & 3) + (i & 1);
+    const int r = row + ((i & 2) ? 8 : 0);
+    const bool ok = !edge || (col < seqlen_k && (!causal || col <= r + offset));
+    s[i] = ok ? s[i] * scale_log2 : -INFINITY;
+  }
+}
+
+// What one consumer warpgroup (64 query rows) needs through its loop over key tiles.
+template <typename T, int D>
+struct Consumer {
+  using L = Layout<D>;
+  static constexpr int kN = L::kN;
+  static constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  const FlashParams& p;
+  uint32_t smem;
+  Bars bars;
+  int first_row, row, offset;  // this warpgroup's first query, this thread's rows (row, row + 8)
+  float scale_log2;
+  float o[D / 2];
+  float row_max[2], row_sum[2];
+
+  __device__ Consumer(const FlashParams& params, uint32_t smem_base, Bars b, const Tile& t, int cw)
+      : p(params), smem(smem_base), bars(b) {
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    first_row = t.m0 + cw * 64;
+    row = first_row + warp * 16 + (lane >> 2);
+    offset = p.seqlen_k - p.seqlen_q;  // causal: query i sees keys j <= i + offset
+    scale_log2 = p.softmax_scale * kLog2e;
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+    row_max[0] = row_max[1] = -INFINITY;
+    row_sum[0] = row_sum[1] = 0.f;
+  }
+
+  __device__ uint32_t q_tile(int cw) const { return smem + cw * 64 * 128; }  // 64 rows in each column block
+  __device__ uint32_t k_tile(int nb) const { return smem + L::k_off + (nb % kStages) * L::kv_bytes; }
+  __device__ uint32_t v_tile(int nb) const { return smem + L::v_off + (nb % kStages) * L::kv_bytes; }
+  static __device__ uint32_t parity(int nb) { return (nb / kStages) & 1; }
+
+  // S = Q.K^T for key tile nb, issued and committed (one wgmma group); the caller waits.
+  __device__ void issue_qk(float (&sc)[kN / 2], uint32_t q, int nb) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      sm90::Wgmma<kN, kBf16>::ss(sc, desc_k_major(q, kBlockM, kk), desc_k_major(k_tile(nb), kN, kk), kk > 0);
+    }
+    wgmma_commit();
+  }
+  // O += P.V for key tile nb, issued and committed.
+  __device__ void issue_pv(const uint32_t (&pa)[kN / 16][4], int nb) {
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) sm90::Wgmma<D, kBf16>::rs(o, pa[kk], desc_mn_major(v_tile(nb), kN, kk), 1);
+    wgmma_commit();
+  }
+  __device__ void release(uint32_t empty_bar) const {
+    if ((threadIdx.x & 31) == 0) mbar_arrive(empty_bar);
+  }
+  // Masks and exponentiates tile nb's scores in place; alpha: the running output's rescale factor.
+  __device__ void softmax(float (&sc)[kN / 2], int nb, float (&alpha)[2]) {
+    const int n0 = nb * kN;
+    const bool edge = n0 + kN > p.seqlen_k || (p.causal && n0 + kN - 1 > first_row + offset);
+    scale_and_mask<kN>(sc, scale_log2, edge, n0, row, p.seqlen_k, p.causal, offset);
+    softmax_tile<kN>(sc, row_max, row_sum, alpha);
+  }
+  // P as the A operand of P.V: k-block kk is n8 blocks 2kk and 2kk+1 of the score accumulator.
+  static __device__ void to_operand(const float (&sc)[kN / 2], uint32_t (&pa)[kN / 16][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) pa[kk][e] = Mma<T>::pack(sc[8 * kk + 2 * e], sc[8 * kk + 2 * e + 1]);
+    }
+  }
+
+  // Normalises and writes rows < seqlen_q; lse in natural-log units, +inf for a row that saw no key.
+  __device__ void epilogue(const Tile& t) {
+    const int lane = threadIdx.x & 31;
+    T* out = static_cast<T*>(p.out) + t.b * p.out_s.batch + t.h * p.out_s.head;
+    float* lse_row = p.lse + (static_cast<int64_t>(t.b) * p.heads + t.h) * p.seqlen_q;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float total = quad_sum(row_sum[r]);
+      const float inv = total > 0.f ? 1.f / total : 0.f;
+      const float lse = total > 0.f ? (row_max[r] + log2f(total)) * kLn2 : INFINITY;
+      const int q_row = row + 8 * r;
+      if (q_row >= p.seqlen_q) continue;
+      T* dst = out + static_cast<int64_t>(q_row) * p.out_s.row + 2 * (lane & 3);
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        *reinterpret_cast<uint32_t*>(dst + 8 * j) = Mma<T>::pack(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+      }
+      if ((lane & 3) == 0) lse_row[q_row] = lse;
+    }
+  }
+};
+
+// One tile after the other: S_j, softmax, O += P_j.V_j, each product waited for before the next step.
+template <typename T, int D>
+__device__ void consume_serial(Consumer<T, D>& c, const Tile& t, int cw) {
+  constexpr int kN = Consumer<T, D>::kN;
+  for (int nb = 0; nb < t.n_blocks; ++nb) {
+    float sc[kN / 2], alpha[2];
+    uint32_t pa[kN / 16][4];
+    mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
+    wgmma_fence();
+    c.issue_qk(sc, c.q_tile(cw), nb);
+    wgmma_wait<0>();
+    fence_regs(sc);
+    c.release(c.bars.k_empty(nb % kStages));
+    c.softmax(sc, nb, alpha);
+    rescale<D>(c.o, alpha);
+    c.to_operand(sc, pa);
+    mbar_wait(c.bars.v_full(nb % kStages), c.parity(nb));
+    wgmma_fence();
+    c.issue_pv(pa, nb);
+    wgmma_wait<0>();
+    fence_regs(c.o);
+    c.release(c.bars.v_empty(nb % kStages));
+  }
+}
+
+// Intra-warpgroup overlap: S_j = Q.K_j^T and O += P_{j-1}.V_{j-1} are in flight together, and the
+// softmax of tile j (all but the rescale of O) runs while the P.V product still computes.
+template <typename T, int D>
+__device__ void consume_overlapped(Consumer<T, D>& c, const Tile& t, int cw) {
+  constexpr int kN = Consumer<T, D>::kN;
+  float sc[kN / 2], alpha[2];
+  uint32_t pa[kN / 16][4];
+  mbar_wait(c.bars.k_full(0), 0);
+  wgmma_fence();
+  c.issue_qk(sc, c.q_tile(cw), 0);
+  wgmma_wait<0>();
+  fence_regs(sc);
+  c.release(c.bars.k_empty(0));
+  c.softmax(sc, 0, alpha);  // O is still zero: no rescale
+  c.to_operand(sc, pa);
+  for (int nb = 1; nb < t.n_blocks; ++nb) {
+    mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
+    wgmma_fence();
+    c.issue_qk(sc, c.q_tile(cw), nb);
+    mbar_wait(c.bars.v_full((nb - 1) % kStages), c.parity(nb - 1));
+    c.issue_pv(pa, nb - 1);
+    wgmma_wait<1>();  // S_j is done, P_{j-1}.V_{j-1} may still run
+    fence_regs(sc);
+    c.release(c.bars.k_empty(nb % kStages));
+    c.softmax(sc, nb, alpha);
+    wgmma_wait<0>();
+    fence_regs(c.o);
+    c.release(c.bars.v_empty((nb - 1) % kStages));
+    rescale<D>(c.o, alpha);
+    c.to_operand(sc, pa);
+  }
+  const int last = t.n_blocks - 1;
+  mbar_wait(c.bars.v_full(last % kStages), c.parity(last));
+  wgmma_fence();
+  c.issue_pv(pa, last);
+  wgmma_wait<0>();
+  fence_regs(c.o);
+  c.release(c.bars.v_empty(last % kStages));
+}
+
+template <typename T, int D, bool kOverlap>
+__device__ void consume(const FlashParams& p, uint32_t smem, Bars bars, const Tile& t, int cw) {
+  Consumer<T, D> c(p, smem, bars, t, cw);
+  mbar_wait(bars.q_full(), 0);  // always: the producer loads Q even when there is no key tile
+  if (kOverlap && t.n_blocks > 0) {
+    consume_overlapped<T, D>(c, t, cw);
+  } else if (!kOverlap) {
+    consume_serial<T, D>(c, t, cw);
+  }
+  c.epilogue(t);
+}
+
+template <typename T, int D, bool kOverlap>
+__device__ __forceinline__ void run_cta(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
+                                        const FlashParams& p) {
+  __shared__ __align__(8) uint64_t barriers[kBarriers];  // static: marks the real image (see the top)
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t smem = (smem_u32(smem_raw) + 1023) & ~1023u;
+  const Bars bars{smem_u32(barriers)};
+
+  Tile t;
+  // the longest causal tiles (the last query blocks) start first
+  const int m_block = p.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  t.m0 = m_block * kBlockM;
+  t.b = blockIdx.y / p.heads;
+  t.h = blockIdx.y % p.heads;
+  t.hk = t.h / (p.heads / p.heads_k);
+  const int n_end = p.causal ? min(p.seqlen_k, t.m0 + kBlockM + p.seqlen_k - p.seqlen_q) : p.seqlen_k;
+  t.n_blocks = n_end > 0 ? (n_end + block_n<D>() - 1) / block_n<D>() : 0;
+
+  if (threadIdx.x == 0) {
+    mbar_init(bars.q_full(), 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(bars.k_full(s), 1);
+      mbar_init(bars.v_full(s), 1);
+      mbar_init(bars.k_empty(s), kConsumerWarps);
+      mbar_init(bars.v_empty(s), kConsumerWarps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    setmaxnreg_dec<24>();
+    if (threadIdx.x == 0) produce<D>(tq, tk, tv, smem, bars, t);
+  } else {
+    setmaxnreg_inc<240>();
+    consume<T, D, kOverlap>(p, smem, bars, t, wg - 1);
+  }
+}
+#endif  // FA_SM90_DEVICE
+
+template <typename T, int D, bool kOverlap>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                          const __grid_constant__ CUtensorMap tv, const FlashParams p) {
+#ifdef FA_SM90_DEVICE
+  run_cta<T, D, kOverlap>(&tq, &tk, &tv, p);
+#endif
+}
+
+// -- host ------------------------------------------------------------------------------------------
+
+using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
+
+// The driver's tensor-map encoder, found at run time (no -lcuda); null when the driver has none.
+EncodeTiled encoder() {
+  static const EncodeTiled fn = [] {
+    void* ptr = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    const cudaError_t err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &found);
+#else
+    const cudaError_t err = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &ptr, cudaEnableDefault, &found);
+#endif
+    if (err != cudaSuccess) cudaGetLastError();  // a failed probe must not show up as the next launch's error
+    return err == cudaSuccess && found == cudaDriverEntryPointSuccess ? reinterpret_cast<EncodeTiled>(ptr) : nullptr;
+  }();
+  return fn;
+}
+
+// A 4-D map (head_dim, seqlen, heads, batch) with boxes of 64 x rows; false if the driver refuses it
+// (e.g. a stride that is not a multiple of 16 bytes).
+bool encode(CUtensorMap* map, const void* base, bool bf16, int head_dim, int seqlen, int heads, int batch,
+            const Strides& st, int rows) {
+  const EncodeTiled fn = encoder();
+  if (fn == nullptr) return false;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(seqlen),
+                              static_cast<cuuint64_t>(heads), static_cast<cuuint64_t>(batch)};
+  if (st.row < 0 || st.head < 0 || st.batch < 0) return false;
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(st.row) * 2, static_cast<cuuint64_t>(st.head) * 2,
+                                 static_cast<cuuint64_t>(st.batch) * 2};
+  const cuuint32_t box[4] = {kBoxCols, static_cast<cuuint32_t>(rows), 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUresult res = fn(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                          const_cast<void*>(base), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return res == CUDA_SUCCESS;
+}
+
+// This kernel can run on the current device: compute capability 9.0 and the sm_90a image (the only one
+// with static shared memory) is what a launch would pick. Cached per device.
+template <typename T, int D, bool kOverlap>
+bool image_ready() {
+  constexpr int kMaxDevices = 64;
+  static int state[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) {
+    cudaGetLastError();
+    return false;
+  }
+  if (state[device] == 0) {
+    int major = 0, minor = 0;
+    cudaFuncAttributes attr{};
+    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+                    major == 9 && minor == 0 &&
+                    cudaFuncGetAttributes(&attr, flash_fwd_sm90_kernel<T, D, kOverlap>) == cudaSuccess &&
+                    attr.sharedSizeBytes > 0 &&
+                    cudaFuncSetAttribute(flash_fwd_sm90_kernel<T, D, kOverlap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         Layout<D>::bytes) == cudaSuccess;
+    if (!ok) cudaGetLastError();
+    state[device] = ok ? 1 : -1;
+  }
+  return state[device] == 1;
+}
+
+template <typename T, int D, bool kOverlap>
+cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
+  if (!image_ready<T, D, kOverlap>()) return cudaErrorNotSupported;
+  const bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+  CUtensorMap tq, tk, tv;
+  if (!encode(&tq, p.q, bf16, D, p.seqlen_q, p.heads, p.batch, p.q_s, kBlockM) ||
+      !encode(&tk, p.k, bf16, D, p.seqlen_k, p.heads_k, p.batch, p.k_s, block_n<D>()) ||
+      !encode(&tv, p.v, bf16, D, p.seqlen_k, p.heads_k, p.batch, p.v_s, block_n<D>())) {
+    return cudaErrorNotSupported;
+  }
+  const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
+  flash_fwd_sm90_kernel<T, D, kOverlap><<<grid, kThreads, Layout<D>::bytes, stream>>>(tq, tk, tv, p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+Sm90Mode flash_fwd_sm90_mode() {
+  const char* env = std::getenv("FA_KERNELS_SM90");
+  if (env == nullptr) return Sm90Mode::kOverlapped;
+  if (std::strcmp(env, "0") == 0) return Sm90Mode::kOff;
+  return std::strcmp(env, "serial") == 0 ? Sm90Mode::kSerial : Sm90Mode::kOverlapped;
+}
+
+namespace {
+template <typename T, int D>
+cudaError_t launch_mode(const FlashParams& p, cudaStream_t stream, Sm90Mode mode) {
+  return mode == Sm90Mode::kSerial ? launch<T, D, false>(p, stream) : launch<T, D, true>(p, stream);
+}
+}  // namespace
+
+cudaError_t flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
+  const Sm90Mode mode = flash_fwd_sm90_mode();
+  if (mode == Sm90Mode::kOff || p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 ||
+      p.seqlen_q <= 0 || p.seqlen_k <= 0 || p.batch * static_cast<int64_t>(p.heads) > 65535) {
+    return cudaErrorNotSupported;
+  }
+  const bool bf16 = p.dtype == AttnDType::kBFloat16;
+  if (p.head_dim == 64) {
+    return bf16 ? launch_mode<__nv_bfloat16, 64>(p, stream, mode) : launch_mode<__half, 64>(p, stream, mode);
+  }
+  if (p.head_dim == 128) {
+    return bf16 ? launch_mode<__nv_bfloat16, 128>(p, stream, mode) : launch_mode<__half, 128>(p, stream, mode);
+  }
+  return cudaErrorNotSupported;
+}
+
+}  // namespace fa_kernels
