@@ -6,6 +6,7 @@
 #   3. benchmarks/bench_cold_start.py: first calls (JIT / precompiled / warm, checksums), import torch,
 #      doctor first and repeated, install from the local wheel into another fresh venv
 #   4. fa-dist warm on an install without the store (removed by hand), doctor's precompiled-kernels line
+#   (SKIP_WARM=1 stops after 3)
 #   5. (SPEED=1) bench_attention at seqlen 4096 (the kernels no longer specialise on sizes)
 # Logs under $OUT: build.log, install.log, cold.log (+ cold_start.md/.json), warm.log (5-6 files).
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
@@ -48,6 +49,7 @@ rm -rf "$TRITON_CACHE_DIR"
     > "$OUT/cold.log" 2>&1
 echo "cold start exit=$?"; tail -22 "$OUT/cold.log"
 
+[ -n "${SKIP_WARM:-}" ] && exit 0  # SKIP_WARM=1: the warm section is measured already
 {
     SITE=$("$ENV_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     rm -rf "$SITE/fa_kernels/_precompiled" "$TRITON_CACHE_DIR"
