@@ -33,7 +33,7 @@ print(fa_kernels.__file__, b.available(), b.device_arch(0))"
 SITE=$("$WORK/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 [ -n "${SKIP_SWEEP:-}" ] || {
-    step env OUT="$OUT" "$WORK/env/bin/python" benchmarks/sweep_auto.py --rep "$REP"
+    step env OUT="$OUT" "$WORK/env/bin/python" benchmarks/sweep_auto.py --rep "$REP" ${SWEEP_ARGS:-}
     if [ -s "$OUT/auto_table.py" ]; then
         cp "$OUT/auto_table.py" "$SITE/fa_kernels/auto_table.py"
         echo "installed the measured table into $SITE/fa_kernels/auto_table.py"
@@ -45,7 +45,7 @@ SITE=$("$WORK/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()[
     mkdir -p "$WORK/res"
     step env OUT="$WORK/res" "$WORK/env/bin/python" benchmarks/bench_norm.py --rep "$REP" ${BENCH_ARGS:-}
     # shellcheck disable=SC2086  # the seqlens are separate arguments
-    step env OUT="$WORK/res" "$WORK/env/bin/python" benchmarks/bench_attention.py --rep "$REP" \
+    [ -n "${SKIP_ATTN:-}" ] || step env OUT="$WORK/res" "$WORK/env/bin/python" benchmarks/bench_attention.py --rep "$REP" \
         --seqlens $SEQLENS --no-first-call ${BENCH_ARGS:-}
     cp "$WORK/res/norm.md" "$WORK/res/attention.md" "$OUT/" 2>/dev/null
 } 2>&1 | tee "$OUT/bench.log"
