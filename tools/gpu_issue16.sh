@@ -113,7 +113,8 @@ grep -E "^\|" "$OUT/bench.log" | head -50 >> "$SUMMARY"
 
 cat > "$WORK/one_call.py" <<'PYEOF'
 import torch
-import fa_kernels  # registers torch.ops.fa_kernels
+from fa_kernels._extension import cuda_extension
+cuda_extension()  # loads the extension: registers torch.ops.fa_kernels
 q, k, v = (torch.randn(4, 4096, 16, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
 for _ in range(3):
     torch.ops.fa_kernels.flash_fwd(q, k, v, 128 ** -0.5, False)
