@@ -6,7 +6,7 @@ source and the functions it calls, the GPU target, the compile options, the argu
 and the cache-relevant environment. fa_kernels ships or is given such entries in
 ``fa_kernels/_precompiled/<group>/`` (a group: one Triton version and one GPU target, with a
 manifest.json) and, once per process before its first Triton launch, points Triton's own cache folder
-at the entries of the groups matching this Triton and these GPUs. Triton then finds them under the
+at the entries of the groups of this Triton (and at their launchers: see ``module_file``). Triton then finds them under the
 very name it would have compiled to; anything that differs (another Triton build, another GPU, a
 changed kernel) hashes to another name, misses, and compiles as always. A precompiled kernel can
 therefore be unused, never wrong.
