@@ -123,26 +123,40 @@ def _supported(op: str, shape: Any) -> list[str]:
 
 
 def sweep(ops: list[str], rep: int) -> tuple[dict[str, str], dict[str, str]]:
-    """-> (choices, evidence) for this GPU: key -> backend, key -> the times behind it. A class measured
-    on several shapes (auto.representatives) goes to the backend with the lower total time."""
+    """-> (choices, evidence) for this GPU: key -> backend, key -> the times behind it."""
     from fa_kernels import auto
 
-    totals: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
     notes: dict[str, list[str]] = {}
     for op in ops:
         for shape in auto.representatives(op):
             times = (_norm_times if op == "norm" else _attention_times)(shape, _supported(op, shape), rep)
             for i, direction in enumerate(auto.DIRECTIONS):
                 ms = {n: t[i] for n, t in times.items() if t[i] is not None}
-                k = auto.key(op, direction, shape)
-                if not ms or (k in totals and set(totals[k]) != set(ms)):
-                    continue
-                totals[k] = {n: totals.get(k, {}).get(n, 0.0) + v for n, v in ms.items()}
-                notes.setdefault(k, []).append(
-                    f"{shape}: " + ", ".join(f"{n} {v:.4f} ms" for n, v in sorted(ms.items())))
-                print(f"{k}: {notes[k][-1]}", flush=True)
-    choices = {k: min(ms, key=lambda n: ms[n]) for k, ms in totals.items()}
-    return choices, {k: "; ".join(v) for k, v in notes.items()}
+                if ms:
+                    k = auto.key(op, direction, shape)
+                    runs.setdefault(k, []).append(ms)
+                    notes.setdefault(k, []).append(
+                        f"{shape}: " + ", ".join(f"{n} {v:.4f} ms" for n, v in sorted(ms.items())))
+                    print(f"{k}: {notes[k][-1]}", flush=True)
+    choices = {}
+    for k, measured in runs.items():
+        choice = choose(measured)
+        if choice is None:
+            print(f"{k}: no backend ran on every shape of the class; left to the default", flush=True)
+        else:
+            choices[k] = choice
+    return choices, {k: "; ".join(v) for k, v in notes.items() if k in choices}
+
+
+def choose(measured: list[dict[str, float]]) -> str | None:
+    """The backend of a class measured on several shapes: among those that ran on every shape, the one
+    with the lowest sum of its time over each shape's fastest (each shape weighs the same, whatever its
+    size); None when no backend ran on all of them."""
+    common = set.intersection(*(set(ms) for ms in measured)) if measured else set()
+    if not common:
+        return None
+    return min(sorted(common), key=lambda n: sum(ms[n] / min(ms[m] for m in common) for ms in measured))
 
 
 def main() -> None:

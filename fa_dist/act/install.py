@@ -254,7 +254,7 @@ def _install_and_check(
     t = time.perf_counter()
     result = smoke.run(
         target.python,
-        quick=True,
+        quick=smoke.INSTALL_QUICK,
         timeout=opts.smoke_timeout,
         inside=target.sites,
         progress=lambda line: log(f"  {line}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -16,6 +17,8 @@ from typing import Any
 
 from fa_dist import subproc
 from fa_dist.errors import ConfigError, SmokeFailed
+
+log = logging.getLogger("fa_dist")
 
 
 @dataclass(frozen=True)
@@ -37,18 +40,23 @@ WRAPPER = (
     "sys.argv = ['fa_kernels.smoke'] + sys.argv[1:]\n"
     "runpy.run_module('fa_kernels.smoke', run_name='__main__', alter_sys=True)\n"
 )
-# The same, started ahead (Standby): torch is imported, and CUDA initialised, while fa-dist still
-# detects, plans and pip-installs; the test itself starts at a "go" line on standard input (and fa_kernels
-# is imported only then, so it is the installed copy); anything else there (fa-dist gave up) ends it.
+# The same, started ahead (Standby): torch is imported while fa-dist still detects, plans and
+# pip-installs; the test itself starts at a "go" line on standard input (and fa_kernels is imported only
+# then, so it is the installed copy); anything else there (fa-dist gave up) ends it. A failed torch import
+# is raised after "go" as it happened (a second import would report a half-initialised torch instead).
+# No CUDA context is made while waiting: on an exclusive-process GPU, precompiling needs the device.
 STANDBY_WRAPPER = (
     "import sys\n"
+    "failed = None\n"
     "try:\n"
     "    import torch\n"
-    "    torch.cuda.is_available() and torch.cuda.init()\n"
-    "except BaseException:\n"
-    "    pass  # the test's own import of fa_kernels reports it\n"
+    "    torch.cuda.is_available()\n"
+    "except BaseException as exc:\n"
+    "    failed = exc\n"
     "if sys.stdin.readline().strip() != 'go':\n"
     "    sys.exit(0)\n"
+    "if failed is not None:\n"
+    "    raise failed\n"
     "import importlib\n"
     "importlib.invalidate_caches()  # pip has added files since this process looked\n" + WRAPPER
 )
@@ -86,6 +94,17 @@ def timeout_from(value: float | None) -> float:
     return value if value is not None else DEFAULT_TIMEOUT_S
 
 
+INSTALL_QUICK = True  # fa-dist install runs the quick set
+
+
+def interpreter_path(python: str) -> str | None:
+    """The interpreter's own sys.executable, as the install's probe reports it (a pyenv shim or a link
+    names another path); None when it does not run."""
+    done = subproc.run([python, "-I", "-c", "import sys; print(sys.executable)"], timeout=30)
+    lines = done.stdout.strip().splitlines() if done.ok else []
+    return lines[-1] if lines else None
+
+
 class Standby:
     """A smoke test started ahead of time in ``python``: its process imports torch while fa-dist goes
     on (on an H200, seconds of every install), then waits for ``run(..., standby=this)``. Use as a
@@ -104,6 +123,9 @@ class Standby:
         """The waiting process, told to go, when it runs this test; None otherwise (or when it died)."""
         proc, self._proc = self._proc, None
         if proc is None or proc.stdin is None or (python, quick) != (self.python, self.quick):
+            if proc is not None:
+                log.debug("smoke standby for %s (quick=%s) not used for %s (quick=%s)", self.python,
+                          self.quick, python, quick)
             self._end(proc)
             return None
         try:
@@ -114,19 +136,26 @@ class Standby:
             return None
         return proc
 
-    def _end(self, proc: subprocess.Popen[str] | None) -> None:
+    def close(self) -> None:
+        """End the waiting process now (e.g. before a source build: it would hold memory for minutes)."""
+        self._end(self._proc)
+        self._proc = None
+
+    @staticmethod
+    def _end(proc: subprocess.Popen[str] | None) -> None:
+        """Kill it: it holds nothing worth a clean exit. (Should fa-dist itself die, the end of its
+        input makes it exit on its own once torch is imported.)"""
         if proc is not None:
+            subproc.kill(proc)
             with contextlib.suppress(OSError):
                 if proc.stdin is not None:
-                    proc.stdin.close()  # it reads end of input and exits
-            subproc.kill(proc)
+                    proc.stdin.close()
 
     def __enter__(self) -> Standby:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._end(self._proc)
-        self._proc = None
+        self.close()
         self._folder.cleanup()
 
 

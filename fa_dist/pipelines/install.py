@@ -85,7 +85,10 @@ def standby(options: InstallOptions) -> AbstractContextManager[act_smoke.Standby
     runs the test once the wheel is in (act/smoke.Standby). Nothing when no smoke test will run here."""
     if not options.smoke or options.dry_run or options.target.env_file is not None:
         return contextlib.nullcontext()
-    return act_smoke.Standby(target_mod.resolve_python(options.target.python), quick=True)
+    python = act_smoke.interpreter_path(target_mod.resolve_python(options.target.python))
+    if python is None:  # detection says why, in its own words
+        return contextlib.nullcontext()
+    return act_smoke.Standby(python, quick=act_smoke.INSTALL_QUICK)
 
 
 @dataclass
@@ -173,6 +176,8 @@ def build_if_needed(run: _Run) -> None:
     if recipe is None:
         return
     options = BuildOptions(recipe=recipe, wheelhouse=run.plan.folders[0])
+    if run.standby is not None and recipe != "triton":  # a compiled build takes minutes: free its memory
+        run.standby.close()
     if run.plan.options.dry_run:
         build = build_pipeline.plan(run.plan.env, options).build
         archs = " ".join(map(str, build.archs.archs)) if build.archs else "any GPU"

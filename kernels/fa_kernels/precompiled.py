@@ -119,7 +119,7 @@ def seed(group: Group, cache_dir: Path) -> int:
         for index, pointed in zip(index_files, indexes, strict=True):
             _put(target / index.name, json.dumps({"child_paths": pointed}).encode())
         added += 1
-    return added + sum(_link_module(group.path / m, cache_dir / m) for m in group.modules if _is_entry_name(m))
+    return added + sum(_copy_module(group, m, cache_dir / m) for m in group.modules if _is_entry_name(m))
 
 
 def module_file(entry: Path) -> Path | None:
@@ -129,7 +129,8 @@ def module_file(entry: Path) -> Path | None:
     compiler (and once its driver utilities): about a second each, cached like the kernels, but as a
     single file under the sha256 of its C source and the platform, without an index. The file name
     carries the Python ABI (``__triton_launcher.cpython-312-x86_64-linux-gnu.so``), so another Python
-    looks for another name; one that does not load (another C library) Triton rebuilds."""
+    looks for another name; one that does not load (another C library) Triton rebuilds. The store is
+    trusted like the package's own code: seeding copies these into Triton's cache (``_copy_module``)."""
     try:
         files = [f for f in entry.iterdir() if not f.name.startswith(".")]
     except OSError:
@@ -139,22 +140,29 @@ def module_file(entry: Path) -> Path | None:
     return files[0] if files[0].is_file() and not files[0].is_symlink() else None
 
 
-def _link_module(source: Path, target: Path) -> bool:
-    """Link Triton's cache entry ``target`` to the store's module (Triton looks a module up as a file
-    and loads it from where it finds it); -> whether a link was made. A removed store leaves a dangling
-    link, which Triton takes for a miss and replaces with what it builds."""
-    module = module_file(source) if source.is_dir() else None
-    if module is None:
+def _copy_module(group: Group, name: str, target: Path) -> bool:
+    """Copy the store's module ``name`` into Triton's cache entry ``target`` (Triton looks a module up
+    as a file there); -> whether it was copied. Copied, not linked: it is native code that processes
+    load, and Triton names a launcher by its C source alone, so programs that never import fa_kernels
+    load it too. Its bytes are therefore fixed when seeded, and taken only from an entry that is no link,
+    a file that is no link, owned by this user or root and writable by no one else."""
+    source = group.path / name
+    if source.is_symlink() or not source.is_dir():
         return False
-    link = target / module.name
-    if link.exists():
+    module = module_file(source)
+    if module is None or not _trusted(module) or (target / module.name).exists():
         return False
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f".{module.name}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(module.resolve())
-    os.replace(tmp, link)
+    _put(target / module.name, module.read_bytes())
     return True
+
+
+def _trusted(file: Path) -> bool:
+    try:
+        st = file.stat()
+    except OSError:
+        return False
+    return st.st_uid in (os.getuid(), 0) and not st.st_mode & 0o022
 
 
 def _pointed(index: Path, source: Path) -> dict[str, str] | None:
@@ -172,11 +180,13 @@ def _pointed(index: Path, source: Path) -> dict[str, str] | None:
 
 
 def _put(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a unique temporary name, then a rename), unless it exists."""
     if path.exists():
         return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    os.chmod(tmp, 0o644)  # as Triton writes its own entries
     os.replace(tmp, path)
 
 
@@ -243,7 +253,9 @@ def _seed_here() -> None:
     if cache_dir is None:
         return
     for group in (g for g in groups if g.triton == triton.__version__):
-        stamp = cache_dir / f"fa_kernels-{group.name}-{group.digest}.seeded"
+        # keyed on the store's place too: another environment's copy of the same wheel seeds its own
+        where = hashlib.sha256(str(group.path.resolve()).encode()).hexdigest()[:8]
+        stamp = cache_dir / f"fa_kernels-{group.name}-{group.digest}-{where}.seeded"
         if stamp.exists():
             continue
         cache_dir.mkdir(parents=True, exist_ok=True)

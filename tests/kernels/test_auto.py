@@ -168,3 +168,13 @@ def test_with_dropout_dresidual_is_written_apart(name: str, device: str) -> None
     x, r, w = _leaves((8, 64), device)
     dx, dr = torch.autograd.grad(_norm_loss(x, r, w, name, p=0.5), (x, r))
     assert dx.data_ptr() != dr.data_ptr() and not torch.equal(dx, dr)
+
+
+def test_a_class_measured_on_several_shapes_goes_to_the_backend_ahead_relative_to_each_shape() -> None:
+    choose = _sweep_module().choose
+    # triton is 2x behind on the small shape and 1.1x ahead on the large one: each shape weighs the same
+    assert choose([{"triton": 2.0, "cuda": 1.0}, {"triton": 10.0, "cuda": 11.0}]) == "cuda"
+    # a backend that failed on one shape is not chosen on the others' evidence
+    assert choose([{"triton": 5.0}, {"triton": 5.0, "cuda": 1.0}]) == "triton"
+    assert choose([{"cuda": 1.0}, {"triton": 1.0}]) is None
+    assert choose([]) is None
