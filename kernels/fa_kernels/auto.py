@@ -2,8 +2,8 @@
 class, looked up in the measured table of auto_table.py (one per GPU arch; benchmarks/sweep_auto.py
 measures and writes it).
 
-A shape class is a pure function of the call's shape, coarse enough that one representative shape
-per class can be measured (``representatives``):
+A shape class is a pure function of the call's shape, coarse enough that one or two representative
+shapes per class can be measured (``representatives``):
 
 - norm: hidden size bucket x rows bucket x dropout on/off (dropout changes what the backward writes);
 - attention: head dim bucket x key length bucket x causal.
