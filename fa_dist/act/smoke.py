@@ -124,8 +124,13 @@ class Standby:
         proc, self._proc = self._proc, None
         if proc is None or proc.stdin is None or (python, quick) != (self.python, self.quick):
             if proc is not None:
-                log.debug("smoke standby for %s (quick=%s) not used for %s (quick=%s)", self.python,
-                          self.quick, python, quick)
+                log.debug(
+                    "smoke standby for %s (quick=%s) not used for %s (quick=%s)",
+                    self.python,
+                    self.quick,
+                    python,
+                    quick,
+                )
             self._end(proc)
             return None
         try:

@@ -176,8 +176,8 @@ def build_if_needed(run: _Run) -> None:
     if recipe is None:
         return
     options = BuildOptions(recipe=recipe, wheelhouse=run.plan.folders[0])
-    if run.standby is not None and recipe != "triton":  # a compiled build takes minutes: free its memory
-        run.standby.close()
+    if run.standby is not None and recipe != "triton":
+        run.standby.close()  # a compiled build takes minutes: free the waiting process's memory
     if run.plan.options.dry_run:
         build = build_pipeline.plan(run.plan.env, options).build
         archs = " ".join(map(str, build.archs.archs)) if build.archs else "any GPU"
