@@ -94,15 +94,16 @@ def _tflops(flops: float, ms: float | None) -> float | None:
 def _row(head_dim: int, causal: bool, seqlen: int, chose: str, times: dict[str, Timing],
          flops: float) -> dict[str, Any]:
     auto = times["auto"]
+    alt, alt_field = ("kernel", "kernel_ms") if auto.kernel_ms is not None else ("graph", "graph_ms")
     row: dict[str, Any] = {"hd": head_dim, "causal": causal, "seqlen": seqlen, "auto chose": chose,
                            "auto TFLOP/s": _tflops(flops, auto.ms), "auto ms": auto.ms,
-                           "auto graph ms": auto.graph_ms}
+                           f"auto {alt} ms": getattr(auto, alt_field)}
     for peer in PEERS:
         t = times[peer]
         row[f"x {peer}"] = t.ms / auto.ms if t.ms and auto.ms else None
     for name, t in times.items():
         if name != "auto":
-            row[f"{name} TFLOP/s"], row[f"{name} graph ms"] = _tflops(flops, t.ms), t.graph_ms
+            row[f"{name} TFLOP/s"], row[f"{name} {alt} ms"] = _tflops(flops, t.ms), getattr(t, alt_field)
     cuda, cudnn = times.get("cuda"), times["sdpa_cudnn"]
     if cuda is not None:  # issue #16's target: the compiled backend against cuDNN
         row["cuda x sdpa_cudnn"] = cudnn.ms / cuda.ms if cudnn.ms and cuda.ms else None

@@ -33,6 +33,8 @@ METHOD = (
     "forward outputs with retain_graph=True, gradients given (the forward is not timed). `graph` = the "
     "same call captured once in a torch.cuda.CUDAGraph after the warmup, replay timed the same way "
     "(no Python, autograd or launch overhead); `-` where capture failed (notes below the table). "
+    "`kernel` (backward) = the durations of the GPU kernels one backward ran, summed (torch.profiler), "
+    "the backward's device time without host time or the gaps between kernels. "
     "Each implementation is measured in two passes over all of them, the second in reverse order, and "
     "the lower median kept (the one measured first in a case was slower)."
 )
@@ -67,6 +69,7 @@ class Timing:
     ms: float | None
     graph_ms: float | None = None
     note: str = ""  # why a column is empty
+    kernel_ms: float | None = None  # backward: the GPU work alone (kernel_ms below)
 
 
 def _tensors(outs: Outputs) -> list[torch.Tensor]:
@@ -120,9 +123,34 @@ def graph_ms(call: Call, rep: int = DO_BENCH_REP_MS) -> tuple[float | None, str]
         del graph
 
 
+def kernel_ms(call: Call, reps: int = 20) -> tuple[float | None, str]:
+    """The device time of one call: the durations of the GPU kernels and copies it ran, summed
+    (torch.profiler over CUPTI), averaged over ``reps`` calls. Neither the host's Python, autograd and
+    launch time nor the gaps between kernels count: what the graph column shows for the forward, for a
+    backward, whose capture is off (BWD_GRAPH_NOTE). Where the host is slower than the GPU (a short
+    backward on a slow host) the median and this differ, and this is the kernels' own share."""
+    try:
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        call()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                call()
+            torch.cuda.synchronize()
+        us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
+    except Exception as exc:  # no CUPTI, a profiler already running
+        return None, f"no kernel time: {type(exc).__name__}: {str(exc).strip()[:80]}"
+    if us <= 0:
+        return None, "no kernel time: the profiler saw no GPU work"
+    return us / reps / 1e3, ""
+
+
 def measure(run: Callable[[], Outputs], inputs: Sequence[torch.Tensor], direction: str, *,
-            graphs: bool = True, rep: int = DO_BENCH_REP_MS) -> Timing:
-    """Time one implementation in one direction ("fwd" or "bwd") by the method above."""
+            graphs: bool = True, rep: int = DO_BENCH_REP_MS, kernel: bool = True) -> Timing:
+    """Time one implementation in one direction ("fwd" or "bwd") by the method above; ``graphs``: the
+    forward's graph column, ``kernel``: the backward's kernel column."""
     if direction not in ("fwd", "bwd"):
         raise ValueError(f"direction={direction!r}: fwd or bwd")
     try:
@@ -130,10 +158,11 @@ def measure(run: Callable[[], Outputs], inputs: Sequence[torch.Tensor], directio
         ms = median_ms(call, rep=rep)
     except Exception as exc:  # e.g. an SDPA backend that does not take this shape
         return Timing(None, None, f"failed: {type(exc).__name__}: {str(exc).strip()[:100]}")
+    if direction == "bwd":  # on the H200 a failed capture of a backward left torch's CUDA RNG unusable
+        kms, why = kernel_ms(call) if kernel else (None, "")  # ("Offset increment outside graph capture")
+        return Timing(ms, None, why or BWD_GRAPH_NOTE, kms)
     if not graphs:
         return Timing(ms)
-    if direction == "bwd":  # on the H200 a failed capture of a backward left torch's CUDA RNG unusable
-        return Timing(ms, None, BWD_GRAPH_NOTE)  # ("Offset increment outside graph capture") for the run
     gms, note = graph_ms(call, rep=rep)
     return Timing(ms, gms, note)
 
@@ -144,10 +173,11 @@ def measure_all(impls: dict[str, Callable[[], Outputs]], inputs: Sequence[torch.
     on the H200 the implementation measured first in a case read up to 1.8x slower than the same kernels
     measured later (benchmarks/results/issue17_h200), so no one may be first only."""
     first = {name: measure(run, inputs, direction, graphs=graphs, rep=rep) for name, run in impls.items()}
-    second = {name: measure(run, inputs, direction, graphs=False, rep=rep)
+    second = {name: measure(run, inputs, direction, graphs=False, rep=rep, kernel=False)
               for name, run in reversed(list(impls.items()))}
     best = {}
     for name, t in first.items():
         again = second[name].ms
-        best[name] = Timing(min(t.ms, again), t.graph_ms, t.note) if t.ms is not None and again is not None else t
+        best[name] = (Timing(min(t.ms, again), t.graph_ms, t.note, t.kernel_ms)
+                      if t.ms is not None and again is not None else t)
     return best
