@@ -101,17 +101,13 @@ def _backends(backend: str | None, x: torch.Tensor, inputs: tuple[Opt, ...],
 def _cuda(x: torch.Tensor, weight: Opt, residual: Opt, eps: float, dropout_p: float, seed: int,
           residual_dtype: torch.dtype, prenorm: bool, want_keep: bool, out_dtype: torch.dtype, fwd_b: str,
           bwd_b: str) -> NormParts:
-    """Both directions on the CUDA kernels, or one of them (the other on Triton's: norm_split.py)."""
-    args = (x, weight, residual, float(eps), float(dropout_p), seed, residual_dtype,
-            prenorm, want_keep, out_dtype)
-    if fwd_b == bwd_b:
-        from fa_kernels.cuda.norm import CudaRmsNormFunction
-
-        # torch declares autograd.Function.apply without annotations
-        return CudaRmsNormFunction.apply(*args)  # type: ignore[no-any-return, no-untyped-call]
+    """Both directions on the CUDA kernels, or one of them (the other on Triton's): norm_split.py."""
     from fa_kernels.norm_split import SplitRmsNormFunction
 
-    return SplitRmsNormFunction.apply(*args, fwd_b, bwd_b)  # type: ignore[no-any-return, no-untyped-call]
+    args = (x, weight, residual, float(eps), float(dropout_p), seed, residual_dtype,
+            prenorm, want_keep, out_dtype, fwd_b, bwd_b)
+    # torch declares autograd.Function.apply without annotations
+    return SplitRmsNormFunction.apply(*args)  # type: ignore[no-any-return, no-untyped-call]
 
 
 def _cuda_unsupported(is_rms: bool, bias: Opt, rowscale: Opt, zero_centered: bool, out: Opt,

@@ -1,4 +1,4 @@
-"""RMSNorm with its forward on one backend and its backward on the other: backend="auto" picks each
+"""RMSNorm on the CUDA kernels in one direction or both, the other on Triton's: backend="auto" picks each
 direction from the measured table (auto.py), and for the norm the two backends are interchangeable
 between directions. Both forwards save the same state: the pre-norm sum s in the residual dtype (x
 itself when nothing was added), 1/rms as float32 [rows], no mean; both draw the dropout mask from the
@@ -13,11 +13,10 @@ from typing import Any
 import torch
 
 from fa_kernels._alloc import as_rows, input_shaped
-from fa_kernels.cuda._errors import call as _call
+from fa_kernels.cuda import norm as cuda_norm
 
 Opt = torch.Tensor | None
-# (y, s or None, rstd, keep or None)
-FwdParts = tuple[torch.Tensor, Opt, torch.Tensor, Opt]
+FwdParts = cuda_norm.FwdParts
 
 
 def _norm_call(ctx_or_args: dict[str, Any]) -> Any:
@@ -36,15 +35,6 @@ def _forward_triton(x: torch.Tensor, weight: Opt, residual: Opt, args: dict[str,
     return y, s, rstd, keep.bool() if keep is not None else None
 
 
-def _forward_cuda(x: torch.Tensor, weight: Opt, residual: Opt, args: dict[str, Any]) -> FwdParts:
-    keep_s = (residual is not None or args["dropout_p"] > 0 or args["prenorm"]
-              or args["residual_dtype"] != x.dtype)
-    y, s, rstd, keep = _call(torch.ops.fa_kernels.rms_norm_fwd, x, residual, weight, args["eps"],
-                             args["dropout_p"], args["seed"], args["residual_dtype"], args["out_dtype"], keep_s,
-                             args["store_keep"])
-    return y, s if keep_s else None, rstd, keep if args["store_keep"] else None
-
-
 def _backward_triton(dy: torch.Tensor, ds: Opt, s: torch.Tensor, weight: Opt, rstd: torch.Tensor,
                      args: dict[str, Any]) -> tuple[torch.Tensor, Opt, Opt]:
     from fa_kernels.triton import norm as triton_norm
@@ -54,18 +44,9 @@ def _backward_triton(dy: torch.Tensor, ds: Opt, s: torch.Tensor, weight: Opt, rs
     return dx, dres, dw
 
 
-def _backward_cuda(dy: torch.Tensor, ds: Opt, s: torch.Tensor, weight: Opt, rstd: torch.Tensor,
-                   args: dict[str, Any]) -> tuple[torch.Tensor, Opt, Opt]:
-    # dresidual equals dx (the same tensor is returned for both) unless dropout or a dtype change
-    separate = args["has_residual"] and (args["dropout_p"] > 0 or args["residual_dtype"] != args["x_dtype"])
-    dx, dres, dw = _call(torch.ops.fa_kernels.rms_norm_bwd, dy.contiguous(), s, rstd, weight,
-                         ds.contiguous() if ds is not None else None, args["dropout_p"], args["seed"],
-                         args["x_dtype"], separate)
-    return dx, (dres if separate else dx) if args["has_residual"] else None, dw if weight is not None else None
-
-
 class SplitRmsNormFunction(torch.autograd.Function):
-    """CudaRmsNormFunction's arguments and returns, plus the backend of each direction."""
+    """(x, residual, weight) -> (y, s, keep) with the Triton backend's conventions (see triton/norm.py),
+    each direction on the backend named for it: both on "cuda" for backend="cuda", or split by "auto"."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: Opt, residual: Opt, eps: float, dropout_p: float,
@@ -78,7 +59,7 @@ class SplitRmsNormFunction(torch.autograd.Function):
         n = x.shape[-1]
         x = as_rows(x, n)
         residual = as_rows(residual, n) if residual is not None else None
-        run = _forward_cuda if fwd_backend == "cuda" else _forward_triton
+        run = cuda_norm.forward if fwd_backend == "cuda" else _forward_triton
         y, s, rstd, keep = run(x, weight, residual, args)
         ctx.save_for_backward(s if s is not None else x, weight, rstd)
         ctx.args = args
@@ -93,7 +74,7 @@ class SplitRmsNormFunction(torch.autograd.Function):
         args = ctx.args
         if dy is None:
             dy = torch.zeros(s.shape, dtype=args["out_dtype"], device=s.device)
-        run = _backward_cuda if args["bwd"] == "cuda" else _backward_triton
+        run = cuda_norm.backward if args["bwd"] == "cuda" else _backward_triton
         dx, dres, dw = run(dy, ds, s, weight, rstd, args)
         dx, dres = input_shaped(dx, dres, ctx.x_shape)
         return (dx, dw, dres if args["has_residual"] else None, *([None] * 9))

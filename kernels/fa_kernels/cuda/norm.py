@@ -1,5 +1,6 @@
-"""rms_norm on the compiled CUDA kernels (csrc/norm): autograd, and fake implementations so the ops
-trace under torch.compile and FakeTensor."""
+"""rms_norm on the compiled CUDA kernels (csrc/norm): each direction as a function (the autograd
+Function, which may run either direction on either backend, is norm_split.SplitRmsNormFunction), and
+fake implementations so the ops trace under torch.compile and FakeTensor (registered on import)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Any
 
 import torch
 
-from fa_kernels._alloc import as_rows, input_shaped
 from fa_kernels._extension import cuda_extension
 from fa_kernels.cuda._errors import call
 
@@ -46,40 +46,27 @@ if cuda_extension() is not None:
     _register_fakes()
 
 
-class CudaRmsNormFunction(torch.autograd.Function):
-    """(x, residual, weight) -> (y, s, keep) with the Triton backend's conventions (see triton/norm.py).
+# (y, s or None, rstd, keep or None)
+FwdParts = tuple[torch.Tensor, Opt, torch.Tensor, Opt]
 
+
+def forward(x: torch.Tensor, weight: Opt, residual: Opt, args: dict[str, Any]) -> FwdParts:
+    """The CUDA forward on (rows, cols) tensors, ``args`` as norm_split.SplitRmsNormFunction keeps them.
     Mixed precision as flash_attn: weight in x's dtype or float32, the residual stream in x's dtype or
-    float32, y in out_dtype; each gradient comes back in its input's dtype."""
+    float32, y in out_dtype."""
+    keep_s = (residual is not None or args["dropout_p"] > 0 or args["prenorm"]
+              or args["residual_dtype"] != x.dtype)
+    y, s, rstd, keep = call(_ops().rms_norm_fwd, x, residual, weight, args["eps"], args["dropout_p"],
+                            args["seed"], args["residual_dtype"], args["out_dtype"], keep_s, args["store_keep"])
+    return y, s if keep_s else None, rstd, keep if args["store_keep"] else None
 
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: Opt, residual: Opt, eps: float,
-                dropout_p: float, seed: int, residual_dtype: torch.dtype, prenorm: bool, store_keep: bool,
-                out_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, Opt, Opt]:
-        ctx.x_shape = x.shape
-        n = x.shape[-1]
-        x = as_rows(x, n)
-        residual = as_rows(residual, n) if residual is not None else None
-        keep_s = residual is not None or dropout_p > 0 or prenorm or residual_dtype != x.dtype
-        y, s, rstd, keep = call(_ops().rms_norm_fwd, x, residual, weight, eps, dropout_p, seed, residual_dtype,
-                                out_dtype or x.dtype, keep_s, store_keep)
-        s = s if keep_s else None
-        ctx.save_for_backward(s if s is not None else x, weight, rstd)
-        ctx.dropout_p, ctx.seed, ctx.x_dtype, ctx.out_dtype = dropout_p, seed, x.dtype, y.dtype
-        ctx.has_residual = residual is not None
-        ctx.separate = residual is not None and (dropout_p > 0 or residual_dtype != x.dtype)
-        ctx.set_materialize_grads(False)
-        return y, s, keep if store_keep else None
 
-    @staticmethod
-    def backward(ctx: Any, dy: Opt, ds: Opt, _dkeep: Opt) -> tuple[Opt, ...]:
-        s, weight, rstd = ctx.saved_tensors
-        if dy is None:
-            dy = torch.zeros(s.shape, dtype=ctx.out_dtype, device=s.device)
-        dx, dres, dw = call(_ops().rms_norm_bwd, dy.contiguous(), s, rstd, weight,
-                            ds.contiguous() if ds is not None else None, ctx.dropout_p, ctx.seed, ctx.x_dtype,
-                            ctx.separate)
-        # dresidual is dx itself (not written twice) unless dropout or a dtype change sits between them
-        dx, dres = input_shaped(dx, dres if ctx.separate else dx, ctx.x_shape)
-        dres = dres if ctx.has_residual else None
-        return dx, dw if weight is not None else None, dres, None, None, None, None, None, None, None
+def backward(dy: torch.Tensor, ds: Opt, s: torch.Tensor, weight: Opt, rstd: torch.Tensor,
+             args: dict[str, Any]) -> tuple[torch.Tensor, Opt, Opt]:
+    """The CUDA backward -> (dx, dresidual, dweight), each in its input's dtype."""
+    # dresidual is dx itself (not written twice) unless dropout or a dtype change sits between them
+    separate = args["has_residual"] and (args["dropout_p"] > 0 or args["residual_dtype"] != args["x_dtype"])
+    dx, dres, dw = call(_ops().rms_norm_bwd, dy.contiguous(), s, rstd, weight,
+                        ds.contiguous() if ds is not None else None, args["dropout_p"], args["seed"],
+                        args["x_dtype"], separate)
+    return dx, (dres if separate else dx) if args["has_residual"] else None, dw if weight is not None else None
