@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -256,3 +257,22 @@ def test_not_a_python_or_too_old_is_a_clear_error(tmp_path: Path) -> None:  # it
     old.chmod(0o755)
     done = run([sys.executable, "-m", "fa_dist", "install", "--python", str(old)])
     assert done.returncode == 4 and "too old (fa-kernels needs >= 3.10)" in done.stderr
+
+
+def test_a_wheel_built_from_other_kernel_sources_is_stale(target: Path, wheels: Path, tmp_path: Path) -> None:
+    """After an fa-dist upgrade whose kernel version stayed the same, the wheelhouse still holds the
+    old build under the same file name: the manifest's source digest tells it apart, and it is not
+    installed (here --no-build, so nothing else matches); the wheel of these sources is."""
+    fresh = fa_install(target, "--wheelhouse", str(wheels), "--dry-run")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert re.fullmatch(r"fa_kernels-[^-]+-py3-none-any\.whl", json.loads(fresh.stdout)["plan"])
+    old = tmp_path / "old-wheelhouse"
+    shutil.copytree(wheels, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for entry in manifest["wheels"]:
+        entry["source_digest"] = "0123456789abcdef"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    stale = fa_install(target, "--wheelhouse", str(old), "--dry-run")
+    assert stale.returncode != 0, stale.stdout[-2000:]
+    assert "stale" in stale.stdout + stale.stderr
+    assert "0123456789abcdef" in stale.stdout + stale.stderr

@@ -27,7 +27,8 @@ SEQLENS=${SEQLENS:-1024 4096 16384}
 print(fa_kernels.__file__, b.available(), b.device_arch(0))"
     # the venv's fa_kernels (the installed wheel) must win over the checkout's kernels/ folder
     cd "$WORK" && step "$WORK/env/bin/python" -m pytest -p no:cacheprovider -q -x --rootdir "$ROOT" \
-        -c "$ROOT/pyproject.toml" "$ROOT/tests/kernels/test_auto.py" "$ROOT/tests/kernels/test_norm.py"
+        -c "$ROOT/pyproject.toml" "$ROOT/tests/kernels/test_auto.py" "$ROOT/tests/kernels/test_norm.py" \
+        "$ROOT/tests/kernels/test_mixed_precision.py"
     cd "$ROOT"
 } 2>&1 | tee "$OUT/setup.log"
 SITE=$("$WORK/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

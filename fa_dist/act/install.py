@@ -22,7 +22,7 @@ from fa_dist.act import net, smoke, transaction, warm, wheelcheck, wheelhouse
 from fa_dist.act.pip import pip_install
 from fa_dist.act.record import write_record
 from fa_dist.containment import publish_mode, safe_filename, within
-from fa_dist.decide import index_manifest, precompiled, resolve
+from fa_dist.decide import build_plan, index_manifest, precompiled, resolve
 from fa_dist.errors import ConfigError, FaDistError, InstallFailed, WarmFailed
 from fa_dist.model.environment import Environment
 from fa_dist.model.wheel import Candidate
@@ -32,9 +32,11 @@ from fa_dist.paths import cache_dir
 
 
 def local_candidates(
-    folder: Path, source: str, *, allow_unverified: bool = False
+    folder: Path, source: str, *, allow_unverified: bool = False, source_digest: str | None = None
 ) -> list[Candidate]:
-    """Wheels in a folder; the manifest (when there is one) adds each wheel's hash and archs."""
+    """Wheels in a folder; the manifest (when there is one) adds each wheel's hash and archs.
+    ``source_digest``: the kernel sources this fa-dist carries; a wheel the manifest says was built
+    from others is stale (fa-dist was upgraded since) and not taken."""
     if not folder.is_dir():
         raise ConfigError(f"{source} {folder} is not a folder")
     known = {e.filename: e for e in wheelhouse.read(folder)}
@@ -42,6 +44,7 @@ def local_candidates(
     for wheel in sorted(folder.glob("*.whl")):
         entry = known.get(wheel.name)
         sha = index_manifest.valid_sha256(entry.sha256) if entry else None
+        stale = build_plan.stale(entry.source_digest, source_digest) if entry else None
         found.append(
             Candidate(
                 filename=wheel.name,
@@ -51,9 +54,8 @@ def local_candidates(
                 ptx=entry.extra.get("ptx") if entry else None,
                 source=source,
                 # a file the manifest does not know is the user's own; one it lists needs its hash
-                problem=index_manifest.UNVERIFIED
-                if entry and sha is None and not allow_unverified
-                else None,
+                problem=stale
+                or (index_manifest.UNVERIFIED if entry and sha is None and not allow_unverified else None),
             )
         )
     return found
@@ -323,11 +325,16 @@ def gather(
     offline: bool,
     allow_insecure_http: bool = False,
     allow_unverified: bool = False,
+    source_digest: str | None = None,
 ) -> list[Candidate]:
+    """Every candidate wheel. The wheelhouses are where fa-dist builds (their wheels are checked
+    against ``source_digest``); find-links folders and indexes hold wheels made elsewhere."""
     found: list[Candidate] = []
     for folder in wheelhouses:
         if folder.is_dir():
-            found += local_candidates(folder, "wheelhouse", allow_unverified=allow_unverified)
+            found += local_candidates(
+                folder, "wheelhouse", allow_unverified=allow_unverified, source_digest=source_digest
+            )
     for folder in find_links:
         found += local_candidates(folder, "find-links", allow_unverified=allow_unverified)
     for url in index_urls:

@@ -289,6 +289,18 @@ def reusable(plan_: BuildPlan, entries: Iterable[WheelEntry]) -> WheelEntry | No
     return None
 
 
+def stale(built_from: str, carried: str | None) -> str | None:
+    """Why a wheel fa-dist built is not to be installed (None: it may be): the manifest says it was
+    built from other kernel sources than the ones this fa-dist carries, as after an upgrade of fa-dist
+    whose kernel version stayed the same. Unknown on either side (an old manifest, no sources): kept."""
+    if not built_from or not carried or built_from == carried:
+        return None
+    return (
+        f"built from other kernel sources (digest {built_from}) than this fa-dist carries "
+        f"({carried}): stale, fa-dist builds it anew"
+    )
+
+
 def source_digest(
     root: Path, *, skip: Sequence[str] = ("build", "dist", "__pycache__", ".egg-info")
 ) -> str:

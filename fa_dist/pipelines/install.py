@@ -18,8 +18,8 @@ from packaging.utils import parse_wheel_filename
 from fa_dist.act import compat_install
 from fa_dist.act import install as act_install
 from fa_dist.act import smoke as act_smoke
-from fa_dist.decide import checks, compat, resolve
-from fa_dist.errors import EnvironmentBroken, NoMatchingWheel
+from fa_dist.decide import build_plan, checks, compat, resolve
+from fa_dist.errors import ConfigError, EnvironmentBroken, NoMatchingWheel
 from fa_dist.facts import target as target_mod
 from fa_dist.model import compat as compat_id
 from fa_dist.model.environment import Environment
@@ -29,6 +29,7 @@ from fa_dist.options import BuildOptions, InstallOptions
 from fa_dist.paths import default_wheelhouse
 from fa_dist.pipelines import build as build_pipeline
 from fa_dist.reporter import Progress, Reporter, Silent
+from fa_dist.sources import kernels_dir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +117,15 @@ def describe(env: Environment) -> str:
     return f"{python}, torch {torch}, {gpus}"
 
 
+def carried_digest() -> str | None:
+    """The digest of the kernel sources this fa-dist builds from, as a build records it in the
+    wheelhouse manifest; None when it carries none (then no wheel is judged stale)."""
+    try:
+        return build_plan.source_digest(kernels_dir())
+    except ConfigError:
+        return None
+
+
 def resolve_wheel(run: _Run) -> None:
     options = run.plan.options
     candidates = act_install.gather(
@@ -125,6 +135,7 @@ def resolve_wheel(run: _Run) -> None:
         options.offline,
         options.allow_insecure_http,
         options.allow_unverified,
+        source_digest=carried_digest(),
     )
     run.resolution = resolve.resolve(run.plan.env, candidates)
     run.choice = run.resolution.choice
