@@ -118,18 +118,20 @@ STEADY_STEPS = 8  # steps a steady replay runs back to back
 STEADY_BYTES = 1 << 30  # the caches a steady replay cycles through hold at least this much (L2: 50-60 MB)
 
 
-def steady(batch: int, context: int, first: Step) -> dict[str, Callable[[], Any]]:
+def steady(batch: int, context: int, first: Step) -> tuple[dict[str, Callable[[], Any]], list[Step]]:
     """Decoding as a serving loop runs it: STEADY_STEPS steps back to back in one CUDA graph, so
     the launch of the graph itself (~10 us on an H200, paid once per replay) is spread over them as a
     loop's next launch overlaps the running step. The steps cycle through caches holding at least
-    STEADY_BYTES, so no step finds its keys in L2 from the one before. Timed per step."""
+    STEADY_BYTES, so no step finds its keys in L2 from the one before. Timed per step. -> the replays,
+    and the steps they read: the caller keeps those alive while replaying (a graph holds no reference
+    to the tensors it was captured with)."""
     count = min(STEADY_STEPS, max(2, -(-STEADY_BYTES // kv_bytes(batch, context))))
     steps = [first] + [Step(batch, context) for _ in range(count - 1)]
     runs = {}
     for name in ("ours", "sdpa"):
         fns = [getattr(steps[i % count], name) for i in range(STEADY_STEPS)]
         runs[f"{name} steady"] = graphed(lambda fns=fns: [fn() for fn in fns])
-    return runs
+    return runs, steps
 
 
 def case(batch: int, context: int, copy_tbs: float) -> dict[str, Any]:
@@ -148,8 +150,10 @@ def case(batch: int, context: int, copy_tbs: float) -> dict[str, Any]:
     for name in ("ours", "sdpa"):
         if name in steps:
             steps[f"{name} graph"] = graphed(steps[name])
+    alive: list[Step] = []
     if "sdpa" in steps:
-        steps.update(steady(batch, context, step))
+        runs, alive = steady(batch, context, step)
+        steps.update(runs)
     for name, fn in steps.items():
         us = bench_ms(fn) * 1e3 / (STEADY_STEPS if name.endswith("steady") else 1)
         row[f"{name} us"] = us
@@ -157,7 +161,7 @@ def case(batch: int, context: int, copy_tbs: float) -> dict[str, Any]:
     if "sdpa us" in row:
         row["vs sdpa"] = row["sdpa us"] / row["ours us"]
     row["splits"] = splits_used(batch, context)
-    del step
+    del step, steps, alive
     torch.cuda.empty_cache()
     return row
 

@@ -35,7 +35,9 @@ def _threshold(p: float) -> int:
 
 
 def _warps(block_n: int) -> int:
-    return max(1, min(16, block_n // 256))
+    """Forward warps for a tile of block_n elements: at most 8 (an H200 sweep, benchmarks/sweep_norm_fwd.py:
+    16 warps lost 6% at 32768x8192 with dropout and nothing anywhere else)."""
+    return max(1, min(8, block_n // 256))
 
 
 def fwd_rows(n: int, device: torch.device) -> int:
