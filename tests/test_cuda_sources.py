@@ -61,10 +61,10 @@ def test_hopper_forward_compiles_for_sm90a_without_spills(tmp_path: Path) -> Non
 
 
 def _assert_pingpong_softmax_between_the_waits(sass: str) -> None:
-    """In the ping-pong kernels' main loop the softmax's exponentials (MUFU.EX2) run between the wait for
-    S = Q.K^T (WARPGROUP.DEPBAR.LE gsb0, 0x1) and the wait for O += P.V (0x0): the P.V product overlaps
-    the softmax. ptxas moves a wgmma wait to the top of its basic block, so this breaks silently when
-    the code around the wait changes."""
+    """In the ping-pong kernels the softmax's exponentials (MUFU.EX2) follow the wait for S = Q.K^T
+    (WARPGROUP.DEPBAR.LE gsb0, 0x1) before any wait for O += P.V (0x0; the loop's is at its head): the
+    P.V product overlaps the softmax. ptxas moves a wgmma wait to the top of its basic block, so this
+    breaks silently when the code around the wait changes (the overlapped kernels have 0 such exps)."""
     functions = re.split(r"\n\s*Function : ", sass)
     pingpong = [f for f in functions if re.match(r"\S*Sm90ModeE3E", f)]
     assert len(pingpong) == 4, [f.split()[0] for f in functions]

@@ -9,6 +9,9 @@
 //   consumers (warpgroups 1 and 2, registers raised to 240): 64 query rows each. Per key tile:
 //             S = Q.K^T (wgmma, both operands in shared memory), online softmax in registers, then
 //             O += P.V (wgmma, P from registers, V from shared memory, head_dim-major).
+// Three schedules of the consumers' loop (FA_KERNELS_SM90, flash_fwd_sm90.h): serial, overlapped (the
+// default) and ping-pong (the two warpgroups take turns on the tensor cores through named barriers 1 and 2,
+// and each one's softmax, one FFMA and one MUFU.EX2 an element, runs under its own P.V product).
 // Tensor maps are 4-D (head_dim, seqlen, heads, batch) over the tensors' real strides, so rows past a
 // sequence's end are out of bounds and TMA fills them with zeros: odd lengths cost nothing extra.
 //
@@ -297,20 +300,11 @@ __device__ __forceinline__ void softmax_tile_ffma(float (&s)[N / 2], float (&row
   }
 }
 
-// Waits for the in-flight O += P.V, then O *= alpha, skipped when no row of the warp changed its max
-// (the common case late in a long row). The wait sits inside the branch on purpose: ptxas moves a wgmma
-// wait up to the start of its basic block (seen in the SASS of the overlapped schedule, where it lands
-// above the softmax and serialises it); the warp vote's branch starts a new block after the softmax.
+// O *= alpha, skipped when no row of the warp changed its max (the common case late in a long row). The
+// branch is per warp, so it holds no wgmma instruction (those must be reached by the whole warpgroup).
 template <int D>
-__device__ __forceinline__ void wait_pv_then_rescale(float (&o)[D / 2], const float (&alpha)[2]) {
-  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-    wgmma_wait<0>();
-    fence_regs(o);
-    rescale<D>(o, alpha);
-  } else {
-    wgmma_wait<0>();
-    fence_regs(o);
-  }
+__device__ __forceinline__ void rescale_if_changed(float (&o)[D / 2], const float (&alpha)[2]) {
+  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) rescale<D>(o, alpha);
 }
 
 // What one consumer warpgroup (64 query rows) needs through its loop over key tiles.
@@ -319,6 +313,8 @@ struct Consumer {
   using L = Layout<D>;
   static constexpr int kN = L::kN;
   static constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  using Scores = float[kN / 2];         // S (then P) of one key tile, fp32 accumulators
+  using Operand = uint32_t[kN / 16][4];  // P rounded to T, as the A operand of P.V
   const FlashParams& p;
   uint32_t smem;
   Bars bars;
@@ -507,18 +503,27 @@ struct Turns {
   }
 };
 
-// Ping-pong: in its turn a warpgroup issues S_j = Q.K_j^T and O += P_{j-1}.V_{j-1} back to back and
-// passes the turn; then, while those products and the other warpgroup's run, it does the softmax of
-// S_j. The register fences keep the compiler from sinking the softmax below the wait for P.V (which
-// would serialise it) or hoisting the packing of P_j above it (P_{j-1}'s registers are still read).
-// Needs n_blocks > 0.
+// Between two turns of the ping-pong: waits for the P.V product of tile nb_pv (issued in the last turn;
+// none when nb_pv < 0) and frees its V stage, then O *= alpha and P (the newest softmax's) into pa.
+// It runs at the top of the loop body on purpose: ptxas moves a wgmma wait up to the start of its basic
+// block (the overlapped schedule's SASS shows it above the softmax, which then no longer overlaps the
+// product); at the loop's head, the block starts after the previous iteration's softmax.
 template <typename T, int D>
-__device__ void consume_pingpong(Consumer<T, D>& c, const Tile& t, int cw) {
-  constexpr int kN = Consumer<T, D>::kN;
-  const Turns turns{cw};
-  float sc[kN / 2], alpha[2];
-  uint32_t pa[kN / 16][4];
-  turns.seed();
+__device__ __forceinline__ void drain_pv(Consumer<T, D>& c, typename Consumer<T, D>::Scores& sc,
+                                         typename Consumer<T, D>::Operand& pa, const float (&alpha)[2], int nb_pv) {
+  wgmma_wait<0>();
+  fence_regs(c.o);
+  fence_regs(pa);  // the product read P from these registers until here
+  fence_regs(sc);  // packing starts after the wait
+  if (nb_pv >= 0) c.release(c.bars.v_empty(nb_pv % kStages));
+  rescale_if_changed<D>(c.o, alpha);
+  c.to_operand(sc, pa);
+}
+
+// The ping-pong's first turn: S_0 alone (no P yet), then its softmax (alpha 0 or 1: O is still zero).
+template <typename T, int D>
+__device__ __forceinline__ void first_turn(Consumer<T, D>& c, const Turns& turns, typename Consumer<T, D>::Scores& sc,
+                                           float (&alpha)[2], int cw) {
   turns.take();
   mbar_wait(c.bars.k_full(0), 0);
   wgmma_fence();
@@ -527,29 +532,32 @@ __device__ void consume_pingpong(Consumer<T, D>& c, const Tile& t, int cw) {
   wgmma_wait<0>();
   fence_regs(sc);
   c.release(c.bars.k_empty(0));
-  c.softmax_raw(sc, 0, alpha);  // O is still zero: no rescale
-  c.to_operand(sc, pa);
-  for (int nb = 1; nb < t.n_blocks; ++nb) {
-    turns.take();
-    mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
-    wgmma_fence();
-    c.issue_qk(sc, c.q_tile(cw), nb);
-    mbar_wait(c.bars.v_full((nb - 1) % kStages), c.parity(nb - 1));
-    wgmma_fence();  // ptxas would add it after the wait's branch anyway (C7519)
-    c.issue_pv(pa, nb - 1);
-    turns.pass(false);
-    wgmma_wait<1>();  // S_j is done, P_{j-1}.V_{j-1} may still run
-    fence_regs(sc);
-    c.release(c.bars.k_empty(nb % kStages));
-    c.softmax_raw(sc, nb, alpha);
-    fence_regs(sc);  // the softmax is computed before the wait below
-    wait_pv_then_rescale<D>(c.o, alpha);
-    fence_regs(pa);  // P_{j-1} stays in its registers until here
-    fence_regs(sc);  // packing P_j starts after the wait
-    c.release(c.bars.v_empty((nb - 1) % kStages));
-    c.to_operand(sc, pa);
-  }
-  const int last = t.n_blocks - 1;
+  c.softmax_raw(sc, 0, alpha);
+}
+
+// Turn nb (0 < nb < n_blocks): S_nb and O += P_{nb-1}.V_{nb-1} issued back to back, the turn passed, then
+// the softmax of S_nb while the P.V product (and the other warpgroup's) runs.
+template <typename T, int D>
+__device__ __forceinline__ void middle_turn(Consumer<T, D>& c, const Turns& turns, typename Consumer<T, D>::Scores& sc,
+                                            typename Consumer<T, D>::Operand& pa, float (&alpha)[2], int cw, int nb) {
+  turns.take();
+  mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
+  wgmma_fence();
+  c.issue_qk(sc, c.q_tile(cw), nb);
+  mbar_wait(c.bars.v_full((nb - 1) % kStages), c.parity(nb - 1));
+  wgmma_fence();  // ptxas would add it after the wait's branch anyway (C7519)
+  c.issue_pv(pa, nb - 1);
+  turns.pass(false);
+  wgmma_wait<1>();  // S_nb is done, P_{nb-1}.V_{nb-1} may still run
+  fence_regs(sc);
+  c.release(c.bars.k_empty(nb % kStages));
+  c.softmax_raw(sc, nb, alpha);
+}
+
+// The last turn: O += P_last.V_last alone, waited for at once (the epilogue follows).
+template <typename T, int D>
+__device__ __forceinline__ void last_turn(Consumer<T, D>& c, const Turns& turns, typename Consumer<T, D>::Operand& pa,
+                                          int last) {
   turns.take();
   mbar_wait(c.bars.v_full(last % kStages), c.parity(last));
   wgmma_fence();
@@ -558,6 +566,25 @@ __device__ void consume_pingpong(Consumer<T, D>& c, const Tile& t, int cw) {
   wgmma_wait<0>();
   fence_regs(c.o);
   c.release(c.bars.v_empty(last % kStages));
+}
+
+// Ping-pong: in its turn a warpgroup issues its products and passes the turn; its softmax of S_j runs
+// under its own P_{j-1}.V_{j-1} and the other warpgroup's products, and only then (drain_pv, at the next
+// iteration's head) does it wait for P_{j-1}.V_{j-1}. Needs n_blocks > 0.
+template <typename T, int D>
+__device__ void consume_pingpong(Consumer<T, D>& c, const Tile& t, int cw) {
+  const Turns turns{cw};
+  typename Consumer<T, D>::Scores sc;
+  typename Consumer<T, D>::Operand pa;
+  float alpha[2];
+  turns.seed();
+  first_turn(c, turns, sc, alpha, cw);
+  for (int nb = 1; nb < t.n_blocks; ++nb) {
+    drain_pv(c, sc, pa, alpha, nb - 2);
+    middle_turn(c, turns, sc, pa, alpha, cw, nb);
+  }
+  drain_pv(c, sc, pa, alpha, t.n_blocks - 2);
+  last_turn(c, turns, pa, t.n_blocks - 1);
   for (float& m : c.row_max) m *= c.scale_log2;  // the epilogue takes log2 units
 }
 
