@@ -32,6 +32,8 @@ BWD_FLOPS = 2.5  # the backward alone, in forwards
 
 def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     causal: bool) -> dict[str, Callable[[], Any]]:
+    """Everything timed in a case; on an H100/H200 also the compiled backend's other forwards:
+    cuda_sm80 (FA_KERNELS_SM90=0) and cuda_pingpong (the sm90 forward's ping-pong schedule)."""
     def ours(name: str) -> Callable[[], Any]:
         return lambda: fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=name)
 
@@ -47,17 +49,19 @@ def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if cuda_attention.compiled():
         impls["cuda"] = ours("cuda")  # on an H100/H200: the sm_90a forward (flash_fwd_sm90.cu)
         if torch.cuda.get_device_capability(q.device) == (9, 0):
-            impls["cuda_sm80"] = _without_sm90(ours("cuda"))
+            impls["cuda_sm80"] = _with_sm90_mode("0", ours("cuda"))
+            impls["cuda_pingpong"] = _with_sm90_mode("pingpong", ours("cuda"))
     impls |= {name: sdpa(b) for name, b in PEERS.items()}
     return impls
 
 
-def _without_sm90(run: Callable[[], Any]) -> Callable[[], Any]:
-    """The compiled backend's sm_80 forward on a Hopper GPU: FA_KERNELS_SM90=0 for the call (the
-    extension reads it on every call, so a CUDA graph captures whichever path was set at capture)."""
+def _with_sm90_mode(mode: str, run: Callable[[], Any]) -> Callable[[], Any]:
+    """The compiled backend with FA_KERNELS_SM90=mode for the call ("0": the sm_80 forward on a Hopper
+    GPU, "pingpong": the sm90 forward's ping-pong schedule). The extension reads it on every call, so a
+    CUDA graph captures whichever path was set at capture."""
     def call() -> Any:
         saved = os.environ.get("FA_KERNELS_SM90")
-        os.environ["FA_KERNELS_SM90"] = "0"
+        os.environ["FA_KERNELS_SM90"] = mode
         try:
             return run()
         finally:
@@ -69,14 +73,20 @@ def _without_sm90(run: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool, notes: set[str],
-             rep: int = DO_BENCH_REP_MS) -> dict[str, dict[str, Any]]:
+             rep: int = DO_BENCH_REP_MS, only: list[str] | None = None,
+             phases: tuple[str, ...] = ("fwd", "bwd")) -> dict[str, dict[str, Any]]:
+    """One shape: every implementation (or auto plus those in `only`) in each phase."""
     batch, nheads = 16384 // seqlen, 2048 // head_dim
     q, k, v = (torch.randn(batch, seqlen, nheads, head_dim, device="cuda", dtype=torch.bfloat16,
                            requires_grad=True) for _ in range(3))
     fwd_flops = 4 * batch * seqlen * seqlen * nheads * head_dim / (2 if causal else 1)
     impls = implementations(q, k, v, causal)
+    if only is not None:
+        impls = {name: run for name, run in impls.items() if name == "auto" or name in only}
     rows = {}
     for phase, direction, flops in (("fwd", "forward", fwd_flops), ("bwd", "backward", BWD_FLOPS * fwd_flops)):
+        if phase not in phases:
+            continue
         times = measure_all(impls, (q, k, v), phase, graphs=graphs, rep=rep)
         chose, why = fa_backend.explain("attention", direction, AttnShape(seqlen, head_dim, causal), q.device)
         notes.add(f"auto, {direction}, hd{head_dim} {'causal' if causal else 'full'} seqlen {seqlen}: "
@@ -99,14 +109,17 @@ def _row(head_dim: int, causal: bool, seqlen: int, chose: str, times: dict[str, 
                            "auto TFLOP/s": _tflops(flops, auto.ms), "auto ms": auto.ms,
                            f"auto {alt} ms": getattr(auto, alt_field)}
     for peer in PEERS:
-        t = times[peer]
-        row[f"x {peer}"] = t.ms / auto.ms if t.ms and auto.ms else None
+        t = times.get(peer)
+        if t is not None:
+            row[f"x {peer}"] = t.ms / auto.ms if t.ms and auto.ms else None
     for name, t in times.items():
         if name != "auto":
             row[f"{name} TFLOP/s"], row[f"{name} {alt} ms"] = _tflops(flops, t.ms), getattr(t, alt_field)
-    cuda, cudnn = times.get("cuda"), times["sdpa_cudnn"]
-    if cuda is not None:  # issue #16's target: the compiled backend against cuDNN
-        row["cuda x sdpa_cudnn"] = cudnn.ms / cuda.ms if cudnn.ms and cuda.ms else None
+    cudnn = times.get("sdpa_cudnn")
+    for name in ("cuda", "cuda_pingpong"):  # issue #16's target: the compiled backend against cuDNN
+        ours = times.get(name)
+        if ours is not None and cudnn is not None:
+            row[f"{name} x sdpa_cudnn"] = cudnn.ms / ours.ms if cudnn.ms and ours.ms else None
     return row
 
 
@@ -117,18 +130,23 @@ def main() -> None:
     parser.add_argument("--no-graphs", action="store_true", help="leave out the CUDA-graph replay columns")
     parser.add_argument("--no-first-call", action="store_true")
     parser.add_argument("--rep", type=int, default=DO_BENCH_REP_MS, help="do_bench rep (ms) per measurement")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="time auto and only these (e.g. cuda cuda_pingpong triton sdpa_cudnn)")
+    parser.add_argument("--phases", nargs="+", choices=("fwd", "bwd"), default=["fwd", "bwd"])
     args = parser.parse_args()
-    rows: dict[str, list[dict[str, Any]]] = {"fwd": [], "bwd": []}
+    rows: dict[str, list[dict[str, Any]]] = {phase: [] for phase in args.phases}
     notes: set[str] = set()
     for head_dim, causal, seqlen in itertools.product(args.head_dims, (False, True), args.seqlens):
-        case = run_case(head_dim, causal, seqlen, not args.no_graphs, notes, args.rep)
+        case = run_case(head_dim, causal, seqlen, not args.no_graphs, notes, args.rep, args.only,
+                        tuple(args.phases))
         for phase in rows:
             rows[phase].append(case[phase])
             print(phase, case[phase], flush=True)
     meta = header()
     text = (f"# Attention bf16 ({meta['gpu']}, torch {meta['torch']}, triton {meta['triton']}, {meta['date']})\n\n"
             f"{METHOD}\n\n`auto` = backend=\"auto\" (`auto chose`: its backend for that direction; for attention "
-            "the backward's choice runs the whole training call); `triton`, `cuda` = our backends by name. "
+            "the backward's choice runs the whole training call); `triton`, `cuda` = our backends by name; "
+            "on an H100/H200 `cuda_sm80` and `cuda_pingpong` = `cuda` with FA_KERNELS_SM90=0 / pingpong. "
             "`x sdpa_*` = SDPA backend's time / auto's (>= 1: we are ahead). TFLOP/s: fwd 4*b*s^2*h*d "
             "(halved when causal), bwd 2.5x that.\n")
     text += phase_tables(rows, notes)
@@ -138,7 +156,7 @@ def main() -> None:
                    "    o.sum().backward()")
         text += first_call_text(snippet, "fwd+bwd, hd128 causal", meta)
     print(text)
-    save("attention", meta, rows["fwd"] + rows["bwd"], text)
+    save("attention", meta, [row for phase in rows for row in rows[phase]], text)
 
 
 if __name__ == "__main__":

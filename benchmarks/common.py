@@ -95,7 +95,7 @@ def first_call_seconds(snippet: str) -> tuple[float, float]:
 def phase_tables(rows: dict[str, list[dict[str, Any]]], notes: set[str]) -> str:
     """The fwd and bwd tables of a benchmark, then its notes, as markdown."""
     text = ""
-    for phase in ("fwd", "bwd"):
+    for phase in (p for p in ("fwd", "bwd") if rows.get(p)):
         cols = list(dict.fromkeys(k for r in rows[phase] for k in r))
         text += f"\n## {phase}\n\n" + table(rows[phase], cols) + "\n"
     return text + "\nNotes:\n" + "\n".join(f"- {n}" for n in sorted(notes)) + "\n"

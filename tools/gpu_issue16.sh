@@ -12,6 +12,12 @@
 #   summary.txt      exit status and time of each step
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue16.sh
 #   PART=tests runs 1-4, PART=perf runs 1, 5, 6, PART=ncu runs 1 and 6 (each well under 10 minutes; the default runs all).
+#   PART=quick (the ping-pong schedule, FA_KERNELS_SM90=pingpong; step limits 100+15+60+100+2x60+125 s =
+#   8m40s, about 4 minutes expected): 1; sass_pingpong.txt (ptxas's schedule of the ping-pong kernels
+#   in the built extension, tools/sass_counts.py); 2 with the ping-pong first, then the overlapped one;
+#   3 (the sm90 file only: every mode); 4 racecheck and synccheck on the ping-pong at one small shape;
+#   5 at hd 64/128, seqlen 4k/8k/16k, causal and not, forward only: auto, cuda (the default schedule),
+#   cuda_pingpong, triton, SDPA cuDNN. A hang (exit 124) in the smoke skips everything after it.
 #   The unpacked build stays in $SITE (/tmp/i16-site) and is reused by the next call on the same machine
 #   unless REBUILD=1 (set it after editing csrc/).
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
@@ -29,10 +35,11 @@ run() {  # run NAME LOG TIMEOUT CMD...: log the command's output, note exit stat
 
 PART=${PART:-all}
 SITE=${SITE:-/tmp/i16-site}
+BUILD_LIMIT=200; [ "$PART" = quick ] && BUILD_LIMIT=100  # 38 s on the H200 (results/issue16_h200)
 nvidia-smi -L | tee -a "$SUMMARY"
 if [ "${REBUILD:-0}" = 1 ] || ! ls "$SITE"/fa_kernels/_C*.so >/dev/null 2>&1; then
     rm -rf "$SITE"
-    run build "$OUT/build.log" 200 $PY -m fa_dist build --arch native --no-precompile --wheelhouse "$WORK/wh" || exit 1
+    run build "$OUT/build.log" "$BUILD_LIMIT" $PY -m fa_dist build --arch native --no-precompile --wheelhouse "$WORK/wh" || exit 1
     $PY - "$WORK"/wh/*.whl "$SITE" <<'PYEOF' >> "$OUT/build.log" 2>&1  # the image has no unzip
 import sys, zipfile
 zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
@@ -45,8 +52,9 @@ CUOBJDUMP=$(command -v cuobjdump || echo "$($PY -c 'import os, triton; print(os.
   "$CUOBJDUMP" --dump-resource-usage "$SITE"/fa_kernels/_C*.so 2>&1 | grep -A1 sm90 | head -16; } >> "$OUT/build.log" 2>&1
 grep -E "HGMMA|Built|seconds" "$OUT/build.log" | head -5 | tee -a "$SUMMARY"
 
-# a small forward script: both sm90 schedules vs the reference and the sm_80 kernel; SMOKE_SHAPES=sanitizer
-# keeps it tiny
+# a small forward script: the sm90 schedules vs the reference and the sm_80 kernel; SMOKE_SCHEDULES picks
+# them (in that order), SMOKE_SHAPES=sanitizer keeps it tiny, SMOKE_SHAPES=one is a single shape of three
+# key tiles (the ping-pong's loop runs twice)
 cat > "$WORK/smoke.py" <<'PYEOF'
 import math, os, sys
 import torch
@@ -54,8 +62,10 @@ import fa_kernels
 from fa_kernels import reference
 from fa_kernels.cuda import attention
 print("fa_kernels from", fa_kernels.__file__, "| attention ops compiled:", attention.compiled(), flush=True)
-tiny = os.environ.get("SMOKE_SHAPES") == "sanitizer"
-shapes = [(1, 130, 200, 2, 1, 64, True), (1, 130, 200, 2, 1, 128, False)] if tiny else [
+tiny = os.environ.get("SMOKE_SHAPES") in ("sanitizer", "one")
+schedules = os.environ.get("SMOKE_SCHEDULES", "serial overlapped pingpong").split()
+shapes = [(1, 130, 300, 2, 1, 128, True)] if os.environ.get("SMOKE_SHAPES") == "one" else [
+    (1, 130, 200, 2, 1, 64, True), (1, 130, 200, 2, 1, 128, False)] if tiny else [
     (1, 1, 1, 2, 2, 64, False), (1, 128, 128, 2, 2, 64, False), (1, 128, 128, 2, 2, 128, False),
     (2, 113, 203, 8, 2, 64, True), (2, 113, 203, 8, 2, 128, True), (1, 1024, 1024, 4, 1, 128, True),
     (1, 2048, 1, 4, 2, 128, True), (1, 1, 2048, 4, 1, 64, False)]
@@ -70,7 +80,7 @@ for dtype in ([torch.bfloat16] if tiny else [torch.bfloat16, torch.float16]):
         old, old_lse = torch.ops.fa_kernels.flash_fwd(q, k, v, scale, causal)
         ref, ref_lse = reference.attention(q.float(), k.float(), v.float(), softmax_scale=scale, causal=causal)
         err_old = ((old.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
-        for schedule in ("serial", "overlapped"):  # serial first: the simpler one tells more when both fail
+        for schedule in schedules:  # serial first by default: the simpler one tells more when all fail
             os.environ["FA_KERNELS_SM90"] = schedule
             out, lse = torch.ops.fa_kernels.flash_fwd(q, k, v, scale, causal)
             torch.cuda.synchronize()
@@ -83,6 +93,32 @@ for dtype in ([torch.bfloat16] if tiny else [torch.bfloat16, torch.float16]):
                   f"causal={causal}: rel err {err:.2e} (sm80 {err_old:.2e}), lse ok {lse_ok}", flush=True)
 sys.exit(1 if bad else 0)
 PYEOF
+if [ "$PART" = quick ]; then
+    run sass "$OUT/sass_pingpong.txt" 15 bash -c "set -o pipefail; '$CUOBJDUMP' --dump-sass $SITE/fa_kernels/_C*.so \
+        | $PY tools/sass_counts.py --filter flash_fwd_sm90 --order"
+    note "sass: $(grep -c Sm90ModeE3 "$OUT/sass_pingpong.txt") ping-pong kernels (Sm90ModeE3) in sass_pingpong.txt"
+    (cd "$WORK" && SMOKE_SCHEDULES="pingpong overlapped" run smoke "$OUT/smoke.log" 60 $PY "$WORK/smoke.py")
+    SMOKE=$?
+    note "  smoke: $(grep -c '^ok' "$OUT/smoke.log") ok, $(grep -c '^FAIL' "$OUT/smoke.log") FAIL"
+    grep -E "^FAIL|Error|error" "$OUT/smoke.log" | head -16 | tee -a "$SUMMARY"
+    if [ "$SMOKE" = 124 ] || [ "$SMOKE" = 137 ]; then note "smoke hung: the rest skipped"; exit 1; fi
+    XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 4")
+    run pytest-sm90 "$OUT/pytest.log" 100 $PY -m pytest -q -m gpu $XDIST -p no:cacheprovider --durations=8 \
+        tests/kernels/test_cuda_sm90.py
+    note "  $(grep -E 'passed|failed' "$OUT/pytest.log" | tail -1)"
+    SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    for tool in racecheck synccheck; do
+        (cd "$WORK" && SMOKE_SHAPES=one SMOKE_SCHEDULES=pingpong run "sanitizer-$tool" "$OUT/sanitizer.log" 60 \
+            "$SAN" --tool "$tool" --error-exitcode 9 $PY "$WORK/smoke.py")
+    done
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|hazard|^ok|^FAIL" "$OUT/sanitizer.log" | sort | uniq -c \
+        | head -12 | tee -a "$SUMMARY"
+    (cd benchmarks && run bench "$OUT/bench.log" 125 $PY bench_attention.py --seqlens 4096 8192 16384 \
+        --only cuda cuda_pingpong triton sdpa_cudnn --phases fwd --no-first-call --no-graphs --rep 30)
+    grep -E "^\|" "$OUT/bench.log" | head -20 >> "$SUMMARY"
+    exit 0
+fi
+
 if [ "$PART" != perf ] && [ "$PART" != ncu ]; then
     (cd "$WORK" && run smoke "$OUT/smoke.log" 60 $PY "$WORK/smoke.py")
     SMOKE=$?

@@ -1,9 +1,9 @@
 """The Hopper (sm_90a) attention forward of the compiled backend (csrc/attention/flash_fwd_sm90.cu).
 
 GPU only, and only on compute capability 9.0 with a build that has the attention ops: the sm90 path
-(FA_KERNELS_SM90 unset: the overlapped schedule; "serial": one step at a time) against the float32
-reference and against the sm_80 kernel (FA_KERNELS_SM90=0) in the same process; which kernel ran is read
-off the profiler's kernel names.
+(FA_KERNELS_SM90 unset: the overlapped schedule; "serial": one step at a time; "pingpong": the two
+consumer warpgroups taking turns on the tensor cores) against the float32 reference and against the sm_80
+kernel (FA_KERNELS_SM90=0) in the same process; which kernel ran is read off the profiler's kernel names.
 """
 
 from __future__ import annotations
@@ -30,17 +30,18 @@ pytestmark = [
 SM90_KERNEL, SM80_KERNEL = "flash_fwd_sm90_kernel", "flash_fwd_kernel"
 
 
-SCHEDULES = ("overlapped", "serial")
+SCHEDULES = ("overlapped", "serial", "pingpong")
 
 
 @pytest.fixture
 def sm90(monkeypatch: pytest.MonkeyPatch):
-    """Sets the path: sm90("overlapped") the default, sm90("serial"), sm90("off") the sm_80 kernel."""
+    """Sets the path: sm90("overlapped") the default, sm90("serial"), sm90("pingpong"), sm90("off") the
+    sm_80 kernel."""
     def use(mode: str) -> None:
         if mode == "overlapped":
             monkeypatch.delenv("FA_KERNELS_SM90", raising=False)
         else:
-            monkeypatch.setenv("FA_KERNELS_SM90", {"serial": "serial", "off": "0"}[mode])
+            monkeypatch.setenv("FA_KERNELS_SM90", {"serial": "serial", "pingpong": "pingpong", "off": "0"}[mode])
     return use
 
 
@@ -66,6 +67,8 @@ def test_the_switch_picks_the_kernel_that_runs(sm90):
     sm90("off")
     assert fwd_kernels(q, k, v) == {SM80_KERNEL}
     sm90("serial")  # read on every call, not cached: back again in the same process
+    assert fwd_kernels(q, k, v) == {SM90_KERNEL}
+    sm90("pingpong")
     assert fwd_kernels(q, k, v) == {SM90_KERNEL}
 
 
@@ -110,12 +113,14 @@ def test_forward_matches_reference_and_the_sm80_kernel(b, sq, sk, h, hk, d, caus
         assert_close(lse[finite], ref_lse[finite], torch.float32, f"{schedule}: lse vs reference", factor=100)
         assert rel_err(out, old_out) < TOL[dtype], f"{schedule}: out differs from the sm_80 kernel's"
         assert_close(lse[finite], old_lse[finite], torch.float32, f"{schedule}: lse vs sm_80 kernel", factor=100)
-    # the same products in the same order: the two schedules agree bit for bit
+    # the same products in the same order: the two schedules agree bit for bit (the ping-pong's softmax
+    # rounds differently: one FFMA for scale and max)
     assert torch.equal(results["overlapped"][0], results["serial"][0])
 
 
-def test_strided_q_from_packed_qkv_gives_the_contiguous_result(sm90):
-    sm90("overlapped")
+@pytest.mark.parametrize("schedule", ["overlapped", "pingpong"])
+def test_strided_q_from_packed_qkv_gives_the_contiguous_result(schedule, sm90):
+    sm90(schedule)
     qkv = torch.randn(2, 700, 3, 8, 128, device="cuda", dtype=torch.bfloat16)
     q, k, v = qkv.unbind(2)  # strided views: TMA reads them through their real strides
     out, lse = forward(q, k, v, 0.1, True)
@@ -125,8 +130,9 @@ def test_strided_q_from_packed_qkv_gives_the_contiguous_result(sm90):
     assert_close(out, ref, torch.bfloat16, "strided out vs reference")
 
 
-def test_forward_is_deterministic(sm90):
-    sm90("overlapped")
+@pytest.mark.parametrize("schedule", ["overlapped", "pingpong"])
+def test_forward_is_deterministic(schedule, sm90):
+    sm90(schedule)
     q, k, v = (t.detach() for t in make_qkv(2, 1500, 1700, 8, 2, 128, torch.float16, "cuda"))
     first = forward(q, k, v, 0.08, True)
     second = forward(q, k, v, 0.08, True)
@@ -139,15 +145,17 @@ def test_forward_is_deterministic(sm90):
     (2, 2048, 2048, 4, 4, 64, False, torch.bfloat16),
     (1, 1500, 900, 4, 2, 128, True, torch.float16),   # sq > sk: leading rows see no key
 ])
-def test_backward_from_the_sm90_forward_matches_reference(b, sq, sk, h, hk, d, causal, dtype, sm90):
-    sm90("overlapped")
+@pytest.mark.parametrize("schedule", ["overlapped", "pingpong"])
+def test_backward_from_the_sm90_forward_matches_reference(b, sq, sk, h, hk, d, causal, dtype, schedule, sm90):
+    sm90(schedule)
     torch.manual_seed(sq + sk)
     q, k, v = make_qkv(b, sq, sk, h, hk, d, dtype, "cuda")
     check(q, k, v, dtype=dtype, causal=causal, scale=1.0 / math.sqrt(d), backend="cuda")
 
 
-def test_a_cuda_graph_replays_the_sm90_forward(sm90):
-    sm90("overlapped")
+@pytest.mark.parametrize("schedule", ["overlapped", "pingpong"])
+def test_a_cuda_graph_replays_the_sm90_forward(schedule, sm90):
+    sm90(schedule)
     q, k, v = (t.detach() for t in make_qkv(2, 512, 512, 8, 2, 128, torch.bfloat16, "cuda"))
     expected = fa_kernels.flash_attn_func(q, k, v, causal=True, backend="cuda")
     graph = torch.cuda.CUDAGraph()
@@ -159,3 +167,38 @@ def test_a_cuda_graph_replays_the_sm90_forward(sm90):
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("scale", [-0.1, 0.0])
+def test_pingpong_with_a_scale_that_is_not_positive_runs_the_overlapped_schedule(scale, sm90):
+    """The ping-pong's softmax takes the max of unscaled scores, right only for a positive scale; any other
+    scale runs the overlapped schedule instead (still the sm90 kernel, same result bit for bit)."""
+    q, k, v = (t.detach() for t in make_qkv(1, 300, 300, 4, 2, 128, torch.bfloat16, "cuda"))
+    sm90("overlapped")
+    expected = forward(q, k, v, scale, True)
+    sm90("pingpong")
+    out, lse = forward(q, k, v, scale, True)
+    assert torch.equal(out, expected[0]) and torch.equal(lse, expected[1])
+    ref, _ = _reference(q, k, v, scale, True)
+    assert_close(out, ref, torch.bfloat16, f"scale {scale}: out vs reference")
+
+
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize(("sq", "sk", "causal"), [
+    (128, 128, False),    # one key tile: two turns a warpgroup
+    (256, 129, False),    # two tiles, the second holding one key
+    (1500, 700, True),    # sq > sk: CTAs with no key tile take no turn (no seed either)
+    (4000, 4000, True),   # causal: both warpgroups of a CTA walk the CTA's tiles, the diagonal masked
+])
+def test_pingpong_turn_counts_at_the_edges(sq, sk, causal, d, sm90):
+    """Shapes that decide how many turns each warpgroup takes; a broken count hangs (the GPU script runs
+    these under a timeout first)."""
+    torch.manual_seed(sq + sk + d)
+    q, k, v = (t.detach() for t in make_qkv(2, sq, sk, 4, 2, d, torch.float16, "cuda"))
+    sm90("pingpong")
+    out, lse = forward(q, k, v, 1.0 / math.sqrt(d), causal)
+    ref, ref_lse = _reference(q, k, v, 1.0 / math.sqrt(d), causal)
+    finite = torch.isfinite(ref_lse)
+    assert_close(out, ref, torch.float16, "pingpong out vs reference")
+    assert torch.equal(torch.isfinite(lse), finite)
+    assert_close(lse[finite], ref_lse[finite], torch.float32, "pingpong lse vs reference", factor=100)

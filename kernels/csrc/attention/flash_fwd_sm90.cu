@@ -9,6 +9,9 @@
 //   consumers (warpgroups 1 and 2, registers raised to 240): 64 query rows each. Per key tile:
 //             S = Q.K^T (wgmma, both operands in shared memory), online softmax in registers, then
 //             O += P.V (wgmma, P from registers, V from shared memory, head_dim-major).
+// Three schedules of the consumers' loop (FA_KERNELS_SM90, flash_fwd_sm90.h): serial, overlapped (the
+// default) and ping-pong (the two warpgroups take turns on the tensor cores through named barriers 1 and 2,
+// and each one's softmax, one FFMA and one MUFU.EX2 an element, runs under its own P.V product).
 // Tensor maps are 4-D (head_dim, seqlen, heads, batch) over the tensors' real strides, so rows past a
 // sequence's end are out of bounds and TMA fills them with zeros: odd lengths cost nothing extra.
 //
@@ -83,6 +86,16 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// -- named barriers: id 0 is __syncthreads'; ids as immediates, so ptxas reserves only those used -----
+template <int kId, int kCount>
+__device__ __forceinline__ void named_bar_sync() {
+  asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
+}
+template <int kId, int kCount>
+__device__ __forceinline__ void named_bar_arrive() {
+  asm volatile("bar.arrive %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
+}
+
 // -- TMA -------------------------------------------------------------------------------------------
 __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int row,
                                          int head, int batch) {
@@ -130,6 +143,15 @@ template <int N>
 __device__ __forceinline__ void fence_regs(float (&r)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+template <int M, int N>
+__device__ __forceinline__ void fence_regs(uint32_t (&r)[M][N]) {
+#pragma unroll
+  for (int i = 0; i < M; ++i) {
+#pragma unroll
+    for (int j = 0; j < N; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+  }
 }
 
 template <int kRegs>
@@ -224,12 +246,75 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[N / 2], float scale_lo
   }
 }
 
+// 2^x on the special-function unit (MUFU.EX2), whatever the build's math flags.
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Sets unscaled scores of hidden keys (past seqlen_k; causal: past the diagonal) to -inf with selects,
+// no branches. Only tiles that reach an edge call it.
+template <int N>
+__device__ __forceinline__ void mask_raw(float (&s)[N / 2], int n0, int row, int seqlen_k, bool causal, int offset) {
+  const int col0 = n0 + 2 * (threadIdx.x & 3);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int end = causal ? min(seqlen_k, row + 8 * r + offset + 1) : seqlen_k;  // first hidden key
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const int j = i / 2, e = i & 1;  // n8 block, column in the pair
+      if (col0 + 8 * j + e >= end) s[4 * j + 2 * r + e] = -INFINITY;
+    }
+  }
+}
+
+// Online softmax of a tile of UNSCALED scores for the two rows a thread holds, in place (scores become
+// probabilities). With c = softmax_scale * log2(e) > 0 the row max of the raw scores is the max of the
+// scaled ones, so each probability is one FFMA and one MUFU.EX2: p = 2^(s*c - m*c). row_max stays in raw
+// units. alpha: the running output's factor, exactly 1 where the max did not change.
+template <int N>
+__device__ __forceinline__ void softmax_tile_ffma(float (&s)[N / 2], float (&row_max)[2], float (&row_sum)[2],
+                                                  float (&alpha)[2], float c) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx0 = row_max[r], mx1 = s[2 * r + 1];  // two chains: half the dependent latency
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+      mx0 = fmaxf(mx0, s[4 * j + 2 * r]);
+      if (j > 0) mx1 = fmaxf(mx1, s[4 * j + 2 * r + 1]);
+    }
+    const float mx = quad_max(fmaxf(mx0, mx1));
+    alpha[r] = mx == row_max[r] ? 1.f : ex2((row_max[r] - mx) * c);  // -inf old max: 0 (O is still 0)
+    row_max[r] = mx;
+    const float neg_base = mx == -INFINITY ? 0.f : -mx * c;  // a row with no visible key stays all zeros
+    float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, neg_base));
+      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, neg_base));
+      sum0 += s[4 * j + 2 * r];
+      sum1 += s[4 * j + 2 * r + 1];
+    }
+    row_sum[r] = fmaf(row_sum[r], alpha[r], sum0 + sum1);
+  }
+}
+
+// O *= alpha, skipped when no row of the warp changed its max (the common case late in a long row). The
+// branch is per warp, so it holds no wgmma instruction (those must be reached by the whole warpgroup).
+template <int D>
+__device__ __forceinline__ void rescale_if_changed(float (&o)[D / 2], const float (&alpha)[2]) {
+  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) rescale<D>(o, alpha);
+}
+
 // What one consumer warpgroup (64 query rows) needs through its loop over key tiles.
 template <typename T, int D>
 struct Consumer {
   using L = Layout<D>;
   static constexpr int kN = L::kN;
   static constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  using Scores = float[kN / 2];         // S (then P) of one key tile, fp32 accumulators
+  using Operand = uint32_t[kN / 16][4];  // P rounded to T, as the A operand of P.V
   const FlashParams& p;
   uint32_t smem;
   Bars bars;
@@ -279,6 +364,14 @@ struct Consumer {
     const bool edge = n0 + kN > p.seqlen_k || (p.causal && n0 + kN - 1 > first_row + offset);
     scale_and_mask<kN>(sc, scale_log2, edge, n0, row, p.seqlen_k, p.causal, offset);
     softmax_tile<kN>(sc, row_max, row_sum, alpha);
+  }
+  // The ping-pong's softmax of tile nb: masks only at an edge, keeps row_max in raw-score units.
+  __device__ void softmax_raw(float (&sc)[kN / 2], int nb, float (&alpha)[2]) {
+    const int n0 = nb * kN;
+    if (n0 + kN > p.seqlen_k || (p.causal && n0 + kN - 1 > first_row + offset)) {
+      mask_raw<kN>(sc, n0, row, p.seqlen_k, p.causal, offset);
+    }
+    softmax_tile_ffma<kN>(sc, row_max, row_sum, alpha, scale_log2);
   }
   // P as the A operand of P.V: k-block kk is n8 blocks 2kk and 2kk+1 of the score accumulator.
   static __device__ void to_operand(const float (&sc)[kN / 2], uint32_t (&pa)[kN / 16][4]) {
@@ -376,19 +469,140 @@ __device__ void consume_overlapped(Consumer<T, D>& c, const Tile& t, int cw) {
   c.release(c.bars.v_empty(last % kStages));
 }
 
-template <typename T, int D, bool kOverlap>
+// Turns on the tensor cores for the ping-pong schedule (FlashAttention-3, section 3.1): consumer
+// warpgroup cw waits on its named barrier (kBar0 or kBar1), issues its products, then passes the turn by
+// arriving on the other's; both barriers count 256 threads (128 that wait + 128 that arrive). Warpgroup 0
+// goes first: warpgroup 1 arrives on kBar0 once before its first turn (the seed).
+//
+// Invariant (a broken one hangs the GPU): both warpgroups take the same number of turns, n_blocks + 1 or,
+// when n_blocks == 0, none at all (no seed either), and n_blocks is the CTA's (Tile), never a warpgroup's
+// own (causal rows differ; masking, not the tile count, handles them). Turns then alternate strictly
+// (0, 1, 0, 1, ...), and each barrier gets exactly as many arrivals as waits: kBar0: the seed plus
+// warpgroup 1's passes after all but its last turn = n_blocks + 1 waits of warpgroup 0; kBar1: warpgroup
+// 0's passes after each of its turns = n_blocks + 1 waits of warpgroup 1. Warpgroup 1 does not
+// pass after its last turn (nobody would wait for it), so no barrier is left half-arrived at exit.
+struct Turns {
+  static constexpr int kBar0 = 1, kBar1 = 2, kCount = 256;  // barrier of warpgroup 0, of warpgroup 1
+  int cw;
+  __device__ void seed() const {
+    if (cw == 1) named_bar_arrive<kBar0, kCount>();
+  }
+  __device__ void take() const {
+    if (cw == 0) {
+      named_bar_sync<kBar0, kCount>();
+    } else {
+      named_bar_sync<kBar1, kCount>();
+    }
+  }
+  __device__ void pass(bool last) const {
+    if (cw == 0) {
+      named_bar_arrive<kBar1, kCount>();
+    } else if (!last) {
+      named_bar_arrive<kBar0, kCount>();
+    }
+  }
+};
+
+// Between two turns of the ping-pong: waits for the P.V product of tile nb_pv (issued in the last turn;
+// none when nb_pv < 0) and frees its V stage, then O *= alpha and P (the newest softmax's) into pa.
+// It runs at the top of the loop body on purpose: ptxas moves a wgmma wait up to the start of its basic
+// block (the overlapped schedule's SASS shows it above the softmax, which then no longer overlaps the
+// product); at the loop's head, the block starts after the previous iteration's softmax.
+template <typename T, int D>
+__device__ __forceinline__ void drain_pv(Consumer<T, D>& c, typename Consumer<T, D>::Scores& sc,
+                                         typename Consumer<T, D>::Operand& pa, const float (&alpha)[2], int nb_pv) {
+  wgmma_wait<0>();
+  fence_regs(c.o);
+  fence_regs(pa);  // the product read P from these registers until here
+  fence_regs(sc);  // packing starts after the wait
+  if (nb_pv >= 0) c.release(c.bars.v_empty(nb_pv % kStages));
+  rescale_if_changed<D>(c.o, alpha);
+  c.to_operand(sc, pa);
+}
+
+// The ping-pong's first turn: S_0 alone (no P yet), then its softmax (alpha 0 or 1: O is still zero).
+template <typename T, int D>
+__device__ __forceinline__ void first_turn(Consumer<T, D>& c, const Turns& turns, typename Consumer<T, D>::Scores& sc,
+                                           float (&alpha)[2], int cw) {
+  turns.take();
+  mbar_wait(c.bars.k_full(0), 0);
+  wgmma_fence();
+  c.issue_qk(sc, c.q_tile(cw), 0);
+  turns.pass(false);
+  wgmma_wait<0>();
+  fence_regs(sc);
+  c.release(c.bars.k_empty(0));
+  c.softmax_raw(sc, 0, alpha);
+}
+
+// Turn nb (0 < nb < n_blocks): S_nb and O += P_{nb-1}.V_{nb-1} issued back to back, the turn passed, then
+// the softmax of S_nb while the P.V product (and the other warpgroup's) runs.
+template <typename T, int D>
+__device__ __forceinline__ void middle_turn(Consumer<T, D>& c, const Turns& turns, typename Consumer<T, D>::Scores& sc,
+                                            typename Consumer<T, D>::Operand& pa, float (&alpha)[2], int cw, int nb) {
+  turns.take();
+  mbar_wait(c.bars.k_full(nb % kStages), c.parity(nb));
+  wgmma_fence();
+  c.issue_qk(sc, c.q_tile(cw), nb);
+  mbar_wait(c.bars.v_full((nb - 1) % kStages), c.parity(nb - 1));
+  wgmma_fence();  // ptxas would add it after the wait's branch anyway (C7519)
+  c.issue_pv(pa, nb - 1);
+  turns.pass(false);
+  wgmma_wait<1>();  // S_nb is done, P_{nb-1}.V_{nb-1} may still run
+  fence_regs(sc);
+  c.release(c.bars.k_empty(nb % kStages));
+  c.softmax_raw(sc, nb, alpha);
+}
+
+// The last turn: O += P_last.V_last alone, waited for at once (the epilogue follows).
+template <typename T, int D>
+__device__ __forceinline__ void last_turn(Consumer<T, D>& c, const Turns& turns, typename Consumer<T, D>::Operand& pa,
+                                          int last) {
+  turns.take();
+  mbar_wait(c.bars.v_full(last % kStages), c.parity(last));
+  wgmma_fence();
+  c.issue_pv(pa, last);
+  turns.pass(true);
+  wgmma_wait<0>();
+  fence_regs(c.o);
+  c.release(c.bars.v_empty(last % kStages));
+}
+
+// Ping-pong: in its turn a warpgroup issues its products and passes the turn; its softmax of S_j runs
+// under its own P_{j-1}.V_{j-1} and the other warpgroup's products, and only then (drain_pv, at the next
+// iteration's head) does it wait for P_{j-1}.V_{j-1}. Needs n_blocks > 0.
+template <typename T, int D>
+__device__ void consume_pingpong(Consumer<T, D>& c, const Tile& t, int cw) {
+  const Turns turns{cw};
+  typename Consumer<T, D>::Scores sc;
+  typename Consumer<T, D>::Operand pa;
+  float alpha[2];
+  turns.seed();
+  first_turn(c, turns, sc, alpha, cw);
+  for (int nb = 1; nb < t.n_blocks; ++nb) {
+    drain_pv(c, sc, pa, alpha, nb - 2);
+    middle_turn(c, turns, sc, pa, alpha, cw, nb);
+  }
+  drain_pv(c, sc, pa, alpha, t.n_blocks - 2);
+  last_turn(c, turns, pa, t.n_blocks - 1);
+  for (float& m : c.row_max) m *= c.scale_log2;  // the epilogue takes log2 units
+}
+
+template <typename T, int D, Sm90Mode kMode>
 __device__ void consume(const FlashParams& p, uint32_t smem, Bars bars, const Tile& t, int cw) {
   Consumer<T, D> c(p, smem, bars, t, cw);
   mbar_wait(bars.q_full(), 0);  // always: the producer loads Q even when there is no key tile
-  if (kOverlap && t.n_blocks > 0) {
-    consume_overlapped<T, D>(c, t, cw);
-  } else if (!kOverlap) {
+  if (kMode == Sm90Mode::kSerial) {
     consume_serial<T, D>(c, t, cw);
+  } else if (kMode == Sm90Mode::kOverlapped && t.n_blocks > 0) {
+    consume_overlapped<T, D>(c, t, cw);
+  } else if (kMode == Sm90Mode::kPingPong && t.n_blocks > 0) {
+    consume_pingpong<T, D>(c, t, cw);
   }
   c.epilogue(t);
 }
 
-template <typename T, int D, bool kOverlap>
+template <typename T, int D, Sm90Mode kMode>
 __device__ __forceinline__ void run_cta(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
                                         const FlashParams& p) {
   __shared__ __align__(8) uint64_t barriers[kBarriers];  // static: marks the real image (see the top)
@@ -424,17 +638,17 @@ __device__ __forceinline__ void run_cta(const CUtensorMap* tq, const CUtensorMap
     if (threadIdx.x == 0) produce<D>(tq, tk, tv, smem, bars, t);
   } else {
     setmaxnreg_inc<240>();
-    consume<T, D, kOverlap>(p, smem, bars, t, wg - 1);
+    consume<T, D, kMode>(p, smem, bars, t, wg - 1);
   }
 }
 #endif  // FA_SM90_DEVICE
 
-template <typename T, int D, bool kOverlap>
+template <typename T, int D, Sm90Mode kMode>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                           const __grid_constant__ CUtensorMap tv, const FlashParams p) {
 #ifdef FA_SM90_DEVICE
-  run_cta<T, D, kOverlap>(&tq, &tk, &tv, p);
+  run_cta<T, D, kMode>(&tq, &tk, &tv, p);
 #endif
 }
 
@@ -480,7 +694,7 @@ bool encode(CUtensorMap* map, const void* base, bool bf16, int head_dim, int seq
 
 // This kernel can run on the current device: compute capability 9.0 and the sm_90a image (the only one
 // with static shared memory) is what a launch would pick. Cached per device.
-template <typename T, int D, bool kOverlap>
+template <typename T, int D, Sm90Mode kMode>
 bool image_ready() {
   constexpr int kMaxDevices = 64;
   static int state[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
@@ -495,9 +709,9 @@ bool image_ready() {
     const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
                     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                     major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes(&attr, flash_fwd_sm90_kernel<T, D, kOverlap>) == cudaSuccess &&
+                    cudaFuncGetAttributes(&attr, flash_fwd_sm90_kernel<T, D, kMode>) == cudaSuccess &&
                     attr.sharedSizeBytes > 0 &&
-                    cudaFuncSetAttribute(flash_fwd_sm90_kernel<T, D, kOverlap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                    cudaFuncSetAttribute(flash_fwd_sm90_kernel<T, D, kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          Layout<D>::bytes) == cudaSuccess;
     if (!ok) cudaGetLastError();
     state[device] = ok ? 1 : -1;
@@ -505,9 +719,9 @@ bool image_ready() {
   return state[device] == 1;
 }
 
-template <typename T, int D, bool kOverlap>
+template <typename T, int D, Sm90Mode kMode>
 cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
-  if (!image_ready<T, D, kOverlap>()) return cudaErrorNotSupported;
+  if (!image_ready<T, D, kMode>()) return cudaErrorNotSupported;
   const bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   CUtensorMap tq, tk, tv;
   if (!encode(&tq, p.q, bf16, D, p.seqlen_q, p.heads, p.batch, p.q_s, kBlockM) ||
@@ -516,7 +730,7 @@ cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
     return cudaErrorNotSupported;
   }
   const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);
-  flash_fwd_sm90_kernel<T, D, kOverlap><<<grid, kThreads, Layout<D>::bytes, stream>>>(tq, tk, tv, p);
+  flash_fwd_sm90_kernel<T, D, kMode><<<grid, kThreads, Layout<D>::bytes, stream>>>(tq, tk, tv, p);
   return cudaGetLastError();
 }
 
@@ -526,13 +740,19 @@ Sm90Mode flash_fwd_sm90_mode() {
   const char* env = std::getenv("FA_KERNELS_SM90");
   if (env == nullptr) return Sm90Mode::kOverlapped;
   if (std::strcmp(env, "0") == 0) return Sm90Mode::kOff;
+  if (std::strcmp(env, "pingpong") == 0) return Sm90Mode::kPingPong;
   return std::strcmp(env, "serial") == 0 ? Sm90Mode::kSerial : Sm90Mode::kOverlapped;
 }
 
 namespace {
 template <typename T, int D>
 cudaError_t launch_mode(const FlashParams& p, cudaStream_t stream, Sm90Mode mode) {
-  return mode == Sm90Mode::kSerial ? launch<T, D, false>(p, stream) : launch<T, D, true>(p, stream);
+  // the ping-pong softmax takes the row max of unscaled scores: right only for a positive scale
+  if (mode == Sm90Mode::kPingPong && p.softmax_scale > 0.f && std::isfinite(p.softmax_scale)) {
+    return launch<T, D, Sm90Mode::kPingPong>(p, stream);
+  }
+  return mode == Sm90Mode::kSerial ? launch<T, D, Sm90Mode::kSerial>(p, stream)
+                                   : launch<T, D, Sm90Mode::kOverlapped>(p, stream);
 }
 }  // namespace
 

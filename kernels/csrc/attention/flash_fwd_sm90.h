@@ -7,8 +7,10 @@
 namespace fa_kernels {
 
 // FA_KERNELS_SM90, read on every call so one process can compare the paths: unset (or anything else)
-// the overlapped schedule, "serial" the one-step-at-a-time schedule (for debugging), "0" off.
-enum class Sm90Mode { kOff, kSerial, kOverlapped };
+// the overlapped schedule, "serial" the one-step-at-a-time schedule (for debugging), "pingpong" the two
+// consumer warpgroups taking turns on the tensor cores (issue #16; the overlapped schedule where the
+// softmax scale is not positive), "0" off.
+enum class Sm90Mode { kOff, kSerial, kOverlapped, kPingPong };
 Sm90Mode flash_fwd_sm90_mode();
 
 // Same contract as flash_fwd. cudaErrorNotSupported, with nothing launched and no error left pending,
