@@ -6,5 +6,5 @@
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
 export PYTHONPATH="$ROOT/kernels${PYTHONPATH:+:$PYTHONPATH}" TRITON_CACHE_DIR=$WORK/triton-cache
 cd benchmarks || exit 1
-step timeout 200 $PY sweep_norm_fwd.py --rep 50 2>&1 | tee "$OUT/sweep_norm_fwd.log"
+[ -n "${SKIP_NORM:-}" ] || step timeout 200 $PY sweep_norm_fwd.py --rep 50 2>&1 | tee "$OUT/sweep_norm_fwd.log"
 step env OUT="$OUT" timeout 300 $PY bench_decode.py 2>&1 | tee "$OUT/bench_decode.log"
