@@ -114,7 +114,7 @@ if [ "$PART" = quick ]; then
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|hazard|^ok|^FAIL" "$OUT/sanitizer.log" | sort | uniq -c \
         | head -12 | tee -a "$SUMMARY"
     (cd benchmarks && run bench "$OUT/bench.log" 125 $PY bench_attention.py --seqlens 4096 8192 16384 \
-        --only cuda cuda_pingpong triton sdpa_cudnn --phases fwd --no-first-call --no-graphs --rep 30)
+        --only cuda cuda_overlapped triton sdpa_cudnn ${BENCH_EXTRA:-} --phases fwd --no-first-call --no-graphs --rep 30)
     grep -E "^\|" "$OUT/bench.log" | head -20 >> "$SUMMARY"
     exit 0
 fi

@@ -737,11 +737,12 @@ cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
 }  // namespace
 
 Sm90Mode flash_fwd_sm90_mode() {
+  // unset (or any other value): ping-pong, the fastest on an H200 (benchmarks/results/issue16_h200/pingpong)
   const char* env = std::getenv("FA_KERNELS_SM90");
-  if (env == nullptr) return Sm90Mode::kOverlapped;
+  if (env == nullptr) return Sm90Mode::kPingPong;
   if (std::strcmp(env, "0") == 0) return Sm90Mode::kOff;
-  if (std::strcmp(env, "pingpong") == 0) return Sm90Mode::kPingPong;
-  return std::strcmp(env, "serial") == 0 ? Sm90Mode::kSerial : Sm90Mode::kOverlapped;
+  if (std::strcmp(env, "overlapped") == 0) return Sm90Mode::kOverlapped;
+  return std::strcmp(env, "serial") == 0 ? Sm90Mode::kSerial : Sm90Mode::kPingPong;
 }
 
 namespace {
