@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Issue #16 (and #17's backward sweep) in one short call: build the sm_90a wheel, the sm90 GPU tests with
+# ping-pong the default, then tools/gpu_issue16b.sh (auto table's attention rows, bench fwd and fwd+bwd)
+# and tools/gpu_probe_c.sh (norm backward launch shapes by kernel time). About 5 minutes on an H200.
+#   OUT=/path/to/logs bash tools/gpu_issue16c.sh    -> build.log pytest.log b/ c/
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
+SITE=${SITE:-/tmp/i16-site}
+rm -rf "$SITE"
+step timeout 120 $PY -m fa_dist build --arch native --no-precompile --wheelhouse "$WORK/wh" > "$OUT/build.log" 2>&1 || exit 1
+$PY -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WORK"/wh/*.whl "$SITE"
+(export PYTHONPATH="$SITE"; step timeout 90 $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_cuda_sm90.py \
+    > "$OUT/pytest.log" 2>&1); tail -2 "$OUT/pytest.log"
+mkdir -p "$OUT/b" "$OUT/c"
+SITE=$SITE OUT="$OUT/b" timeout 260 bash tools/gpu_issue16b.sh > "$OUT/b/stdout.log" 2>&1; echo "16b exit $?"
+OUT="$OUT/c" timeout 90 bash tools/gpu_probe_c.sh > "$OUT/c/stdout.log" 2>&1; echo "probe_c exit $?"
