@@ -71,6 +71,14 @@ class Timing:
     note: str = ""  # why a column is empty
     kernel_ms: float | None = None  # backward: the GPU work alone (kernel_ms below)
 
+    @property
+    def device_ms(self) -> float | None:
+        """The GPU's share: the graph replay (forward) or the kernels' durations (backward) where
+        measured, else the median. What decides a backend choice: a host slower than the GPU (the H200
+        machine's, at 16384x4096) would otherwise pick by Python time, which a training loop hides
+        behind the queue of kernels it runs ahead."""
+        return self.graph_ms if self.graph_ms is not None else self.kernel_ms if self.kernel_ms is not None else self.ms
+
 
 def _tensors(outs: Outputs) -> list[torch.Tensor]:
     items = [outs] if isinstance(outs, torch.Tensor) else list(outs)

@@ -178,3 +178,20 @@ def test_a_class_measured_on_several_shapes_goes_to_the_backend_ahead_relative_t
     assert choose([{"triton": 5.0}, {"triton": 5.0, "cuda": 1.0}]) == "triton"
     assert choose([{"cuda": 1.0}, {"triton": 1.0}]) is None
     assert choose([]) is None
+
+
+def test_a_choice_is_made_on_device_time() -> None:
+    """sweep_auto weighs the GPU's share (benchmarks/timing.Timing.device_ms): the forward's graph
+    replay, the backward's kernel durations; the plain median only where neither was measured."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("timing", ROOT / "benchmarks" / "timing.py")
+        assert spec is not None and spec.loader is not None
+        timing = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(timing)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert timing.Timing(0.40, graph_ms=0.13).device_ms == 0.13
+    assert timing.Timing(0.40, None, "", kernel_ms=0.17).device_ms == 0.17
+    assert timing.Timing(0.40).device_ms == 0.40
+    assert timing.Timing(None).device_ms is None
