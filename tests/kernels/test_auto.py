@@ -3,6 +3,7 @@ tensor for dx and dresidual (equal to the reference, and no storage shared betwe
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -183,12 +184,9 @@ def test_a_class_measured_on_several_shapes_goes_to_the_backend_ahead_relative_t
 def test_a_choice_is_made_on_device_time() -> None:
     """sweep_auto weighs the GPU's share (benchmarks/timing.Timing.device_ms): the forward's graph
     replay, the backward's kernel durations; the plain median only where neither was measured."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # as sweep_auto.py finds it
     try:
-        spec = importlib.util.spec_from_file_location("timing", ROOT / "benchmarks" / "timing.py")
-        assert spec is not None and spec.loader is not None
-        timing = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(timing)
+        timing = importlib.import_module("timing")
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     assert timing.Timing(0.40, graph_ms=0.13).device_ms == 0.13
