@@ -55,7 +55,11 @@ def local_candidates(
                 source=source,
                 # a file the manifest does not know is the user's own; one it lists needs its hash
                 problem=stale
-                or (index_manifest.UNVERIFIED if entry and sha is None and not allow_unverified else None),
+                or (
+                    index_manifest.UNVERIFIED
+                    if entry and sha is None and not allow_unverified
+                    else None
+                ),
             )
         )
     return found
