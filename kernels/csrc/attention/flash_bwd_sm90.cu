@@ -223,7 +223,8 @@ __device__ __forceinline__ void store_rows(T* dst, int64_t stride, const float (
     T* out = dst + static_cast<int64_t>(row + 8 * r) * stride + col0;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<uint32_t*>(out + 8 * j) = Mma<T>::pack(acc[4 * j + 2 * r] * scale, acc[4 * j + 2 * r + 1] * scale);
+      const uint32_t pair = Mma<T>::pack(acc[4 * j + 2 * r] * scale, acc[4 * j + 2 * r + 1] * scale);
+      *reinterpret_cast<uint32_t*>(out + 8 * j) = pair;
     }
   }
 }
