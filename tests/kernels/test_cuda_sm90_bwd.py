@@ -15,7 +15,7 @@ import torch
 import fa_kernels
 from fa_kernels import reference
 
-from .helpers import TOL, assert_close, rel_err
+from .helpers import TOL
 from .test_attention import make_qkv, needs_cuda_attention
 
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -79,6 +79,15 @@ def reference_grads(dout, q, k, v, out, lse, scale, causal) -> Grads:
     return torch.autograd.grad(ref, inputs, dout.float())
 
 
+def assert_grad_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """Relative error within twice the dtype's tolerance, against at least 1e-3 an element: where the exact
+    gradient is zero (dq with one key: softmax over one key is constant) both kernels give rounding noise."""
+    floor = 1e-3 * want.numel() ** 0.5
+    err = (got.double() - want.double()).norm().item() / max(want.double().norm().item(), floor)
+    assert not got.isnan().any(), f"{what}: NaN"
+    assert err < TOL[dtype] * 2, f"{what}: relative error {err:.2e} > {TOL[dtype] * 2:.1e}"
+
+
 def test_the_switch_picks_the_kernels_that_run(sm90_bwd):
     case = make_case(1, 256, 256, 4, 4, 128, torch.bfloat16, False)
     sm90_bwd(True)
@@ -122,8 +131,8 @@ def test_backward_matches_reference_and_the_sm80_kernels(b, sq, sk, h, hk, d, ca
     new = backward(*case)
     ref = reference_grads(*case)
     for name, got, was, want in zip(("dq", "dk", "dv"), new, old, ref, strict=True):
-        assert_close(got, want, dtype, f"{name} vs reference", factor=2)
-        assert rel_err(got, was) < TOL[dtype] * 2, f"{name} differs from the sm_80 kernels'"
+        assert_grad_close(got, want, dtype, f"{name} vs reference")
+        assert_grad_close(got, was.float(), dtype, f"{name} vs the sm_80 kernels'")
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -166,4 +175,4 @@ def test_autograd_through_the_cuda_backend(b, sq, sk, h, hk, d, causal, dtype, s
     ref, _ = reference.attention(*inputs, softmax_scale=1.0 / math.sqrt(d), causal=causal)
     rgrads = torch.autograd.grad(ref, inputs, dout.float())
     for name, got, want in zip(("dq", "dk", "dv"), grads, rgrads, strict=True):
-        assert_close(got, want, dtype, name, factor=2)
+        assert_grad_close(got, want, dtype, name)
