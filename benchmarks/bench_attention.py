@@ -34,7 +34,8 @@ def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     causal: bool) -> dict[str, Callable[[], Any]]:
     """Everything timed in a case; on an H100/H200 also the compiled backend's other forwards:
     cuda_sm80 (FA_KERNELS_SM90=0) and cuda_overlapped (the sm90 forward's earlier schedule; `cuda` runs
-    the default, ping-pong)."""
+    the default, ping-pong), and its sm90 backward: cuda_bwd90 (FA_KERNELS_SM90_BWD=1 while the backward
+    runs; the forward is `cuda`'s)."""
     def ours(name: str) -> Callable[[], Any]:
         return lambda: fa_kernels.flash_attn_func(q, k, v, causal=causal, backend=name)
 
@@ -52,6 +53,7 @@ def implementations(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         if torch.cuda.get_device_capability(q.device) == (9, 0):
             impls["cuda_sm80"] = _with_sm90_mode("0", ours("cuda"))
             impls["cuda_overlapped"] = _with_sm90_mode("overlapped", ours("cuda"))
+            impls["cuda_bwd90"] = _with_sm90_backward(q, k, v, causal)
     impls |= {name: sdpa(b) for name, b in PEERS.items()}
     return impls
 
@@ -71,6 +73,46 @@ def _with_sm90_mode(mode: str, run: Callable[[], Any]) -> Callable[[], Any]:
             else:
                 os.environ["FA_KERNELS_SM90"] = saved
     return call
+
+
+_SAVED_ENV: list[str | None] = []  # FA_KERNELS_SM90_BWD before a backward of _with_sm90_backward set it
+
+
+class _BackwardEnv(torch.autograd.Function):
+    """The identity forward; backward sets FA_KERNELS_SM90_BWD=1 (`enter`, applied to the outputs: its
+    backward runs before the attention's) or restores the value before (applied to the inputs: runs after).
+    The backward runs outside the call the bench times a forward by, so a wrapper like _with_sm90_mode
+    would leave it unset there."""
+
+    @staticmethod
+    def forward(ctx: Any, enter: bool, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.enter = enter
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[Any, ...]:
+        if ctx.enter:
+            _SAVED_ENV.append(os.environ.get("FA_KERNELS_SM90_BWD"))
+            os.environ["FA_KERNELS_SM90_BWD"] = "1"
+        else:
+            _restore_env("FA_KERNELS_SM90_BWD", _SAVED_ENV.pop())
+        return (None, *grads)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _with_sm90_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Callable[[], Any]:
+    """The compiled backend whose backward runs the sm90 kernels (FA_KERNELS_SM90_BWD=1, read per call)."""
+    def run() -> torch.Tensor:
+        qi, ki, vi = _BackwardEnv.apply(False, q, k, v)
+        out = fa_kernels.flash_attn_func(qi, ki, vi, causal=causal, backend="cuda")
+        return _BackwardEnv.apply(True, out)[0]
+    return run
 
 
 def run_case(head_dim: int, causal: bool, seqlen: int, graphs: bool, notes: set[str],
@@ -117,7 +159,7 @@ def _row(head_dim: int, causal: bool, seqlen: int, chose: str, times: dict[str, 
         if name != "auto":
             row[f"{name} TFLOP/s"], row[f"{name} {alt} ms"] = _tflops(flops, t.ms), getattr(t, alt_field)
     cudnn = times.get("sdpa_cudnn")
-    for name in ("cuda", "cuda_overlapped"):  # issue #16's target: the compiled backend against cuDNN
+    for name in ("cuda", "cuda_overlapped", "cuda_bwd90"):  # issue #16's target: the compiled backend vs cuDNN
         ours = times.get(name)
         if ours is not None and cudnn is not None:
             row[f"{name} x sdpa_cudnn"] = cudnn.ms / ours.ms if cudnn.ms and ours.ms else None
@@ -132,7 +174,7 @@ def main() -> None:
     parser.add_argument("--no-first-call", action="store_true")
     parser.add_argument("--rep", type=int, default=DO_BENCH_REP_MS, help="do_bench rep (ms) per measurement")
     parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="time auto and only these (e.g. cuda cuda_overlapped triton sdpa_cudnn)")
+                        help="time auto and only these (e.g. cuda cuda_overlapped cuda_bwd90 triton sdpa_cudnn)")
     parser.add_argument("--phases", nargs="+", choices=("fwd", "bwd"), default=["fwd", "bwd"])
     args = parser.parse_args()
     rows: dict[str, list[dict[str, Any]]] = {phase: [] for phase in args.phases}
@@ -148,7 +190,8 @@ def main() -> None:
             f"{METHOD}\n\n`auto` = backend=\"auto\" (`auto chose`: its backend for that direction; for attention "
             "the backward's choice runs the whole training call); `triton`, `cuda` = our backends by name; "
             "on an H100/H200 `cuda` runs the sm_90a forward's ping-pong schedule, `cuda_sm80` and `cuda_overlapped` "
-            "= `cuda` with FA_KERNELS_SM90=0 / overlapped. "
+            "= `cuda` with FA_KERNELS_SM90=0 / overlapped, `cuda_bwd90` = `cuda` with FA_KERNELS_SM90_BWD=1 (the sm90 "
+            "backward). "
             "`x sdpa_*` = SDPA backend's time / auto's (>= 1: we are ahead). TFLOP/s: fwd 4*b*s^2*h*d "
             "(halved when causal), bwd 2.5x that.\n")
     text += phase_tables(rows, notes)

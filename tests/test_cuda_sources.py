@@ -60,6 +60,40 @@ def test_hopper_forward_compiles_for_sm90a_without_spills(tmp_path: Path) -> Non
         _assert_pingpong_softmax_between_the_waits(sass)
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_hopper_backward_compiles_for_sm90a_without_spills(tmp_path: Path) -> None:
+    """flash_bwd_sm90.cu in its real target: the dK/dV and dQ kernels for 2 dtypes x 2 head dims, no local
+    memory, no warning (a serialized wgmma would be one), the mbarriers in static shared memory, and in the
+    machine code each kernel's wgmma count: dK/dV 2 x D/16 score steps + 2 x inner/16 gradient steps, dQ
+    2 x D/16 + inner/16 (inner: 128 query or key rows a step at head dim 64, 64 at 128)."""
+    out = tmp_path / "bwd_sm90.o"
+    done = subprocess.run(
+        ["nvcc", "-std=c++17", *_device_flags(), f"-I{KERNELS / 'csrc'}", "-gencode=arch=compute_90a,code=sm_90a",
+         "-Xptxas", "-v", "-c", str(KERNELS / "csrc/attention/flash_bwd_sm90.cu"), "-o", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stderr
+    assert report.count("Compiling entry function") == 8, report
+    assert report.count("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads") == 8, report
+    assert "warning" not in report.lower(), report
+    assert all(int(n) > 0 for n in re.findall(r"(\d+) bytes smem", report))
+    cuobjdump = shutil.which("cuobjdump") or _triton_cuobjdump()
+    if cuobjdump:
+        sass = subprocess.run([cuobjdump, "--dump-sass", str(out)], capture_output=True, text=True).stdout
+        expected = {"dkdv_kernelI6__halfLi64": 24, "dkdv_kernelI6__halfLi128": 24, "dq_kernelI6__halfLi64": 16,
+                    "dq_kernelI6__halfLi128": 20}
+        for body in re.split(r"\n\s*Function : ", sass)[1:]:
+            name = re.sub(r"13__nv_bfloat16", "6__half", body.split()[0])
+            kernel = next(k for k in expected if k in name)
+            assert body.count("HGMMA") == expected[kernel], (name, body.count("HGMMA"))
+
+
+def _device_flags() -> list[str]:
+    recipe = recipes.load_all(source_root=KERNELS)["cuda"]
+    assert recipe.extension is not None
+    return list(recipe.extension.device_flags)
+
+
 def _assert_pingpong_softmax_between_the_waits(sass: str) -> None:
     """In the ping-pong kernels the softmax's exponentials (MUFU.EX2) follow the wait for S = Q.K^T
     (WARPGROUP.DEPBAR.LE gsb0, 0x1) before any wait for O += P.V (0x0; the loop's is at its head): the

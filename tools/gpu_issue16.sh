@@ -18,6 +18,12 @@
 #   3 (the sm90 file only: every mode); 4 racecheck and synccheck on the ping-pong at one small shape;
 #   5 at hd 64/128, seqlen 4k/8k/16k, causal and not, forward only: auto, cuda (the default schedule),
 #   cuda_pingpong, triton, SDPA cuDNN. A hang (exit 124) in the smoke skips everything after it.
+#   PART=bwd (the sm90 backward, FA_KERNELS_SM90_BWD=1; step limits 100+60+110+2x50+100 s = 7m50s):
+#   1; smoke_bwd.log (the sm90 backward vs the float32 reference and the sm_80 backward at small shapes,
+#   60 s: a hang is reported and skips the rest); pytest.log (tests/kernels/test_cuda_sm90_bwd.py);
+#   sanitizer.log (racecheck and synccheck of the sm90 backward at one small shape); bench.log
+#   (bench_attention --phases bwd at hd 64/128, seqlen 4k/8k/16k, causal and not: auto, cuda (the sm_80
+#   backward), cuda_bwd90, triton, SDPA cuDNN).
 #   The unpacked build stays in $SITE (/tmp/i16-site) and is reused by the next call on the same machine
 #   unless REBUILD=1 (set it after editing csrc/).
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_common.sh"  # OUT PY ROOT WORK TORCH_SITE newenv step
@@ -35,7 +41,7 @@ run() {  # run NAME LOG TIMEOUT CMD...: log the command's output, note exit stat
 
 PART=${PART:-all}
 SITE=${SITE:-/tmp/i16-site}
-BUILD_LIMIT=200; [ "$PART" = quick ] && BUILD_LIMIT=100  # 38 s on the H200 (results/issue16_h200)
+BUILD_LIMIT=200; [ "$PART" = quick ] || [ "$PART" = bwd ] && BUILD_LIMIT=100  # 38 s on the H200 (results/issue16_h200)
 nvidia-smi -L | tee -a "$SUMMARY"
 if [ "${REBUILD:-0}" = 1 ] || ! ls "$SITE"/fa_kernels/_C*.so >/dev/null 2>&1; then
     rm -rf "$SITE"
@@ -93,6 +99,71 @@ for dtype in ([torch.bfloat16] if tiny else [torch.bfloat16, torch.float16]):
                   f"causal={causal}: rel err {err:.2e} (sm80 {err_old:.2e}), lse ok {lse_ok}", flush=True)
 sys.exit(1 if bad else 0)
 PYEOF
+# the backward's smoke: per shape the sm_80 backward, then the sm90 one (FA_KERNELS_SM90_BWD=1), both
+# against the float32 reference; SMOKE_SHAPES=one keeps a single shape (two query heads a kv head, a
+# partial block on both sides) for the sanitizers
+cat > "$WORK/smoke_bwd.py" <<'PYEOF'
+import math, os, sys
+import torch
+from fa_kernels import reference
+from fa_kernels.cuda import attention
+print("attention ops compiled:", attention.compiled(), flush=True)
+one = os.environ.get("SMOKE_SHAPES") == "one"
+shapes = [(1, 130, 300, 2, 1, 128, True)] if one else [
+    (1, 1, 1, 2, 2, 64, False), (1, 128, 128, 2, 2, 64, False), (1, 128, 128, 2, 2, 128, False),
+    (2, 113, 203, 8, 2, 64, True), (2, 113, 203, 8, 2, 128, True), (1, 203, 113, 4, 1, 128, True),
+    (1, 1024, 1024, 4, 1, 128, True), (1, 2048, 1, 4, 2, 128, True), (1, 1, 2048, 4, 1, 64, False)]
+def rel(a, b):  # relative, but against at least 1e-3 an element where the exact gradient is ~0 (dq at sk 1)
+    return ((a.float() - b).norm() / b.norm().clamp_min(1e-3 * b.numel() ** 0.5)).item()
+bad = 0
+for dtype in [torch.bfloat16] if one else [torch.bfloat16, torch.float16]:
+    for b, sq, sk, h, hk, d, causal in shapes:
+        torch.manual_seed(0)
+        q = torch.randn(b, sq, h, d, device="cuda", dtype=dtype)
+        k, v = (torch.randn(b, sk, hk, d, device="cuda", dtype=dtype) for _ in range(2))
+        scale = 1 / math.sqrt(d)
+        out, lse = torch.ops.fa_kernels.flash_fwd(q, k, v, scale, causal)
+        dout = torch.randn_like(out)
+        ins = [t.float().requires_grad_() for t in (q, k, v)]
+        ref, _ = reference.attention(*ins, softmax_scale=scale, causal=causal)
+        want = torch.autograd.grad(ref, ins, dout.float())
+        os.environ.pop("FA_KERNELS_SM90_BWD", None)
+        old = torch.ops.fa_kernels.flash_bwd(dout, q, k, v, out, lse, scale, causal)
+        os.environ["FA_KERNELS_SM90_BWD"] = "1"
+        new = torch.ops.fa_kernels.flash_bwd(dout, q, k, v, out, lse, scale, causal)
+        torch.cuda.synchronize()
+        errs = [rel(g, w) for g, w in zip(new, want)]
+        olds = [rel(g, w) for g, w in zip(old, want)]
+        ok = all(e < 2.4e-2 for e in errs) and not any(g.isnan().any() for g in new)
+        bad += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {str(dtype):14} b{b} sq{sq} sk{sk} h{h}/{hk} d{d} causal={causal}: "
+              f"dq/dk/dv rel err {' '.join(f'{e:.1e}' for e in errs)} (sm80 {' '.join(f'{e:.1e}' for e in olds)})",
+              flush=True)
+sys.exit(1 if bad else 0)
+PYEOF
+if [ "$PART" = bwd ]; then
+    (cd "$WORK" && run smoke-bwd "$OUT/smoke_bwd.log" 60 $PY "$WORK/smoke_bwd.py")
+    SMOKE=$?
+    note "  smoke-bwd: $(grep -c '^ok' "$OUT/smoke_bwd.log") ok, $(grep -c '^FAIL' "$OUT/smoke_bwd.log") FAIL"
+    grep -E "^FAIL|Error|error" "$OUT/smoke_bwd.log" | head -16 | tee -a "$SUMMARY"
+    if [ "$SMOKE" = 124 ] || [ "$SMOKE" = 137 ]; then note "smoke-bwd hung: the rest skipped"; exit 1; fi
+    XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 4")
+    run pytest-sm90-bwd "$OUT/pytest.log" 110 $PY -m pytest -q -m gpu $XDIST -p no:cacheprovider --durations=8 \
+        tests/kernels/test_cuda_sm90_bwd.py
+    note "  $(grep -E 'passed|failed' "$OUT/pytest.log" | tail -1)"
+    SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    for tool in racecheck synccheck; do
+        (cd "$WORK" && SMOKE_SHAPES=one run "sanitizer-$tool" "$OUT/sanitizer.log" 50 \
+            "$SAN" --tool "$tool" --error-exitcode 9 $PY "$WORK/smoke_bwd.py")
+    done
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|hazard|^ok|^FAIL" "$OUT/sanitizer.log" | sort | uniq -c \
+        | head -12 | tee -a "$SUMMARY"
+    (cd benchmarks && run bench "$OUT/bench.log" 100 $PY bench_attention.py --seqlens 4096 8192 16384 \
+        --only cuda cuda_bwd90 triton sdpa_cudnn --phases bwd --no-first-call --no-graphs --rep 30)
+    grep -E "^\|" "$OUT/bench.log" | head -20 >> "$SUMMARY"
+    exit 0
+fi
+
 if [ "$PART" = quick ]; then
     run sass "$OUT/sass_pingpong.txt" 15 bash -c "set -o pipefail; '$CUOBJDUMP' --dump-sass $SITE/fa_kernels/_C*.so \
         | $PY tools/sass_counts.py --filter flash_fwd_sm90 --order"

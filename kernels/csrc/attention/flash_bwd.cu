@@ -6,8 +6,10 @@
 //   dQ:    a CTA per 64 queries; each warp owns 16 queries and walks over the key blocks:
 //          S = Q.K^T, dP = dO.V^T, dS = P * (dP - delta), dQ += dS.K.
 // delta = rowsum(dO * O) comes from the caller. Tiles are single-buffered so the shared memory fits
-// sm_86/sm_89's 99 KB as well as sm_80/sm_90.
+// sm_86/sm_89's 99 KB as well as sm_80/sm_90. On Hopper, FA_KERNELS_SM90_BWD=1 runs the sm_90a kernels
+// (flash_bwd_sm90.cu) instead where they apply.
 #include "attention/flash_common.cuh"
+#include "attention/flash_bwd_sm90.h"
 
 #include <cmath>
 
@@ -195,6 +197,9 @@ struct Launch {
 
 }  // namespace
 
-cudaError_t flash_bwd(const FlashParams& p, cudaStream_t stream) { return dispatch<Launch>(p, stream); }
+cudaError_t flash_bwd(const FlashParams& p, cudaStream_t stream) {
+  const cudaError_t hopper = flash_bwd_sm90(p, stream);  // Hopper's own kernels where switched on and they apply
+  return hopper == cudaErrorNotSupported ? dispatch<Launch>(p, stream) : hopper;
+}
 
 }  // namespace fa_kernels

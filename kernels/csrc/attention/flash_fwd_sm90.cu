@@ -19,17 +19,16 @@
 // static shared memory, which is how the host side tells that the image it would launch is the real one.
 #include "attention/flash_fwd_sm90.h"
 
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "attention/flash_common.cuh"
+#include "attention/sm90_host.h"
 
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define FA_SM90_DEVICE 1
+#include "attention/sm90_pipeline.cuh"
 #include "attention/sm90_wgmma.cuh"
 #endif
 
@@ -39,7 +38,6 @@ namespace {
 constexpr int kBlockM = 128;      // queries a CTA: two consumer warpgroups of 64
 constexpr int kStages = 2;        // K/V ring depth
 constexpr int kThreads = 384;     // producer + 2 consumers
-constexpr int kBoxCols = 64;      // 128 bytes of 16-bit elements: one swizzle atom wide
 
 template <int D> __host__ __device__ constexpr int block_n() { return 128; }
 
@@ -60,108 +58,7 @@ using attn::kLog2e;
 using attn::Mma;
 using attn::quad_max;
 using attn::quad_sum;
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// -- mbarriers -------------------------------------------------------------------------------------
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// Spins until the phase of parity `parity` has completed. A fresh barrier counts its (nonexistent)
-// previous phase, parity 1, as complete: the producer's first wait on an empty slot passes at once.
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nWAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-
-// -- named barriers: id 0 is __syncthreads'; ids as immediates, so ptxas reserves only those used -----
-template <int kId, int kCount>
-__device__ __forceinline__ void named_bar_sync() {
-  asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
-}
-template <int kId, int kCount>
-__device__ __forceinline__ void named_bar_arrive() {
-  asm volatile("bar.arrive %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
-}
-
-// -- TMA -------------------------------------------------------------------------------------------
-__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int row,
-                                         int head, int batch) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
-      "[%6];\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(head), "r"(batch), "r"(bar)
-      : "memory");
-}
-
-// A tile of `rows` x D lands as D/64 column blocks of rows x 128 bytes, one TMA box each.
-template <int D>
-__device__ __forceinline__ void load_tile(uint32_t dst, const CUtensorMap* map, uint32_t bar, int rows, int row0,
-                                          int head, int batch) {
-#pragma unroll
-  for (int c = 0; c < D / kBoxCols; ++c) tma_load(dst + c * rows * 128, map, bar, c * kBoxCols, row0, head, batch);
-}
-
-// -- wgmma -----------------------------------------------------------------------------------------
-// Shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4), 128B swizzle.
-__device__ __forceinline__ uint64_t make_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>((lbo & 0x3FFFF) >> 4) << 16 |
-         static_cast<uint64_t>((sbo & 0x3FFFF) >> 4) << 32 | 1ull << 62;
-}
-// K-major operand (Q, K: head_dim contiguous) at k-step kk of 16 elements: 4 steps inside a 128-byte
-// swizzle atom (32 bytes each), then the next column block. 8-row groups are 1024 bytes apart.
-__device__ __forceinline__ uint64_t desc_k_major(uint32_t tile, int rows, int kk) {
-  return make_desc(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 16, 1024);
-}
-// MN-major operand (V as the B of P.V: head_dim, the N side, contiguous) at k-step kk of 16 keys:
-// 16 rows further; column blocks of 64 head_dim elements are rows * 128 bytes apart (LBO).
-__device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile, int rows, int kk) {
-  return make_desc(tile + kk * 16 * 128, rows * 128, 1024);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// Keeps the compiler from touching accumulators across an asynchronous product: every read after
-// the wait depends on these (empty) definitions.
-template <int N>
-__device__ __forceinline__ void fence_regs(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-template <int M, int N>
-__device__ __forceinline__ void fence_regs(uint32_t (&r)[M][N]) {
-#pragma unroll
-  for (int i = 0; i < M; ++i) {
-#pragma unroll
-    for (int j = 0; j < N; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
-  }
-}
-
-template <int kRegs>
-__device__ __forceinline__ void setmaxnreg_inc() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
-}
-template <int kRegs>
-__device__ __forceinline__ void setmaxnreg_dec() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
-}
+using namespace sm90;  // the pipeline's building blocks (sm90_pipeline.cuh)
 
 struct Bars {  // shared-memory addresses of the mbarriers
   uint32_t base;
@@ -654,79 +551,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // -- host ------------------------------------------------------------------------------------------
 
-using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
-
-// The driver's tensor-map encoder, found at run time (no -lcuda); null when the driver has none.
-EncodeTiled encoder() {
-  static const EncodeTiled fn = [] {
-    void* ptr = nullptr;
-    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-#if CUDART_VERSION >= 12050
-    const cudaError_t err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &found);
-#else
-    const cudaError_t err = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &ptr, cudaEnableDefault, &found);
-#endif
-    if (err != cudaSuccess) cudaGetLastError();  // a failed probe must not show up as the next launch's error
-    return err == cudaSuccess && found == cudaDriverEntryPointSuccess ? reinterpret_cast<EncodeTiled>(ptr) : nullptr;
-  }();
-  return fn;
-}
-
-// A 4-D map (head_dim, seqlen, heads, batch) with boxes of 64 x rows; false if the driver refuses it
-// (e.g. a stride that is not a multiple of 16 bytes).
-bool encode(CUtensorMap* map, const void* base, bool bf16, int head_dim, int seqlen, int heads, int batch,
-            const Strides& st, int rows) {
-  const EncodeTiled fn = encoder();
-  if (fn == nullptr) return false;
-  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(seqlen),
-                              static_cast<cuuint64_t>(heads), static_cast<cuuint64_t>(batch)};
-  if (st.row < 0 || st.head < 0 || st.batch < 0) return false;
-  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(st.row) * 2, static_cast<cuuint64_t>(st.head) * 2,
-                                 static_cast<cuuint64_t>(st.batch) * 2};
-  const cuuint32_t box[4] = {kBoxCols, static_cast<cuuint32_t>(rows), 1, 1};
-  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  const CUresult res = fn(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
-                          const_cast<void*>(base), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return res == CUDA_SUCCESS;
-}
-
-// This kernel can run on the current device: compute capability 9.0 and the sm_90a image (the only one
-// with static shared memory) is what a launch would pick. Cached per device.
-template <typename T, int D, Sm90Mode kMode>
-bool image_ready() {
-  constexpr int kMaxDevices = 64;
-  static int state[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) {
-    cudaGetLastError();
-    return false;
-  }
-  if (state[device] == 0) {
-    int major = 0, minor = 0;
-    cudaFuncAttributes attr{};
-    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-                    major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes(&attr, flash_fwd_sm90_kernel<T, D, kMode>) == cudaSuccess &&
-                    attr.sharedSizeBytes > 0 &&
-                    cudaFuncSetAttribute(flash_fwd_sm90_kernel<T, D, kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         Layout<D>::bytes) == cudaSuccess;
-    if (!ok) cudaGetLastError();
-    state[device] = ok ? 1 : -1;
-  }
-  return state[device] == 1;
-}
-
 template <typename T, int D, Sm90Mode kMode>
 cudaError_t launch(const FlashParams& p, cudaStream_t stream) {
-  if (!image_ready<T, D, kMode>()) return cudaErrorNotSupported;
+  if (!sm90::image_ready<flash_fwd_sm90_kernel<T, D, kMode>>(Layout<D>::bytes)) return cudaErrorNotSupported;
   const bool bf16 = std::is_same<T, __nv_bfloat16>::value;
   CUtensorMap tq, tk, tv;
-  if (!encode(&tq, p.q, bf16, D, p.seqlen_q, p.heads, p.batch, p.q_s, kBlockM) ||
-      !encode(&tk, p.k, bf16, D, p.seqlen_k, p.heads_k, p.batch, p.k_s, block_n<D>()) ||
-      !encode(&tv, p.v, bf16, D, p.seqlen_k, p.heads_k, p.batch, p.v_s, block_n<D>())) {
+  if (!sm90::encode(&tq, p.q, bf16, D, p.seqlen_q, p.heads, p.batch, p.q_s, kBlockM) ||
+      !sm90::encode(&tk, p.k, bf16, D, p.seqlen_k, p.heads_k, p.batch, p.k_s, block_n<D>()) ||
+      !sm90::encode(&tv, p.v, bf16, D, p.seqlen_k, p.heads_k, p.batch, p.v_s, block_n<D>())) {
     return cudaErrorNotSupported;
   }
   const dim3 grid((p.seqlen_q + kBlockM - 1) / kBlockM, p.batch * p.heads);

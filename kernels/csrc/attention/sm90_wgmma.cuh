@@ -1,8 +1,9 @@
-// wgmma.mma_async wrappers for the sm_90a attention forward (flash_fwd_sm90.cu). Each m64nNk16 product
-// keeps N/2 fp32 accumulators a thread (PTX ISA, "Register Fragments"), so the operand lists are long and
-// spelled out here once. SS: A and B from shared memory (descriptors). RS: A from registers (four 32-bit
-// registers of packed 16-bit pairs), B from shared memory, B MN-major (tnspB = 1: V, head_dim contiguous).
-// scale_d = 0 overwrites the accumulators (the first k-step of a product), 1 accumulates.
+// wgmma.mma_async wrappers for the sm_90a attention kernels (flash_fwd_sm90.cu, flash_bwd_sm90.cu). Each
+// m64nNk16 product keeps N/2 fp32 accumulators a thread (PTX ISA, "Register Fragments"), so the operand
+// lists are long and spelled out here once. SS: A and B from shared memory (descriptors). RS: A from
+// registers (four 32-bit registers of packed 16-bit pairs), B from shared memory, B MN-major (tnspB = 1:
+// V, head_dim contiguous). scale_d = 0 overwrites the accumulators (the first k-step of a product), 1
+// accumulates.
 #pragma once
 
 #include <cstdint>
