@@ -118,14 +118,20 @@ STEADY_STEPS = 8  # steps a steady replay runs back to back
 STEADY_BYTES = 1 << 30  # the caches a steady replay cycles through hold at least this much (L2: 50-60 MB)
 
 
+def steady_caches(batch: int, context: int) -> int:
+    """How many caches a steady replay cycles through: 2-8, 1 GiB or more together where 8 reach it."""
+    return min(STEADY_STEPS, max(2, -(-STEADY_BYTES // kv_bytes(batch, context))))
+
+
 def steady(batch: int, context: int, first: Step) -> tuple[dict[str, Callable[[], Any]], list[Step]]:
     """Decoding as a serving loop runs it: STEADY_STEPS steps back to back in one CUDA graph, so
     the launch of the graph itself (~10 us on an H200, paid once per replay) is spread over them as a
     loop's next launch overlaps the running step. The steps cycle through caches holding at least
-    STEADY_BYTES, so no step finds its keys in L2 from the one before. Timed per step. -> the replays,
+    STEADY_BYTES where STEADY_STEPS of them reach it (steady_caches), so no step finds its keys in L2
+    from the one before. Timed per step. -> the replays,
     and the steps they read: the caller keeps those alive while replaying (a graph holds no reference
     to the tensors it was captured with)."""
-    count = min(STEADY_STEPS, max(2, -(-STEADY_BYTES // kv_bytes(batch, context))))
+    count = steady_caches(batch, context)
     steps = [first] + [Step(batch, context) for _ in range(count - 1)]
     runs = {}
     for name in ("ours", "sdpa"):
@@ -137,8 +143,9 @@ def steady(batch: int, context: int, first: Step) -> tuple[dict[str, Callable[[]
 def case(batch: int, context: int, copy_tbs: float) -> dict[str, Any]:
     row: dict[str, Any] = {"batch": batch, "context": context, "KV MB": kv_bytes(batch, context) / 1e6}
     free = torch.cuda.mem_get_info()[0]
-    if kv_bytes(batch, context) * 1.15 > free:
-        row["note"] = f"skipped: needs {kv_bytes(batch, context) / 2**30:.1f} GiB, {free / 2**30:.1f} free"
+    needs = kv_bytes(batch, context) * steady_caches(batch, context)  # the steady replay's caches
+    if needs * 1.15 > free:
+        row["note"] = f"skipped: needs {needs / 2**30:.1f} GiB, {free / 2**30:.1f} free"
         return row
     step = Step(batch, context)
     steps = {"ours": step.ours, "paged": step.ours_paged, "sdpa": step.sdpa}
@@ -198,8 +205,9 @@ def main() -> None:
             "backend with each KV head's 8 query heads as 8 query rows (exact for one token); `graph`: the "
             "step replayed from a CUDA graph (no host launch time), one step a replay, so each time includes the "
             f"graph's own launch; `steady`: {STEADY_STEPS} steps back to back in one graph, as a serving loop "
-            "runs them (the graph's launch spread over them), cycling through caches of at least "
-            f"{STEADY_BYTES >> 30} GiB together so no step reads the one before's keys from L2; per step. `splits`: KV splits our heuristic "
+            "runs them (the graph's launch spread over them), cycling through 2-8 caches (at least "
+            f"{STEADY_BYTES >> 30} GiB together where 8 reach it) so no step reads the one before's keys from L2; "
+            "per step. `splits`: KV splits our heuristic "
             "chose. `vs sdpa`: SDPA time / ours (eager).\n\n"
             + table(rows, [c for c in COLUMNS if any(c in r for r in rows)]))
     print(text)

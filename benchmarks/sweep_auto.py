@@ -82,7 +82,15 @@ def _norm_times(shape: Any, names: list[str], rep: int) -> dict[str, tuple[float
     impls = {name: runner(name) for name in names}
     fwd = measure_all(impls, (x, r, w), "fwd", graphs=True, rep=rep)
     bwd = measure_all(impls, (x, r, w), "bwd", graphs=False, rep=rep)
-    return {name: (fwd[name].device_ms, bwd[name].device_ms) for name in names}
+    return {name: (_device_or_median(fwd, name), _device_or_median(bwd, name)) for name in names}
+
+
+def _device_or_median(timings: dict[str, Any], name: str) -> float | None:
+    """Device time where every backend has it (a failed capture of one would otherwise weigh its
+    median, host time included, against the others' device time), else the median for all."""
+    if all(t.graph_ms is not None or t.kernel_ms is not None for t in timings.values()):
+        return timings[name].device_ms  # type: ignore[no-any-return]
+    return timings[name].ms  # type: ignore[no-any-return]
 
 
 def _attention_times(shape: Any, names: list[str], rep: int) -> dict[str, tuple[float | None, float | None]]:

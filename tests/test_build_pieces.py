@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fa_dist.decide import archs, buildlog, recipes, stable_abi
-from fa_dist.decide.build_plan import for_environment
+from fa_dist.decide.build_plan import for_environment, source_digest, stale
 from fa_dist.decide.stable_abi import Abi
 from fa_dist.errors import ConfigError, ParseError
 from fa_dist.model.variant import Runtime, Variant
@@ -203,3 +203,24 @@ def test_missing_cuda_library_header_names_the_library() -> None:
     log = "ATen/cuda/CUDAContextLight.h:10:10: fatal error: cusparse.h: No such file or directory\n"
     found = buildlog.classify(log)
     assert found is not None and found.fix.startswith("cusparse.h belongs to a CUDA math library")
+
+
+def test_a_wheel_is_stale_only_when_both_digests_are_known_and_differ() -> None:
+    assert stale("aaaa", "aaaa") is None
+    assert stale("", "aaaa") is None  # a manifest from before digests were recorded
+    assert stale("aaaa", None) is None  # this fa-dist carries no sources to compare with
+    why = stale("aaaa", "bbbb")
+    assert why is not None and "aaaa" in why and "bbbb" in why and "--find-links" in why
+
+
+def test_the_source_digest_skips_outputs_caches_and_sdist_metadata(tmp_path: Path) -> None:
+    (tmp_path / "fa_kernels").mkdir()
+    (tmp_path / "fa_kernels" / "k.py").write_text("x = 1\n")
+    before = source_digest(tmp_path)
+    for rel in ("PKG-INFO", "setup.cfg", "fa_kernels/_precompiled/e.json", "fa_kernels/__pycache__/k.pyc",
+                "build/x.o", ".ruff_cache/c", "fa_kernels.egg-info/SOURCES.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("noise")
+    assert source_digest(tmp_path) == before
+    (tmp_path / "fa_kernels" / "k.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) != before

@@ -10,10 +10,13 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from fa_dist.decide import build_plan
 
 from .envs import shared_venv
 
@@ -130,3 +133,19 @@ def test_the_installed_tool_works_from_another_folder(
     assert indexed.returncode == 0, indexed.stderr
     assert fa_dist("index", "check", site_dir).returncode == 0
     assert (site_dir / outcome["installed"]).is_file()
+
+
+def test_the_bundled_kernel_sources_digest_like_the_checkout(dist: Path, tmp_path: Path) -> None:
+    """A wheel `fa-dist build` made from a checkout must not read as stale to a pip-installed fa-dist
+    (and back): the bundle's unpacked sdist and kernels/ give one source digest (the sdist adds only
+    its metadata files)."""
+    (wheel,) = dist.glob("fa_dist-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        bundle = json.loads(zf.read("fa_dist/_bundle/bundle.json"))
+        (tmp_path / "sdist.tar.gz").write_bytes(zf.read(f"fa_dist/_bundle/{bundle['sdist']}"))
+    with tarfile.open(tmp_path / "sdist.tar.gz") as tf:
+        tf.extractall(tmp_path / "unpacked", filter="data")
+    (top,) = (tmp_path / "unpacked").iterdir()
+    kernels = Path(__file__).resolve().parent.parent / "kernels"
+    assert (top / "PKG-INFO").is_file()  # the sdist's own file, which the digest leaves out
+    assert build_plan.source_digest(top) == build_plan.source_digest(kernels)

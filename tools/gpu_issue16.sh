@@ -12,12 +12,12 @@
 #   summary.txt      exit status and time of each step
 # Usage, from the repo root: OUT=/some/dir bash tools/gpu_issue16.sh
 #   PART=tests runs 1-4, PART=perf runs 1, 5, 6, PART=ncu runs 1 and 6 (each well under 10 minutes; the default runs all).
-#   PART=quick (the ping-pong schedule, FA_KERNELS_SM90=pingpong; step limits 100+15+60+100+2x60+125 s =
+#   PART=quick (the ping-pong schedule, the default since its first run; step limits 100+15+60+100+2x60+125 s =
 #   8m40s, about 4 minutes expected): 1; sass_pingpong.txt (ptxas's schedule of the ping-pong kernels
 #   in the built extension, tools/sass_counts.py); 2 with the ping-pong first, then the overlapped one;
 #   3 (the sm90 file only: every mode); 4 racecheck and synccheck on the ping-pong at one small shape;
 #   5 at hd 64/128, seqlen 4k/8k/16k, causal and not, forward only: auto, cuda (the default schedule),
-#   cuda_pingpong, triton, SDPA cuDNN. A hang (exit 124) in the smoke skips everything after it.
+#   cuda_overlapped, triton, SDPA cuDNN. A hang (exit 124) in the smoke skips everything after it.
 #   PART=bwd (the sm90 backward, FA_KERNELS_SM90_BWD=1; step limits 100+60+110+2x50+100 s = 7m50s):
 #   1; smoke_bwd.log (the sm90 backward vs the float32 reference and the sm_80 backward at small shapes,
 #   60 s: a hang is reported and skips the rest); pytest.log (tests/kernels/test_cuda_sm90_bwd.py);

@@ -297,18 +297,34 @@ def stale(built_from: str, carried: str | None) -> str | None:
         return None
     return (
         f"built from other kernel sources (digest {built_from}) than this fa-dist carries "
-        f"({carried}): stale, fa-dist builds it anew"
+        f"({carried}): stale, not installed (a build makes a fresh one; wheels given with "
+        "--find-links are taken as they are)"
     )
 
 
-def source_digest(
-    root: Path, *, skip: Sequence[str] = ("build", "dist", "__pycache__", ".egg-info")
-) -> str:
-    """sha256 over the kernel sources' paths and bytes: a wheel is reused only for the same sources."""
+# not sources: build outputs, caches, a checkout's own precompiled Triton kernels (`fa-dist warm`)
+DIGEST_SKIP = (
+    "build",
+    "dist",
+    "__pycache__",
+    "_precompiled",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+)
+# written by `python -m build --sdist` into the bundled sdist's root, absent from a checkout's kernels/
+SDIST_METADATA = ("PKG-INFO", "setup.cfg")
+
+
+def source_digest(root: Path, *, skip: Sequence[str] = DIGEST_SKIP) -> str:
+    """sha256 over the kernel sources' paths and bytes: a wheel is reused only for the same sources.
+    A checkout's kernels/ and the same sources unpacked from fa-dist's bundled sdist give one digest."""
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if any(part in skip or part.endswith(".egg-info") for part in rel.split("/")):
+        if rel in SDIST_METADATA or any(
+            part in skip or part.endswith(".egg-info") for part in rel.split("/")
+        ):
             continue
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

@@ -122,7 +122,10 @@ def carried_digest() -> str | None:
     wheelhouse manifest; None when it carries none (then no wheel is judged stale)."""
     try:
         return build_plan.source_digest(kernels_dir())
-    except ConfigError:
+    except (
+        ConfigError,
+        OSError,
+    ):  # no or damaged sources, an unwritable cache: nothing judged stale
         return None
 
 

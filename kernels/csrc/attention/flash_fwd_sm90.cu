@@ -9,9 +9,9 @@
 //   consumers (warpgroups 1 and 2, registers raised to 240): 64 query rows each. Per key tile:
 //             S = Q.K^T (wgmma, both operands in shared memory), online softmax in registers, then
 //             O += P.V (wgmma, P from registers, V from shared memory, head_dim-major).
-// Three schedules of the consumers' loop (FA_KERNELS_SM90, flash_fwd_sm90.h): serial, overlapped (the
-// default) and ping-pong (the two warpgroups take turns on the tensor cores through named barriers 1 and 2,
-// and each one's softmax, one FFMA and one MUFU.EX2 an element, runs under its own P.V product).
+// Three schedules of the consumers' loop (FA_KERNELS_SM90, flash_fwd_sm90.h): serial, overlapped and
+// ping-pong, the default (the two warpgroups take turns on the tensor cores through named barriers 1 and
+// 2, and each one's softmax, one FFMA and one MUFU.EX2 an element, runs under its own P.V product).
 // Tensor maps are 4-D (head_dim, seqlen, heads, batch) over the tensors' real strides, so rows past a
 // sequence's end are out of bounds and TMA fills them with zeros: odd lengths cost nothing extra.
 //

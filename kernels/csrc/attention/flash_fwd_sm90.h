@@ -6,10 +6,10 @@
 
 namespace fa_kernels {
 
-// FA_KERNELS_SM90, read on every call so one process can compare the paths: unset (or anything else)
-// the overlapped schedule, "serial" the one-step-at-a-time schedule (for debugging), "pingpong" the two
-// consumer warpgroups taking turns on the tensor cores (issue #16; the overlapped schedule where the
-// softmax scale is not positive), "0" off.
+// FA_KERNELS_SM90, read on every call so one process can compare the paths: unset, "pingpong" or any
+// value not named here the two consumer warpgroups taking turns on the tensor cores (issue #16; the
+// overlapped schedule where the softmax scale is not positive), "overlapped" both at once, "serial" the
+// one-step-at-a-time schedule (for debugging), "0" off (the sm_80 kernel).
 enum class Sm90Mode { kOff, kSerial, kOverlapped, kPingPong };
 Sm90Mode flash_fwd_sm90_mode();
 

@@ -35,8 +35,9 @@ def _threshold(p: float) -> int:
 
 
 def _warps(block_n: int) -> int:
-    """Forward warps for a tile of block_n elements: at most 8 (an H200 sweep, benchmarks/sweep_norm_fwd.py:
-    16 warps lost 6% at 32768x8192 with dropout and nothing anywhere else)."""
+    """Forward warps for a tile of block_n elements: at most 8 (an H200 sweep at hidden 2k-8k,
+    benchmarks/sweep_norm_fwd.py: 16 warps lost 6% at 32768x8192 and 2.7% at 65536x2048 with dropout,
+    and were no faster at p=0; hidden sizes above 8k were not swept)."""
     return max(1, min(8, block_n // 256))
 
 
