@@ -18,7 +18,8 @@
 #   3 (the sm90 file only: every mode); 4 racecheck and synccheck on the ping-pong at one small shape;
 #   5 at hd 64/128, seqlen 4k/8k/16k, causal and not, forward only: auto, cuda (the default schedule),
 #   cuda_overlapped, triton, SDPA cuDNN. A hang (exit 124) in the smoke skips everything after it.
-#   PART=bwd (the sm90 backward, FA_KERNELS_SM90_BWD=1; step limits 100+60+110+2x50+100 s = 7m50s):
+#   PART=bwd (the sm90 backward, FA_KERNELS_SM90_BWD=1; step limits 100+60+110+2x50+100 s = 7m50s;
+#   BWD_EXTRA_TESTS adds test files, SAN_TOOLS picks the sanitizer tools, BENCH_SEQLENS the bench's lengths):
 #   1; smoke_bwd.log (the sm90 backward vs the float32 reference and the sm_80 backward at small shapes,
 #   60 s: a hang is reported and skips the rest); pytest.log (tests/kernels/test_cuda_sm90_bwd.py);
 #   sanitizer.log (racecheck and synccheck of the sm90 backward at one small shape); bench.log
@@ -149,16 +150,17 @@ if [ "$PART" = bwd ]; then
     if [ "$SMOKE" = 124 ] || [ "$SMOKE" = 137 ]; then note "smoke-bwd hung: the rest skipped"; exit 1; fi
     XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 4")
     run pytest-sm90-bwd "$OUT/pytest.log" 110 $PY -m pytest -q -m gpu $XDIST -p no:cacheprovider --durations=8 \
-        tests/kernels/test_cuda_sm90_bwd.py
+        tests/kernels/test_cuda_sm90_bwd.py ${BWD_EXTRA_TESTS:-}
     note "  $(grep -E 'passed|failed' "$OUT/pytest.log" | tail -1)"
     SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-    for tool in racecheck synccheck; do
+    for tool in ${SAN_TOOLS:-racecheck synccheck}; do
         (cd "$WORK" && SMOKE_SHAPES=one run "sanitizer-$tool" "$OUT/sanitizer.log" 50 \
             "$SAN" --tool "$tool" --error-exitcode 9 $PY "$WORK/smoke_bwd.py")
     done
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|hazard|^ok|^FAIL" "$OUT/sanitizer.log" | sort | uniq -c \
         | head -12 | tee -a "$SUMMARY"
-    (cd benchmarks && run bench "$OUT/bench.log" 100 $PY bench_attention.py --seqlens 4096 8192 16384 \
+    # shellcheck disable=SC2086  # the seqlens are separate arguments
+    (cd benchmarks && run bench "$OUT/bench.log" 100 $PY bench_attention.py --seqlens ${BENCH_SEQLENS:-4096 8192 16384} \
         --only cuda cuda_bwd90 triton sdpa_cudnn --phases bwd --no-first-call --no-graphs --rep 30)
     grep -E "^\|" "$OUT/bench.log" | head -20 >> "$SUMMARY"
     exit 0
