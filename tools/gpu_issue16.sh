@@ -159,6 +159,7 @@ if [ "$PART" = bwd ]; then
     done
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|hazard|^ok|^FAIL" "$OUT/sanitizer.log" | sort | uniq -c \
         | head -12 | tee -a "$SUMMARY"
+    [ -n "${SKIP_BENCH:-}" ] && exit 0
     # shellcheck disable=SC2086  # the seqlens are separate arguments
     (cd benchmarks && run bench "$OUT/bench.log" 100 $PY bench_attention.py --seqlens ${BENCH_SEQLENS:-4096 8192 16384} \
         --only cuda cuda_bwd90 triton sdpa_cudnn --phases bwd --no-first-call --no-graphs --rep 30)

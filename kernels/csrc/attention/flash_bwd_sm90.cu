@@ -208,7 +208,10 @@ __device__ __forceinline__ void to_operand(const float (&acc)[N / 2], uint32_t (
   }
 }
 
+// One arrival a warp, after all its lanes are done with the stage: the stats are read by every lane with
+// plain loads, which lane 0's arrival alone does not order (compute-sanitizer racecheck flagged them).
 __device__ __forceinline__ void release(uint32_t empty_bar) {
+  __syncwarp();
   if ((threadIdx.x & 31) == 0) mbar_arrive(empty_bar);
 }
 
