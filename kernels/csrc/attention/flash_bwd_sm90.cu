@@ -216,6 +216,22 @@ __device__ __forceinline__ void release(uint32_t empty_bar) {
 }
 
 // Writes 64 rows x D of fp32 accumulators (times scale) as T, rows < valid; `row` is the thread's first.
+// Two score-like products over head_dim in one wgmma group, all four operands K-major in shared memory:
+// c0 = A0.B0^T and c1 = A1.B1^T (descriptors: A over kRows rows, B over N); the caller waits.
+template <int N, bool kBf16, int D>
+__device__ __forceinline__ void issue_two_ss(float (&c0)[N / 2], uint32_t a0, uint32_t b0, float (&c1)[N / 2],
+                                             uint32_t a1, uint32_t b1) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    sm90::Wgmma<N, kBf16>::ss(c0, desc_k_major(a0, kRows, kk), desc_k_major(b0, N, kk), kk > 0);
+  }
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    sm90::Wgmma<N, kBf16>::ss(c1, desc_k_major(a1, kRows, kk), desc_k_major(b1, N, kk), kk > 0);
+  }
+  wgmma_commit();
+}
+
 template <typename T, int D>
 __device__ __forceinline__ void store_rows(T* dst, int64_t stride, const float (&acc)[D / 2], float scale, int row,
                                            int valid) {
@@ -265,15 +281,7 @@ struct DkdvConsumer {
 
   // S^T = K.Q^T and dP^T = V.dO^T of step j, one wgmma group; the caller waits.
   __device__ void issue_scores(float (&st)[kI / 2], float (&dpt)[kI / 2], int j) {
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      sm90::Wgmma<kI, kBf16>::ss(st, desc_k_major(k_tile(), kRows, kk), desc_k_major(q_tile(j), kI, kk), kk > 0);
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      sm90::Wgmma<kI, kBf16>::ss(dpt, desc_k_major(v_tile(), kRows, kk), desc_k_major(do_tile(j), kI, kk), kk > 0);
-    }
-    wgmma_commit();
+    issue_two_ss<kI, kBf16, D>(st, k_tile(), q_tile(j), dpt, v_tile(), do_tile(j));
   }
   // dV += P^T.dO and dK += dS^T.Q of step j (dO and Q as head_dim-major B operands), one wgmma group.
   __device__ void issue_grads(const uint32_t (&pa)[kI / 16][4], const uint32_t (&da)[kI / 16][4], int j) {
@@ -377,15 +385,7 @@ struct DqConsumer {
 
   // S = Q.K^T and dP = dO.V^T of step j, one wgmma group.
   __device__ void issue_scores(float (&s)[kI / 2], float (&dp)[kI / 2], int j) {
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      sm90::Wgmma<kI, kBf16>::ss(s, desc_k_major(q_tile(), kRows, kk), desc_k_major(k_tile(j), kI, kk), kk > 0);
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      sm90::Wgmma<kI, kBf16>::ss(dp, desc_k_major(do_tile(), kRows, kk), desc_k_major(v_tile(j), kI, kk), kk > 0);
-    }
-    wgmma_commit();
+    issue_two_ss<kI, kBf16, D>(s, q_tile(), k_tile(j), dp, do_tile(), v_tile(j));
   }
   // dQ += dS.K of step j (K as the head_dim-major B operand).
   __device__ void issue_grad(const uint32_t (&da)[kI / 16][4], int j) {
