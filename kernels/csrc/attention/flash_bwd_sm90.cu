@@ -131,23 +131,32 @@ __device__ Work<D> dq_work(const FlashParams& p) {
 
 // -- producers ---------------------------------------------------------------------------------------
 
-// dK/dV, one thread: K and V once, then Q and dO of every step. Nothing at all when there is no step (a
-// CTA must not exit with a copy in flight).
-template <int D>
-__device__ void produce_dkdv(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
-                             const CUtensorMap* tdo, uint32_t smem, Bars bars, const Work<D>& w) {
+// One thread: the CTA's own two tiles (kRows rows from w.own0 of head w.head) once, then the two tiles of
+// every step (kInner rows from at(j).x of head at(j).y) into the ring. Nothing at all when there is no
+// step (a CTA must not exit with a copy in flight).
+template <int D, typename At>
+__device__ void produce(const CUtensorMap* own_a, const CUtensorMap* own_b, const CUtensorMap* step_a,
+                        const CUtensorMap* step_b, uint32_t smem, Bars bars, const Work<D>& w, At at) {
   using L = Layout<D>;
   if (w.steps == 0) return;
   mbar_expect_tx(bars.own_full(), 2 * L::own_bytes);
-  load_tile<D>(smem, tk, bars.own_full(), kRows, w.own0, w.head, w.b);
-  load_tile<D>(smem + L::own1_off, tv, bars.own_full(), kRows, w.own0, w.head, w.b);
+  load_tile<D>(smem, own_a, bars.own_full(), kRows, w.own0, w.head, w.b);
+  load_tile<D>(smem + L::own1_off, own_b, bars.own_full(), kRows, w.own0, w.head, w.b);
   for (int j = 0; j < w.steps; ++j) {
     const int s = stage(j);
     mbar_wait(bars.empty(s), parity(j) ^ 1);
     mbar_expect_tx(bars.full(s), 2 * L::step_bytes);
-    load_tile<D>(smem + L::a_off + s * L::step_bytes, tq, bars.full(s), L::kInner, w.m0(j), w.q_head(j), w.b);
-    load_tile<D>(smem + L::b_off + s * L::step_bytes, tdo, bars.full(s), L::kInner, w.m0(j), w.q_head(j), w.b);
+    const int2 rows_head = at(j);
+    load_tile<D>(smem + L::a_off + s * L::step_bytes, step_a, bars.full(s), L::kInner, rows_head.x, rows_head.y, w.b);
+    load_tile<D>(smem + L::b_off + s * L::step_bytes, step_b, bars.full(s), L::kInner, rows_head.x, rows_head.y, w.b);
   }
+}
+
+// dK/dV: K and V once, then Q and dO of every step (every query block of every query head of the group).
+template <int D>
+__device__ void produce_dkdv(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
+                             const CUtensorMap* tdo, uint32_t smem, Bars bars, const Work<D>& w) {
+  produce<D>(tk, tv, tq, tdo, smem, bars, w, [&w](int j) { return make_int2(w.m0(j), w.q_head(j)); });
 }
 
 // dK/dV, one warp: lse (times log2(e)) and delta of every step's queries into the stage's stats, then an
@@ -172,22 +181,11 @@ __device__ void produce_stats(const FlashParams& p, float* stats, Bars bars, con
   }
 }
 
-// dQ, one thread: Q and dO once, then K and V of every step.
+// dQ: Q and dO once, then K and V of every step (the kv head's key blocks).
 template <int D>
 __device__ void produce_dq(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
                            const CUtensorMap* tdo, uint32_t smem, Bars bars, const Work<D>& w, int head_k) {
-  using L = Layout<D>;
-  if (w.steps == 0) return;
-  mbar_expect_tx(bars.own_full(), 2 * L::own_bytes);
-  load_tile<D>(smem, tq, bars.own_full(), kRows, w.own0, w.head, w.b);
-  load_tile<D>(smem + L::own1_off, tdo, bars.own_full(), kRows, w.own0, w.head, w.b);
-  for (int j = 0; j < w.steps; ++j) {
-    const int s = stage(j);
-    mbar_wait(bars.empty(s), parity(j) ^ 1);
-    mbar_expect_tx(bars.full(s), 2 * L::step_bytes);
-    load_tile<D>(smem + L::a_off + s * L::step_bytes, tk, bars.full(s), L::kInner, j * L::kInner, head_k, w.b);
-    load_tile<D>(smem + L::b_off + s * L::step_bytes, tv, bars.full(s), L::kInner, j * L::kInner, head_k, w.b);
-  }
+  produce<D>(tq, tdo, tk, tv, smem, bars, w, [head_k](int j) { return make_int2(j * Layout<D>::kInner, head_k); });
 }
 
 // -- consumers ---------------------------------------------------------------------------------------
