@@ -68,10 +68,7 @@ def _with_sm90_mode(mode: str, run: Callable[[], Any]) -> Callable[[], Any]:
         try:
             return run()
         finally:
-            if saved is None:
-                del os.environ["FA_KERNELS_SM90"]
-            else:
-                os.environ["FA_KERNELS_SM90"] = saved
+            _restore_env("FA_KERNELS_SM90", saved)
     return call
 
 

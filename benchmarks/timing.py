@@ -156,9 +156,9 @@ def kernel_ms(call: Call, reps: int = 20) -> tuple[float | None, str]:
 
 
 def measure(run: Callable[[], Outputs], inputs: Sequence[torch.Tensor], direction: str, *,
-            graphs: bool = True, rep: int = DO_BENCH_REP_MS, kernel: bool = True) -> Timing:
+            graphs: bool = True, rep: int = DO_BENCH_REP_MS) -> Timing:
     """Time one implementation in one direction ("fwd" or "bwd") by the method above; ``graphs``: the
-    forward's graph column, ``kernel``: the backward's kernel column."""
+    forward's graph column (a backward always gets its kernel column)."""
     if direction not in ("fwd", "bwd"):
         raise ValueError(f"direction={direction!r}: fwd or bwd")
     try:
@@ -167,7 +167,7 @@ def measure(run: Callable[[], Outputs], inputs: Sequence[torch.Tensor], directio
     except Exception as exc:  # e.g. an SDPA backend that does not take this shape
         return Timing(None, None, f"failed: {type(exc).__name__}: {str(exc).strip()[:100]}")
     if direction == "bwd":  # on the H200 a failed capture of a backward left torch's CUDA RNG unusable
-        kms, why = kernel_ms(call) if kernel else (None, "")  # ("Offset increment outside graph capture")
+        kms, why = kernel_ms(call)  # ("Offset increment outside graph capture"): kernel time instead
         return Timing(ms, None, why or BWD_GRAPH_NOTE, kms)
     if not graphs:
         return Timing(ms)

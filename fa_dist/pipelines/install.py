@@ -120,12 +120,10 @@ def describe(env: Environment) -> str:
 def carried_digest() -> str | None:
     """The digest of the kernel sources this fa-dist builds from, as a build records it in the
     wheelhouse manifest; None when it carries none (then no wheel is judged stale)."""
+    # no or damaged sources, or an unwritable cache to unpack them into: nothing is judged stale
     try:
         return build_plan.source_digest(kernels_dir())
-    except (
-        ConfigError,
-        OSError,
-    ):  # no or damaged sources, an unwritable cache: nothing judged stale
+    except (ConfigError, OSError):
         return None
 
 
