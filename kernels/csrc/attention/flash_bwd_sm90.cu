@@ -566,10 +566,7 @@ bool flash_bwd_sm90_enabled() {
 }
 
 cudaError_t flash_bwd_sm90(const FlashParams& p, cudaStream_t stream) {
-  if (!flash_bwd_sm90_enabled() || p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 ||
-      p.seqlen_q <= 0 || p.seqlen_k <= 0 || p.batch * static_cast<int64_t>(p.heads) > 65535) {
-    return cudaErrorNotSupported;
-  }
+  if (!flash_bwd_sm90_enabled() || !sm90::shape_supported(p)) return cudaErrorNotSupported;
   const bool bf16 = p.dtype == AttnDType::kBFloat16;
   if (p.head_dim == 64) return bf16 ? launch<__nv_bfloat16, 64>(p, stream) : launch<__half, 64>(p, stream);
   if (p.head_dim == 128) return bf16 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__half, 128>(p, stream);

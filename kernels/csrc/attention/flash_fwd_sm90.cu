@@ -591,10 +591,7 @@ cudaError_t launch_mode(const FlashParams& p, cudaStream_t stream, Sm90Mode mode
 
 cudaError_t flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
   const Sm90Mode mode = flash_fwd_sm90_mode();
-  if (mode == Sm90Mode::kOff || p.batch <= 0 || p.heads <= 0 || p.heads_k <= 0 || p.heads % p.heads_k != 0 ||
-      p.seqlen_q <= 0 || p.seqlen_k <= 0 || p.batch * static_cast<int64_t>(p.heads) > 65535) {
-    return cudaErrorNotSupported;
-  }
+  if (mode == Sm90Mode::kOff || !sm90::shape_supported(p)) return cudaErrorNotSupported;
   const bool bf16 = p.dtype == AttnDType::kBFloat16;
   if (p.head_dim == 64) {
     return bf16 ? launch_mode<__nv_bfloat16, 64>(p, stream, mode) : launch_mode<__half, 64>(p, stream, mode);

@@ -16,6 +16,13 @@ constexpr int kBoxCols = 64;  // 128 bytes of 16-bit elements: one swizzle atom 
 
 using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
 
+// The shapes both sm90 directions take: at least one of everything, whole GQA groups, and batch x heads
+// within a grid dimension's 65535.
+inline bool shape_supported(const FlashParams& p) {
+  return p.batch > 0 && p.heads > 0 && p.heads_k > 0 && p.heads % p.heads_k == 0 && p.seqlen_q > 0 &&
+         p.seqlen_k > 0 && p.batch * static_cast<int64_t>(p.heads) <= 65535;
+}
+
 // The driver's tensor-map encoder, found at run time (no -lcuda); null when the driver has none.
 inline EncodeTiled encoder() {
   static const EncodeTiled fn = [] {
