@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Callable
 
 import torch
 from bench_norm import SHAPES, upstream
@@ -32,25 +33,25 @@ def main() -> None:
         w = torch.randn(n, device="cuda", dtype=torch.bfloat16)
         gbytes = 4 * m * n * 2 / 1e9  # x, residual read; y, s written
         results: dict[str, float] = {}
-        if peer is not None:
-            ms, _ = graph_ms(forward_call(lambda: peer(x, w, None, residual=r, dropout_p=p, prenorm=True)),
-                                rep=args.rep)
+
+        def timed(name: str, run: Callable[[], object]) -> None:
+            ms, _ = graph_ms(forward_call(run), rep=args.rep)
             if ms is not None:
-                results["flash_attn"] = ms
+                results[name] = ms
+
+        def ours() -> object:
+            return fa_kernels.rms_norm_fn(x, w, None, residual=r, dropout_p=p, prenorm=True, backend="triton")
+
+        if peer is not None:
+            timed("flash_attn", lambda: peer(x, w, None, residual=r, dropout_p=p, prenorm=True))
         N.fwd_rows, N._warps = default_rows, default_warps
-        ms, _ = graph_ms(forward_call(lambda: fa_kernels.rms_norm_fn(
-            x, w, None, residual=r, dropout_p=p, prenorm=True, backend="triton")), rep=args.rep)
-        if ms is not None:
-            results["ours (default)"] = ms
+        timed("ours (default)", ours)
         for warps, rows in itertools.product(WARPS, ROWS):
             if rows * n > 16384 or warps * 32 * 4 > rows * n:
                 continue
             N.fwd_rows = lambda n_, d_, rows=rows: rows  # type: ignore[assignment]
             N._warps = lambda b_, warps=warps: warps  # type: ignore[assignment]
-            ms, _ = graph_ms(forward_call(lambda: fa_kernels.rms_norm_fn(
-                x, w, None, residual=r, dropout_p=p, prenorm=True, backend="triton")), rep=args.rep)
-            if ms is not None:
-                results[f"warps {warps} rows {rows}"] = ms
+            timed(f"warps {warps} rows {rows}", ours)
         N.fwd_rows, N._warps = default_rows, default_warps
         best = min(results, key=results.__getitem__)
         print(f"\n{m}x{n} p={p}: best {best} {results[best]:.4f} ms")
